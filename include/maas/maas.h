@@ -1,0 +1,9 @@
+// The umbrella header of maas: include it to get the whole public API.
+#ifndef MAAS_MAAS_H_
+#define MAAS_MAAS_H_
+
+#include "maas/model_store.h"
+#include "maas/types.h"
+#include "maas/version.h"
+
+#endif  // MAAS_MAAS_H_

@@ -1,0 +1,481 @@
+#include "maas/model_store.h"
+#include "maas/version.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <system_error>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl_compat.h"
+#include "fmt/core.h"
+#include "manifest.h"
+#include "names.h"
+#include "publish_hook.h"
+#include "sha256.h"
+#include "status_macros.h"
+#include "store_files.h"
+#include "torchscript_check.h"
+
+// On-disk layout (docs/model-store.md):
+//   <root>/.maas-store.json            marker with the format version
+//   <root>/<model>/.lock               flock serializing changes to the model
+//   <root>/<model>/model.json          last version ever published and the aliases
+//   <root>/<model>/<N>/model.pt        the artifact (read-only)
+//   <root>/<model>/<N>/manifest.json   signature, sha256, size, creation time, ...
+//   <root>/<model>/.staging-<unique>/  a publish in progress (or abandoned by a crash)
+//   <root>/<model>/.removing-<unique>/ a removal in progress (or abandoned by a crash)
+
+namespace maas {
+namespace fs = std::filesystem;
+using internal::FileLock;
+using internal::ModelMeta;
+
+namespace {
+
+constexpr char kMarkerFile[] = ".maas-store.json";
+constexpr char kLockFile[] = ".lock";
+constexpr char kModelMetaFile[] = "model.json";
+constexpr char kManifestFile[] = "manifest.json";
+constexpr char kArtifactFile[] = "model.pt";
+constexpr char kStagingPrefix[] = ".staging-";
+constexpr char kRemovingPrefix[] = ".removing-";
+
+std::atomic<internal::PublishHook> publish_hook{nullptr};
+
+void RunPublishHook(std::string_view point) {
+  if (internal::PublishHook hook = publish_hook.load()) hook(point);
+}
+
+// Prefixes a parse error of a store file with the file's path, as DataLoss: the store, not the
+// caller, is at fault.
+absl::Status CorruptFile(const fs::path& path, const absl::Status& cause) {
+  return absl::DataLossError(fmt::format("{}: {}", path.string(), cause.message()));
+}
+
+std::string VersionList(const std::vector<int64_t>& versions) {
+  return versions.empty() ? "none" : absl::StrJoin(versions, ", ");
+}
+
+// Returns the versions present in a model folder, increasing. Entries that are not version
+// folders, and links leading out of the store, are ignored.
+std::vector<int64_t> ListVersions(const fs::path& root, const fs::path& model_dir) {
+  std::vector<int64_t> versions;
+  std::error_code ec;
+  for (fs::directory_iterator it(model_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    int64_t version = internal::ParseVersionFolderName(it->path().filename().string());
+    if (version < 1) continue;
+    std::error_code type_ec;
+    if (it->is_symlink(type_ec) && !internal::ResolveInside(root, it->path()).ok()) continue;
+    if (!it->is_directory(type_ec)) continue;
+    versions.push_back(version);
+  }
+  std::sort(versions.begin(), versions.end());
+  return versions;
+}
+
+// Reads model.json; a missing file is an empty ModelMeta (a model whose aliases were never set).
+absl::StatusOr<ModelMeta> ReadModelMeta(const fs::path& root, const fs::path& model_dir) {
+  fs::path path = model_dir / kModelMetaFile;
+  absl::StatusOr<fs::path> resolved = internal::ResolveInside(root, path);
+  if (absl::IsNotFound(resolved.status())) return ModelMeta{};
+  if (!resolved.ok()) return resolved.status();
+  MAAS_ASSIGN_OR_RETURN(std::string text, internal::ReadSmallFile(*resolved));
+  absl::StatusOr<ModelMeta> meta = internal::ModelMetaFromText(text);
+  if (!meta.ok()) return CorruptFile(path, meta.status());
+  return meta;
+}
+
+absl::Status WriteModelMeta(const fs::path& model_dir, std::string_view name,
+                            const ModelMeta& meta) {
+  return internal::ReplaceFileAtomically(model_dir / kModelMetaFile,
+                                         internal::ModelMetaToText(name, meta));
+}
+
+// Deletes what crashed publishes and removals left behind. Call with the model lock held: a
+// staging folder whose own lock is free then belongs to a process that died.
+void CleanUpAbandoned(const fs::path& model_dir) {
+  std::error_code ec;
+  std::vector<fs::path> abandoned;
+  for (fs::directory_iterator it(model_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (absl::StartsWith(name, kStagingPrefix)) {
+      absl::StatusOr<std::optional<FileLock>> lock =
+          FileLock::TryAcquireExisting(it->path() / kLockFile);
+      if (absl::IsNotFound(lock.status()) || (lock.ok() && lock->has_value())) {
+        abandoned.push_back(it->path());
+      }
+    } else if (absl::StartsWith(name, kRemovingPrefix) ||
+               absl::StartsWith(name, std::string(kModelMetaFile) + ".tmp-")) {
+      abandoned.push_back(it->path());
+    }
+  }
+  for (const fs::path& path : abandoned) {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+}
+
+}  // namespace
+
+namespace internal {
+void SetPublishHookForTesting(PublishHook hook) { publish_hook.store(hook); }
+}  // namespace internal
+
+ModelStore::ModelStore(fs::path root, Options options)
+    : root_(std::move(root)), options_(options) {}
+
+ModelStore::~ModelStore() = default;
+
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const fs::path& root,
+                                                             Options options) {
+  if (root.empty()) return absl::InvalidArgumentError("store root is an empty path");
+  std::error_code ec;
+  fs::path absolute = fs::absolute(root, ec);
+  if (ec) return internal::FileError("resolve", root, ec);
+  if (!fs::exists(absolute, ec)) {
+    if (!options.create_if_missing || options.read_only) {
+      return absl::NotFoundError(fmt::format(
+          "store root {} does not exist (and the options forbid creating it)", absolute.string()));
+    }
+    fs::create_directories(absolute, ec);
+    if (ec) return internal::FileError("create the store root", absolute, ec);
+  }
+  if (!fs::is_directory(absolute, ec)) {
+    return absl::FailedPreconditionError(
+        fmt::format("store root {} exists but is not a folder", absolute.string()));
+  }
+  fs::path canonical = fs::canonical(absolute, ec);
+  if (ec) return internal::FileError("resolve", absolute, ec);
+
+  fs::path marker = canonical / kMarkerFile;
+  absl::StatusOr<std::string> text = internal::ReadSmallFile(marker);
+  if (text.ok()) {
+    absl::StatusOr<internal::Json> json = internal::Json::Parse(*text);
+    if (!json.ok()) return CorruptFile(marker, json.status());
+    const internal::Json* format = json->Find("format");
+    if (format == nullptr || !format->is_int()) {
+      return CorruptFile(marker, absl::InvalidArgumentError("lacks an integer \"format\""));
+    }
+    if (format->as_int() > internal::kStoreFormat) {
+      return absl::FailedPreconditionError(fmt::format(
+          "store {} has format {}, newer than the format {} this maas ({}) understands",
+          canonical.string(), format->as_int(), internal::kStoreFormat, Version()));
+    }
+  } else if (absl::IsNotFound(text.status()) && !options.read_only) {
+    internal::Json marker_json = internal::Json::Object{
+        {"format", internal::kStoreFormat},
+        {"about", "A maas model store; see docs/model-store.md of maas for the layout."}};
+    MAAS_RETURN_IF_ERROR(internal::ReplaceFileAtomically(marker, marker_json.Dump()));
+  } else if (!absl::IsNotFound(text.status())) {
+    return text.status();
+  }
+  return std::unique_ptr<ModelStore>(new ModelStore(std::move(canonical), options));
+}
+
+absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
+                                              const fs::path& torchscript_file,
+                                              const ModelSignature& signature,
+                                              const PublishOptions& options) {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError(
+        fmt::format("cannot publish '{}': store {} was opened read-only", name, root_.string()));
+  }
+  MAAS_RETURN_IF_ERROR(internal::ValidateModelName(name));
+  if (absl::Status s = ValidateSignature(signature); !s.ok()) {
+    return absl::InvalidArgumentError(
+        fmt::format("cannot publish '{}': {}", name, s.message()));
+  }
+  std::error_code ec;
+  if (!fs::exists(torchscript_file, ec)) {
+    return absl::NotFoundError(
+        fmt::format("cannot publish '{}': {} does not exist", name, torchscript_file.string()));
+  }
+  if (!fs::is_regular_file(torchscript_file, ec)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "cannot publish '{}': {} is not a regular file", name, torchscript_file.string()));
+  }
+
+  // The model folder: created on first publish; an existing one must not lead out of the store.
+  fs::path model_dir = root_ / std::string(name);
+  fs::create_directory(model_dir, ec);
+  if (ec) return internal::FileError("create", model_dir, ec);
+  MAAS_ASSIGN_OR_RETURN(model_dir, internal::ResolveInside(root_, model_dir));
+
+  // Stage: a private folder, created under the model lock together with its own lock file so
+  // that a cleaner holding the model lock can tell a live publish from an abandoned one.
+  fs::path staging = model_dir / (kStagingPrefix + internal::UniqueName());
+  std::optional<FileLock> staging_lock;
+  {
+    MAAS_ASSIGN_OR_RETURN(FileLock model_lock, FileLock::Acquire(model_dir / kLockFile));
+    CleanUpAbandoned(model_dir);
+    fs::create_directory(staging, ec);
+    if (ec) return internal::FileError("create", staging, ec);
+    MAAS_ASSIGN_OR_RETURN(staging_lock, FileLock::Acquire(staging / kLockFile));
+  }
+  struct RemoveOnExit {
+    fs::path path;
+    ~RemoveOnExit() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);  // A no-op once the folder was renamed into place.
+    }
+  } remove_staging{staging};
+
+  // Copy, hash and check the copy: what is checked is exactly what gets published.
+  fs::path staged_artifact = staging / kArtifactFile;
+  MAAS_ASSIGN_OR_RETURN(internal::CopyResult copy,
+                        internal::CopyAndHash(torchscript_file, staged_artifact));
+  if (absl::Status s = internal::CheckTorchScript(staged_artifact, signature); !s.ok()) {
+    return absl::InvalidArgumentError(fmt::format(
+        "cannot publish '{}' from {}: {}", name, torchscript_file.string(), s.message()));
+  }
+  RunPublishHook("staged");
+
+  ModelInfo info;
+  info.name = std::string(name);
+  info.sha256 = copy.sha256;
+  info.size_bytes = copy.size_bytes;
+  info.signature = signature;
+  info.description = options.description;
+  info.labels = options.labels;
+
+  // Commit: pick the number and rename the staged folder into place under the model lock.
+  MAAS_ASSIGN_OR_RETURN(FileLock model_lock, FileLock::Acquire(model_dir / kLockFile));
+  MAAS_ASSIGN_OR_RETURN(ModelMeta meta, ReadModelMeta(root_, model_dir));
+  std::vector<int64_t> versions = ListVersions(root_, model_dir);
+  info.version = std::max(meta.last_version, versions.empty() ? 0 : versions.back()) + 1;
+  info.created = absl::Now();
+  MAAS_RETURN_IF_ERROR(internal::WriteFileDurably(staging / kManifestFile,
+                                                  internal::ManifestToText(info),
+                                                  /*read_only=*/true));
+  RunPublishHook("committing");
+  fs::remove(staging / kLockFile, ec);  // Safe: cleaners need the model lock, which we hold.
+  staging_lock.reset();
+  fs::path version_dir = model_dir / std::to_string(info.version);
+  if (::rename(staging.c_str(), version_dir.c_str()) != 0) {
+    return internal::FileError("rename into place", version_dir,
+                               std::error_code(errno, std::generic_category()));
+  }
+  MAAS_RETURN_IF_ERROR(internal::SyncFolder(model_dir));
+  meta.last_version = info.version;
+  MAAS_RETURN_IF_ERROR(WriteModelMeta(model_dir, name, meta));
+  info.artifact_path = version_dir / kArtifactFile;
+  return info;
+}
+
+namespace {
+
+// Returns the folder of an existing model (one with at least one version).
+absl::StatusOr<fs::path> ModelDir(const fs::path& root, std::string_view name) {
+  MAAS_RETURN_IF_ERROR(internal::ValidateModelName(name));
+  absl::StatusOr<fs::path> dir = internal::ResolveInside(root, root / std::string(name));
+  if (absl::IsNotFound(dir.status()) || (dir.ok() && ListVersions(root, *dir).empty())) {
+    return absl::NotFoundError(
+        fmt::format("model '{}' not found in store {}", name, root.string()));
+  }
+  return dir;
+}
+
+absl::StatusOr<ModelInfo> ReadVersion(const fs::path& root, std::string_view name,
+                                      const fs::path& model_dir, int64_t version) {
+  fs::path version_dir = model_dir / std::to_string(version);
+  absl::StatusOr<fs::path> resolved = internal::ResolveInside(root, version_dir);
+  if (absl::IsNotFound(resolved.status())) {
+    return absl::NotFoundError(fmt::format("model '{}' has no version {} (versions: {})", name,
+                                           version, VersionList(ListVersions(root, model_dir))));
+  }
+  if (!resolved.ok()) return resolved.status();
+
+  fs::path manifest_path = version_dir / kManifestFile;
+  absl::StatusOr<fs::path> manifest_file = internal::ResolveInside(root, manifest_path);
+  if (absl::IsNotFound(manifest_file.status())) {
+    return absl::DataLossError(fmt::format("{} is missing", manifest_path.string()));
+  }
+  if (!manifest_file.ok()) return manifest_file.status();
+  absl::StatusOr<std::string> text = internal::ReadSmallFile(*manifest_file);
+  if (!text.ok()) return CorruptFile(manifest_path, text.status());
+  absl::StatusOr<ModelInfo> info = internal::ManifestFromText(*text);
+  if (!info.ok()) return CorruptFile(manifest_path, info.status());
+  if (info->name != name || info->version != version) {
+    return CorruptFile(manifest_path,
+                       absl::InvalidArgumentError(fmt::format(
+                           "it describes model '{}' version {}, but lies in the folder of model "
+                           "'{}' version {}",
+                           info->name, info->version, name, version)));
+  }
+
+  fs::path artifact_path = version_dir / kArtifactFile;
+  absl::StatusOr<fs::path> artifact = internal::ResolveInside(root, artifact_path);
+  if (absl::IsNotFound(artifact.status())) {
+    return absl::DataLossError(fmt::format("artifact {} of model '{}' version {} is missing",
+                                           artifact_path.string(), name, version));
+  }
+  if (!artifact.ok()) return artifact.status();
+  info->artifact_path = *artifact;
+  return info;
+}
+
+// A model's folder and model.json, read under the model's lock, held while this lives.
+struct LockedModel {
+  fs::path dir;
+  FileLock lock;
+  ModelMeta meta;
+};
+
+absl::StatusOr<LockedModel> LockModel(const fs::path& root, const ModelStoreOptions& options,
+                                      std::string_view name, std::string_view action) {
+  if (options.read_only) {
+    return absl::FailedPreconditionError(fmt::format(
+        "cannot {} of model '{}': store {} was opened read-only", action, name, root.string()));
+  }
+  MAAS_ASSIGN_OR_RETURN(fs::path model_dir, ModelDir(root, name));
+  MAAS_ASSIGN_OR_RETURN(FileLock lock, FileLock::Acquire(model_dir / kLockFile));
+  MAAS_ASSIGN_OR_RETURN(ModelMeta meta, ReadModelMeta(root, model_dir));
+  return LockedModel{std::move(model_dir), std::move(lock), std::move(meta)};
+}
+
+}  // namespace
+
+absl::StatusOr<ModelInfo> ModelStore::Get(std::string_view name, std::string_view version) const {
+  MAAS_ASSIGN_OR_RETURN(fs::path model_dir, ModelDir(root_, name));
+  absl::StatusOr<internal::VersionSelector> selector = internal::ParseVersionSelector(version);
+  if (!selector.ok()) {
+    return absl::InvalidArgumentError(
+        fmt::format("model '{}': {}", name, selector.status().message()));
+  }
+  int64_t number = 0;
+  if (std::holds_alternative<internal::LatestVersion>(*selector)) {
+    std::vector<int64_t> versions = ListVersions(root_, model_dir);
+    if (versions.empty()) {
+      return absl::NotFoundError(fmt::format("model '{}' has no versions", name));
+    }
+    number = versions.back();
+  } else if (const int64_t* n = std::get_if<int64_t>(&*selector)) {
+    number = *n;
+  } else {
+    const std::string& alias = std::get<std::string>(*selector);
+    MAAS_ASSIGN_OR_RETURN(ModelMeta meta, ReadModelMeta(root_, model_dir));
+    auto it = meta.aliases.find(alias);
+    if (it == meta.aliases.end()) {
+      std::vector<std::string> known;
+      for (const auto& [known_alias, unused] : meta.aliases) known.push_back(known_alias);
+      return absl::NotFoundError(fmt::format("model '{}' has no alias '{}' (aliases: {})", name,
+                                             alias, known.empty() ? "none" : absl::StrJoin(known, ", ")));
+    }
+    number = it->second;
+  }
+  return ReadVersion(root_, name, model_dir, number);
+}
+
+absl::StatusOr<std::vector<int64_t>> ModelStore::Versions(std::string_view name) const {
+  MAAS_ASSIGN_OR_RETURN(fs::path model_dir, ModelDir(root_, name));
+  return ListVersions(root_, model_dir);
+}
+
+absl::StatusOr<std::vector<std::string>> ModelStore::Models() const {
+  std::vector<std::string> models;
+  std::error_code ec;
+  for (fs::directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!internal::ValidateModelName(name).ok()) continue;
+    absl::StatusOr<fs::path> dir = internal::ResolveInside(root_, it->path());
+    std::error_code type_ec;
+    if (!dir.ok() || !fs::is_directory(*dir, type_ec)) continue;
+    if (!ListVersions(root_, *dir).empty()) models.push_back(std::move(name));
+  }
+  if (ec) return internal::FileError("list", root_, ec);
+  std::sort(models.begin(), models.end());
+  return models;
+}
+
+absl::StatusOr<std::map<std::string, int64_t>> ModelStore::Aliases(std::string_view name) const {
+  MAAS_ASSIGN_OR_RETURN(fs::path model_dir, ModelDir(root_, name));
+  MAAS_ASSIGN_OR_RETURN(ModelMeta meta, ReadModelMeta(root_, model_dir));
+  return meta.aliases;
+}
+
+absl::Status ModelStore::SetAlias(std::string_view name, std::string_view alias,
+                                  int64_t version) {
+  MAAS_RETURN_IF_ERROR(internal::ValidateAlias(alias));
+  MAAS_ASSIGN_OR_RETURN(LockedModel model, LockModel(root_, options_, name, "set an alias"));
+  std::vector<int64_t> versions = ListVersions(root_, model.dir);
+  if (!std::binary_search(versions.begin(), versions.end(), version)) {
+    return absl::NotFoundError(
+        fmt::format("cannot point alias '{}' at version {}: model '{}' has no such version "
+                    "(versions: {})",
+                    alias, version, name, VersionList(versions)));
+  }
+  model.meta.aliases[std::string(alias)] = version;
+  return WriteModelMeta(model.dir, name, model.meta);
+}
+
+absl::Status ModelStore::RemoveAlias(std::string_view name, std::string_view alias) {
+  MAAS_RETURN_IF_ERROR(internal::ValidateAlias(alias));
+  MAAS_ASSIGN_OR_RETURN(LockedModel model, LockModel(root_, options_, name, "remove an alias"));
+  if (model.meta.aliases.erase(std::string(alias)) == 0) {
+    return absl::NotFoundError(fmt::format("model '{}' has no alias '{}'", name, alias));
+  }
+  return WriteModelMeta(model.dir, name, model.meta);
+}
+
+absl::Status ModelStore::Remove(std::string_view name, int64_t version) {
+  MAAS_ASSIGN_OR_RETURN(LockedModel model, LockModel(root_, options_, name, "remove a version"));
+  CleanUpAbandoned(model.dir);
+  std::vector<int64_t> versions = ListVersions(root_, model.dir);
+  if (!std::binary_search(versions.begin(), versions.end(), version)) {
+    return absl::NotFoundError(fmt::format("model '{}' has no version {} (versions: {})", name,
+                                           version, VersionList(versions)));
+  }
+  std::vector<std::string> pointing;
+  for (const auto& [alias, target] : model.meta.aliases) {
+    if (target == version) pointing.push_back(fmt::format("'{}'", alias));
+  }
+  if (!pointing.empty()) {
+    return absl::FailedPreconditionError(fmt::format(
+        "cannot remove version {} of model '{}': alias {} points to it; move or remove the alias "
+        "first",
+        version, name, absl::StrJoin(pointing, ", ")));
+  }
+  // Keep the high-water mark so the number is never given out again.
+  if (model.meta.last_version < versions.back()) {
+    model.meta.last_version = versions.back();
+    MAAS_RETURN_IF_ERROR(WriteModelMeta(model.dir, name, model.meta));
+  }
+  // Rename first so that readers see the version vanish at once, then delete at leisure.
+  fs::path version_dir = model.dir / std::to_string(version);
+  fs::path doomed = model.dir / (kRemovingPrefix + internal::UniqueName());
+  if (::rename(version_dir.c_str(), doomed.c_str()) != 0) {
+    return internal::FileError("rename away", version_dir,
+                               std::error_code(errno, std::generic_category()));
+  }
+  MAAS_RETURN_IF_ERROR(internal::SyncFolder(model.dir));
+  std::error_code ec;
+  fs::remove_all(doomed, ec);
+  if (ec) return internal::FileError("delete", doomed, ec);
+  return absl::OkStatus();
+}
+
+absl::Status ModelStore::Verify(std::string_view name, std::string_view version) const {
+  MAAS_ASSIGN_OR_RETURN(ModelInfo info, Get(name, version));
+  std::error_code ec;
+  uintmax_t size = fs::file_size(info.artifact_path, ec);
+  if (ec) return internal::FileError("read the size of", info.artifact_path, ec);
+  if (static_cast<int64_t>(size) != info.size_bytes) {
+    return absl::DataLossError(fmt::format(
+        "artifact {} of model '{}' version {} has {} bytes; its manifest records {}",
+        info.artifact_path.string(), name, info.version, size, info.size_bytes));
+  }
+  MAAS_ASSIGN_OR_RETURN(std::string sha256, internal::Sha256OfFile(info.artifact_path));
+  if (sha256 != info.sha256) {
+    return absl::DataLossError(fmt::format(
+        "artifact {} of model '{}' version {} has SHA-256 {}; its manifest records {}",
+        info.artifact_path.string(), name, info.version, sha256, info.sha256));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace maas

@@ -1,0 +1,58 @@
+#include "torchscript_check.h"
+
+#include <torch/script.h>
+
+#include <string>
+
+#include "fmt/core.h"
+
+namespace maas::internal {
+namespace {
+
+// LibTorch messages carry a C++ backtrace after the first lines; keep the part users can read.
+std::string FirstLines(const std::string& message, int lines = 3) {
+  size_t end = 0;
+  for (int i = 0; i < lines && end != std::string::npos; ++i) {
+    end = message.find('\n', end == 0 ? 0 : end + 1);
+  }
+  return end == std::string::npos ? message : message.substr(0, end);
+}
+
+}  // namespace
+
+absl::Status CheckTorchScript(const std::filesystem::path& path, const ModelSignature& signature) {
+  try {
+    torch::jit::Module module = torch::jit::load(path.string(), torch::kCPU);
+    auto forward = module.find_method("forward");
+    if (!forward) {
+      return absl::InvalidArgumentError(
+          fmt::format("{} is a TorchScript module without a forward method", path.string()));
+    }
+    const std::vector<c10::Argument>& arguments = forward->function().getSchema().arguments();
+    size_t total = arguments.empty() ? 0 : arguments.size() - 1;  // minus self
+    size_t required = 0;
+    for (size_t i = 1; i < arguments.size(); ++i) {
+      if (!arguments[i].default_value()) ++required;
+    }
+    size_t given = signature.inputs.size();
+    if (given < required || given > total) {
+      return absl::InvalidArgumentError(fmt::format(
+          "the signature declares {} input(s) but forward{} takes {}", given,
+          c10::toString(forward->function().getSchema()).substr(
+              forward->function().getSchema().name().size()),
+          required == total ? std::to_string(total) : fmt::format("{} to {}", required, total)));
+    }
+    return absl::OkStatus();
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(fmt::format("{} is not a loadable TorchScript archive: {}",
+                                                  path.string(), FirstLines(e.what_without_backtrace())));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(fmt::format("{} is not a loadable TorchScript archive: {}",
+                                                  path.string(), FirstLines(e.what())));
+  } catch (...) {
+    return absl::InvalidArgumentError(
+        fmt::format("{} is not a loadable TorchScript archive", path.string()));
+  }
+}
+
+}  // namespace maas::internal

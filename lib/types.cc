@@ -1,0 +1,108 @@
+#include "maas/types.h"
+
+#include <set>
+
+#include "absl/strings/str_join.h"
+#include "fmt/core.h"
+
+namespace maas {
+namespace {
+
+struct DtypeEntry {
+  c10::ScalarType dtype;
+  const char* name;
+};
+
+// The dtypes maas serves, with the names used in manifests (those of the Python API).
+constexpr DtypeEntry kDtypes[] = {
+    {c10::ScalarType::Float, "float32"},    {c10::ScalarType::Double, "float64"},
+    {c10::ScalarType::Half, "float16"},     {c10::ScalarType::BFloat16, "bfloat16"},
+    {c10::ScalarType::Byte, "uint8"},       {c10::ScalarType::Char, "int8"},
+    {c10::ScalarType::Short, "int16"},      {c10::ScalarType::Int, "int32"},
+    {c10::ScalarType::Long, "int64"},       {c10::ScalarType::Bool, "bool"},
+};
+
+constexpr size_t kMaxRank = 16;
+
+std::string SupportedDtypeNames() {
+  return absl::StrJoin(kDtypes, ", ", [](std::string* out, const DtypeEntry& e) {
+    out->append(e.name);
+  });
+}
+
+bool IsTensorNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == ':' || c == '-';
+}
+
+absl::Status ValidateSpecs(const std::vector<TensorSpec>& specs, const char* kind) {
+  if (specs.empty()) {
+    return absl::InvalidArgumentError(
+        fmt::format("signature has no {}s; at least one {} is required", kind, kind));
+  }
+  std::set<std::string> seen;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TensorSpec& spec = specs[i];
+    if (spec.name.empty() || spec.name.size() > 128) {
+      return absl::InvalidArgumentError(fmt::format(
+          "{} {} has a name of {} characters; expected 1 to 128", kind, i, spec.name.size()));
+    }
+    for (char c : spec.name) {
+      if (!IsTensorNameChar(c)) {
+        return absl::InvalidArgumentError(
+            fmt::format("{} {} name '{}' holds a character outside [A-Za-z0-9._:-]", kind, i,
+                        spec.name));
+      }
+    }
+    if (!seen.insert(spec.name).second) {
+      return absl::InvalidArgumentError(
+          fmt::format("{} name '{}' appears twice; names must be unique", kind, spec.name));
+    }
+    if (DtypeName(spec.dtype).rfind("unsupported", 0) == 0) {
+      return absl::InvalidArgumentError(fmt::format("{} '{}' has dtype {}; supported: {}", kind,
+                                                    spec.name, DtypeName(spec.dtype),
+                                                    SupportedDtypeNames()));
+    }
+    if (spec.shape.size() > kMaxRank) {
+      return absl::InvalidArgumentError(fmt::format("{} '{}' has {} dimensions; at most {} allowed",
+                                                    kind, spec.name, spec.shape.size(), kMaxRank));
+    }
+    for (int64_t dim : spec.shape) {
+      if (dim < 1 && dim != kAnyDim) {
+        return absl::InvalidArgumentError(
+            fmt::format("{} '{}' has shape {}: every dimension must be positive or -1 (any)",
+                        kind, spec.name, ShapeString(spec.shape)));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string DtypeName(c10::ScalarType dtype) {
+  for (const DtypeEntry& e : kDtypes) {
+    if (e.dtype == dtype) return e.name;
+  }
+  return fmt::format("unsupported({})", c10::toString(dtype));
+}
+
+absl::StatusOr<c10::ScalarType> ParseDtype(std::string_view name) {
+  for (const DtypeEntry& e : kDtypes) {
+    if (name == e.name) return e.dtype;
+  }
+  return absl::InvalidArgumentError(
+      fmt::format("unknown dtype '{}'; expected one of {}", name,
+                  SupportedDtypeNames()));
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", absl::StrJoin(shape, ", "));
+}
+
+absl::Status ValidateSignature(const ModelSignature& signature) {
+  if (absl::Status s = ValidateSpecs(signature.inputs, "input"); !s.ok()) return s;
+  return ValidateSpecs(signature.outputs, "output");
+}
+
+}  // namespace maas

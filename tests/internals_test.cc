@@ -1,0 +1,201 @@
+// Tests of the library's building blocks: SHA-256, JSON, names, signatures, the version.
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "json.h"
+#include "maas/types.h"
+#include "maas/version.h"
+#include "names.h"
+#include "sha256.h"
+#include "test_util.h"
+
+namespace maas {
+namespace {
+
+using ::testing::HasSubstr;
+using internal::Json;
+
+std::string Sha(const std::string& data) {
+  internal::Sha256 hash;
+  hash.Update(data);
+  return hash.HexDigest();
+}
+
+TEST(VersionTest, RuntimeVersionMatchesHeaders) {
+  EXPECT_STREQ(Version(), MAAS_VERSION_STRING);
+  EXPECT_EQ(std::string(Version()),
+            std::to_string(MAAS_VERSION_MAJOR) + "." + std::to_string(MAAS_VERSION_MINOR) + "." +
+                std::to_string(MAAS_VERSION_PATCH));
+}
+
+TEST(Sha256Test, MatchesFipsVectors) {
+  EXPECT_EQ(Sha(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(Sha(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sha256Test, StreamingEqualsOneShotAtEveryBlockBoundary) {
+  std::string data;
+  for (int i = 0; i < 300; ++i) data += static_cast<char>(i * 7 + 3);
+  for (size_t split = 0; split <= data.size(); split += 13) {
+    internal::Sha256 hash;
+    hash.Update(data.substr(0, split));
+    hash.Update(data.substr(split));
+    EXPECT_EQ(hash.HexDigest(), Sha(data)) << "split at " << split;
+  }
+}
+
+TEST(Sha256Test, HashesFiles) {
+  testing::TempDir dir;
+  testing::WriteBytes(dir.path() / "f", "abc");
+  EXPECT_EQ(*internal::Sha256OfFile(dir.path() / "f"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_FALSE(internal::Sha256OfFile(dir.path() / "missing").ok());
+}
+
+TEST(JsonTest, RoundTripsEveryType) {
+  Json value = Json::Object{{"null", nullptr},
+                            {"yes", true},
+                            {"int", int64_t{-9007199254740993}},
+                            {"pi", 3.25},
+                            {"text", "quote \" backslash \\ tab \t newline \n \x01"},
+                            {"list", Json::Array{1, 2, 3}},
+                            {"nested", Json::Object{{"a", Json::Array{Json::Object{}}}}}};
+  for (bool pretty : {true, false}) {
+    absl::StatusOr<Json> parsed = Json::Parse(value.Dump(pretty));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->Dump(), value.Dump());
+    EXPECT_EQ(parsed->Find("int")->as_int(), -9007199254740993);  // beyond double precision
+    EXPECT_EQ(parsed->Find("pi")->as_double(), 3.25);
+  }
+}
+
+TEST(JsonTest, DecodesUnicodeEscapes) {
+  absl::StatusOr<Json> parsed = Json::Parse(R"(["\u00e9\u4e2d\ud83d\ude00\/"])");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->as_array()[0].as_string(), "\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80/");
+}
+
+TEST(JsonTest, RejectsMalformedTextWithPosition) {
+  struct Case {
+    const char* text;
+    const char* message;
+  };
+  for (const Case& c : {Case{"", "unexpected end"}, Case{"{", "expected a quoted member"},
+                        Case{"{\"a\" 1}", "expected ':'"}, Case{"[1,]", "unexpected character"},
+                        Case{"[1 2]", "expected ','"}, Case{"\"abc", "unterminated string"},
+                        Case{"01x", "after the end"}, Case{"tru", "unexpected character"},
+                        Case{"{\"a\":1,\"a\":2}", "duplicate member"},
+                        Case{"\"\\ud800\"", "surrogate"}, Case{"1e999", "out of range"},
+                        Case{"\"\\q\"", "unknown escape"}}) {
+    absl::StatusOr<Json> parsed = Json::Parse(c.text);
+    ASSERT_FALSE(parsed.ok()) << c.text;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(c.message)) << c.text;
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("line 1, column")) << c.text;
+  }
+  absl::StatusOr<Json> multiline = Json::Parse("{\n  \"a\": 1,\n  \"b\": ?\n}");
+  EXPECT_THAT(std::string(multiline.status().message()), HasSubstr("line 3, column 8"));
+}
+
+TEST(JsonTest, RefusesDeepNestingInsteadOfOverflowingTheStack) {
+  std::string deep(100000, '[');
+  absl::StatusOr<Json> parsed = Json::Parse(deep);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("nesting deeper"));
+}
+
+TEST(NamesTest, AcceptsAndRefusesModelNames) {
+  for (const char* good : {"mlp", "ResNet-18", "a", "a.b_c-d", "latest", "123"}) {
+    EXPECT_TRUE(internal::ValidateModelName(good).ok()) << good;
+  }
+  for (std::string bad : {std::string(), std::string(129, 'a'), std::string(".hidden"),
+                          std::string(".."), std::string("a/b"), std::string("a b"),
+                          std::string("caf\xc3\xa9"), std::string("a\0b", 3)}) {
+    absl::Status s = internal::ValidateModelName(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(internal::ValidateModelName(std::string(128, 'a')).ok());
+}
+
+TEST(NamesTest, RefusesAliasesThatLookLikeVersions) {
+  for (const char* bad : {"3", "007", "-1", "+2", "1.5", "1e3", "latest", "LATEST"}) {
+    absl::Status s = internal::ValidateAlias(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  for (const char* good : {"stable", "canary", "v2", "prod-eu", "3a"}) {
+    EXPECT_TRUE(internal::ValidateAlias(good).ok()) << good;
+  }
+}
+
+TEST(NamesTest, ParsesVersionSelectors) {
+  EXPECT_TRUE(std::holds_alternative<internal::LatestVersion>(
+      *internal::ParseVersionSelector("latest")));
+  EXPECT_EQ(std::get<int64_t>(*internal::ParseVersionSelector("42")), 42);
+  EXPECT_EQ(std::get<std::string>(*internal::ParseVersionSelector("stable")), "stable");
+  for (const char* bad : {"0", "", "99999999999999999999", "1x", "a/b", "-1"}) {
+    EXPECT_EQ(internal::ParseVersionSelector(bad).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+TEST(SignatureTest, ValidatesEveryRule) {
+  ModelSignature good = testing::LinearSignature();
+  EXPECT_TRUE(ValidateSignature(good).ok());
+
+  struct Case {
+    const char* what;
+    ModelSignature signature;
+    const char* message;
+  };
+  ModelSignature no_inputs = good;
+  no_inputs.inputs.clear();
+  ModelSignature no_outputs = good;
+  no_outputs.outputs.clear();
+  ModelSignature zero_dim = good;
+  zero_dim.inputs[0].shape = {0};
+  ModelSignature negative_dim = good;
+  negative_dim.inputs[0].shape = {3, -2};
+  ModelSignature duplicate = good;
+  duplicate.inputs.push_back(duplicate.inputs[0]);
+  ModelSignature unnamed = good;
+  unnamed.outputs[0].name = "";
+  ModelSignature bad_char = good;
+  bad_char.inputs[0].name = "x y";
+  ModelSignature complex = good;
+  complex.inputs[0].dtype = c10::ScalarType::ComplexFloat;
+  ModelSignature too_many_dims = good;
+  too_many_dims.inputs[0].shape = std::vector<int64_t>(17, 1);
+  for (const Case& c : {Case{"no inputs", no_inputs, "no inputs"},
+                        Case{"no outputs", no_outputs, "no outputs"},
+                        Case{"zero dim", zero_dim, "[0]"},
+                        Case{"negative dim", negative_dim, "[3, -2]"},
+                        Case{"duplicate", duplicate, "appears twice"},
+                        Case{"unnamed", unnamed, "output 0"},
+                        Case{"bad char", bad_char, "'x y'"},
+                        Case{"complex", complex, "supported: float32"},
+                        Case{"rank", too_many_dims, "17 dimensions"}}) {
+    absl::Status s = ValidateSignature(c.signature);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.what;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.message)) << c.what;
+  }
+}
+
+TEST(DtypeTest, NamesRoundTrip) {
+  for (c10::ScalarType t : {c10::ScalarType::Float, c10::ScalarType::Double, c10::ScalarType::Half,
+                            c10::ScalarType::BFloat16, c10::ScalarType::Byte, c10::ScalarType::Char,
+                            c10::ScalarType::Short, c10::ScalarType::Int, c10::ScalarType::Long,
+                            c10::ScalarType::Bool}) {
+    EXPECT_EQ(*ParseDtype(DtypeName(t)), t);
+  }
+  EXPECT_EQ(DtypeName(c10::ScalarType::Float), "float32");
+  EXPECT_THAT(std::string(ParseDtype("float").status().message()), HasSubstr("float32"));
+}
+
+}  // namespace
+}  // namespace maas

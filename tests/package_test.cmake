@@ -1,0 +1,20 @@
+# Run by CTest: install the build tree into WORK_DIR/prefix, then configure, build and run the
+# consumer project against it with find_package(maas CONFIG REQUIRED).
+file(REMOVE_RECURSE ${WORK_DIR})
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "command failed (${result}): ${ARGN}\n${out}\n${err}")
+  endif()
+  set(LAST_OUTPUT "${out}" PARENT_SCOPE)
+endfunction()
+
+run(${CMAKE_COMMAND} --install ${MAAS_BINARY_DIR} --prefix ${WORK_DIR}/prefix)
+run(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
+    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+run(${WORK_DIR}/build/consumer ${WORK_DIR}/store)
+if(NOT LAST_OUTPUT MATCHES "maas ${EXPECTED_VERSION}")
+  message(FATAL_ERROR "consumer printed '${LAST_OUTPUT}', expected 'maas ${EXPECTED_VERSION}'")
+endif()
+message(STATUS "consumer built against the installed package: ${LAST_OUTPUT}")

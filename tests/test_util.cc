@@ -1,0 +1,160 @@
+#include "test_util.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <torch/script.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "maas/model_store.h"
+#include "publish_hook.h"
+
+namespace maas::testing {
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  std::string pattern = (fs::temp_directory_path() / "maas-test-XXXXXX").string();
+  char* made = ::mkdtemp(pattern.data());
+  if (made == nullptr) {
+    std::perror("mkdtemp");
+    std::abort();
+  }
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  // Store artifacts are read-only; their folders are not, so remove_all works.
+  fs::remove_all(path_, ec);
+}
+
+void SaveLinearModel(const fs::path& path, int64_t in, int64_t out, int seed) {
+  torch::jit::Module module("Linear");
+  torch::Tensor w = torch::arange(in * out, torch::kFloat32).reshape({in, out}) / 10.0 + seed;
+  module.register_parameter("w", w, /*is_buffer=*/false);
+  module.register_parameter("b", torch::full({out}, 0.5f * seed), false);
+  module.define(R"(
+    def forward(self, x: Tensor) -> Tensor:
+      return torch.matmul(x, self.w) + self.b
+  )");
+  module.save(path.string());
+}
+
+ModelSignature LinearSignature(int64_t in, int64_t out) {
+  return ModelSignature{{{"x", torch::kFloat32, {in}}}, {{"y", torch::kFloat32, {out}}}};
+}
+
+void WriteBytes(const fs::path& path, const std::string& bytes) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file << bytes;
+  ASSERT_TRUE(file.good()) << "cannot write " << path;
+}
+
+std::string ReadBytes(const fs::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << file.rdbuf();
+  return buffer.str();
+}
+
+std::vector<std::string> ListNames(const fs::path& folder) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+int StartChild(const std::vector<std::string>& args, int* stdout_fd) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) return -1;
+  std::vector<std::string> argv_strings = {"/proc/self/exe", "--maas-child"};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], STDOUT_FILENO);
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    ::execv("/proc/self/exe", argv.data());
+    ::_exit(127);
+  }
+  ::close(pipe_fds[1]);
+  *stdout_fd = pipe_fds[0];
+  return pid;
+}
+
+ChildResult WaitChild(int pid, int stdout_fd) {
+  ChildResult result;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(stdout_fd, buffer, sizeof(buffer))) > 0) {
+    result.output.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(stdout_fd);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.term_signal = WTERMSIG(status);
+  return result;
+}
+
+ChildResult RunChild(const std::vector<std::string>& args) {
+  int fd = -1;
+  int pid = StartChild(args, &fd);
+  return WaitChild(pid, fd);
+}
+
+namespace {
+
+std::string crash_point;
+
+void KillAtCrashPoint(std::string_view point) {
+  if (point == crash_point) ::raise(SIGKILL);
+}
+
+}  // namespace
+
+int RunChildCommand(const std::vector<std::string>& args) {
+  // publish <root> <name> <file> <count>: prints each version published, one per line.
+  if (args.size() == 5 && args[0] == "publish") {
+    auto store = ModelStore::Open(args[1]);
+    if (!store.ok()) {
+      std::cerr << store.status() << "\n";
+      return 1;
+    }
+    for (int i = 0; i < std::stoi(args[4]); ++i) {
+      absl::StatusOr<ModelInfo> info = (*store)->Publish(args[2], args[3], LinearSignature());
+      if (!info.ok()) {
+        std::cerr << info.status() << "\n";
+        return 1;
+      }
+      std::cout << info->version << std::endl;
+    }
+    return 0;
+  }
+  // publish-crash <root> <name> <file> <point>: dies by SIGKILL at a publish hook point.
+  if (args.size() == 5 && args[0] == "publish-crash") {
+    crash_point = args[4];
+    internal::SetPublishHookForTesting(&KillAtCrashPoint);
+    auto store = ModelStore::Open(args[1]);
+    if (!store.ok()) return 1;
+    absl::StatusOr<ModelInfo> info = (*store)->Publish(args[2], args[3], LinearSignature());
+    std::cerr << "publish did not crash at " << crash_point << ": " << info.status() << "\n";
+    return 3;
+  }
+  std::cerr << "unknown child command\n";
+  return 2;
+}
+
+}  // namespace maas::testing

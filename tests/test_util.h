@@ -1,0 +1,61 @@
+// Helpers shared by the tests: scratch folders, TorchScript fixtures built in C++ (no Python),
+// and child processes running this same test binary.
+#ifndef MAAS_TESTS_TEST_UTIL_H_
+#define MAAS_TESTS_TEST_UTIL_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "maas/types.h"
+
+namespace maas::testing {
+
+// A new empty folder under the system's temporary folder, deleted with its contents on
+// destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Saves a TorchScript module computing `x @ w + b` with w of shape [in, out] filled from
+// `seed`, so that different seeds give different artifacts. forward(self, x: Tensor) -> Tensor.
+void SaveLinearModel(const std::filesystem::path& path, int64_t in = 4, int64_t out = 2,
+                     int seed = 0);
+
+// The signature of SaveLinearModel's module: input "x" float32 [in], output "y" float32 [out].
+ModelSignature LinearSignature(int64_t in = 4, int64_t out = 2);
+
+void WriteBytes(const std::filesystem::path& path, const std::string& bytes);
+std::string ReadBytes(const std::filesystem::path& path);
+
+// Lists a folder's entry names (not recursive), sorted.
+std::vector<std::string> ListNames(const std::filesystem::path& folder);
+
+struct ChildResult {
+  int exit_code = -1;    // When it exited normally.
+  int term_signal = 0;   // When a signal killed it.
+  std::string output;    // Its standard output.
+};
+
+// Runs this test binary as `<self> --maas-child <args...>` and waits for it.
+ChildResult RunChild(const std::vector<std::string>& args);
+
+// Starts the same without waiting; returns the pid. Pair with WaitChild.
+int StartChild(const std::vector<std::string>& args, int* stdout_fd);
+ChildResult WaitChild(int pid, int stdout_fd);
+
+// Runs a child command (the part after --maas-child); called from main. Returns the exit code.
+int RunChildCommand(const std::vector<std::string>& args);
+
+}  // namespace maas::testing
+
+#endif  // MAAS_TESTS_TEST_UTIL_H_
