@@ -120,7 +120,7 @@ std::string ManifestToText(const ModelInfo& info) {
       {"artifact", "model.pt"},
       {"sha256", info.sha256},
       {"size_bytes", info.size_bytes},
-      {"created", absl::FormatTime(absl::RFC3339_full, info.created, absl::UTCTimeZone())},
+      {"created", absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", info.created, absl::UTCTimeZone())},
       {"description", info.description},
       {"labels", std::move(labels)},
       {"signature", SignatureToJson(info.signature)},

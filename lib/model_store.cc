@@ -255,14 +255,16 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   RunPublishHook("committing");
   fs::remove(staging / kLockFile, ec);  // Safe: cleaners need the model lock, which we hold.
   staging_lock.reset();
+  MAAS_RETURN_IF_ERROR(internal::SyncFolder(staging));
   fs::path version_dir = model_dir / std::to_string(info.version);
   if (::rename(staging.c_str(), version_dir.c_str()) != 0) {
     return internal::FileError("rename into place", version_dir,
                                std::error_code(errno, std::generic_category()));
   }
-  MAAS_RETURN_IF_ERROR(internal::SyncFolder(model_dir));
-  meta.last_version = info.version;
-  MAAS_RETURN_IF_ERROR(WriteModelMeta(model_dir, name, meta));
+  // Committed: readers see the version now. Syncing the rename is best effort; failing it must
+  // not report an error for a version that exists. model.json needs no update: the folder
+  // itself records the number, and Remove raises last_version before a folder goes away.
+  (void)internal::SyncFolder(model_dir);
   info.artifact_path = version_dir / kArtifactFile;
   return info;
 }
@@ -335,6 +337,9 @@ absl::StatusOr<LockedModel> LockModel(const fs::path& root, const ModelStoreOpti
   MAAS_ASSIGN_OR_RETURN(fs::path model_dir, ModelDir(root, name));
   MAAS_ASSIGN_OR_RETURN(FileLock lock, FileLock::Acquire(model_dir / kLockFile));
   MAAS_ASSIGN_OR_RETURN(ModelMeta meta, ReadModelMeta(root, model_dir));
+  // Publish does not write model.json; bring its high-water mark up to date for the writer.
+  std::vector<int64_t> versions = ListVersions(root, model_dir);
+  if (!versions.empty()) meta.last_version = std::max(meta.last_version, versions.back());
   return LockedModel{std::move(model_dir), std::move(lock), std::move(meta)};
 }
 
@@ -440,11 +445,8 @@ absl::Status ModelStore::Remove(std::string_view name, int64_t version) {
         "first",
         version, name, absl::StrJoin(pointing, ", ")));
   }
-  // Keep the high-water mark so the number is never given out again.
-  if (model.meta.last_version < versions.back()) {
-    model.meta.last_version = versions.back();
-    MAAS_RETURN_IF_ERROR(WriteModelMeta(model.dir, name, model.meta));
-  }
+  // Record the high-water mark before the folder goes, so the number is never given out again.
+  MAAS_RETURN_IF_ERROR(WriteModelMeta(model.dir, name, model.meta));
   // Rename first so that readers see the version vanish at once, then delete at leisure.
   fs::path version_dir = model.dir / std::to_string(version);
   fs::path doomed = model.dir / (kRemovingPrefix + internal::UniqueName());
