@@ -2,9 +2,8 @@
 // often) and writes (publish, verify) on an MLP 512-1024-1024-10 artifact of about 6 MB.
 //
 //   build/bench/store_bench [--benchmark_filter=Get]
-#include <torch/script.h>
-
 #include <benchmark/benchmark.h>
+#include <torch/script.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -44,8 +43,7 @@ class BenchStore {
 
   maas::ModelStore& store() { return *store_; }
   void Publish() {
-    maas::ModelSignature signature{{{"x", torch::kFloat32, {512}}},
-                                   {{"y", torch::kFloat32, {10}}}};
+    maas::ModelSignature signature{{{"x", torch::kFloat32, {512}}}, {{"y", torch::kFloat32, {10}}}};
     if (!store_->Publish("mlp", artifact_, signature).ok()) std::abort();
   }
 

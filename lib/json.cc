@@ -17,13 +17,27 @@ void AppendEscaped(std::string& out, const std::string& s) {
   out += '"';
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<int>(c));
@@ -89,9 +103,8 @@ class Parser {
   }
 
   void SkipSpace() {
-    while (pos_ < text_.size() &&
-           (text_[pos_] == ' ' || text_[pos_] == '\n' || text_[pos_] == '\r' ||
-            text_[pos_] == '\t')) {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n' ||
+                                   text_[pos_] == '\r' || text_[pos_] == '\t')) {
       ++pos_;
     }
   }
@@ -115,9 +128,18 @@ class Parser {
       out = Json(std::move(s));
       return true;
     }
-    if (Consume("true")) { out = Json(true); return true; }
-    if (Consume("false")) { out = Json(false); return true; }
-    if (Consume("null")) { out = Json(nullptr); return true; }
+    if (Consume("true")) {
+      out = Json(true);
+      return true;
+    }
+    if (Consume("false")) {
+      out = Json(false);
+      return true;
+    }
+    if (Consume("null")) {
+      out = Json(nullptr);
+      return true;
+    }
     if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber(out);
     return Fail(fmt::format("unexpected character '{}', expected a value", c));
   }
@@ -165,10 +187,14 @@ class Parser {
     for (int i = 0; i < 4; ++i) {
       char h = text_[pos_++];
       cp <<= 4;
-      if (h >= '0' && h <= '9') cp |= h - '0';
-      else if (h >= 'a' && h <= 'f') cp |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F') cp |= h - 'A' + 10;
-      else return Fail("malformed \\u escape");
+      if (h >= '0' && h <= '9')
+        cp |= h - '0';
+      else if (h >= 'a' && h <= 'f')
+        cp |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F')
+        cp |= h - 'A' + 10;
+      else
+        return Fail("malformed \\u escape");
     }
     return true;
   }
@@ -187,14 +213,30 @@ class Parser {
       if (pos_ >= text_.size()) return Fail("unterminated string");
       char e = text_[pos_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           uint32_t cp;
           if (!ParseHex4(cp)) return false;
@@ -294,13 +336,20 @@ const Json* Json::Find(std::string_view key) const {
 
 const char* Json::TypeName() const {
   switch (value_.index()) {
-    case 0: return "null";
-    case 1: return "boolean";
-    case 2: return "integer";
-    case 3: return "number";
-    case 4: return "string";
-    case 5: return "array";
-    default: return "object";
+    case 0:
+      return "null";
+    case 1:
+      return "boolean";
+    case 2:
+      return "integer";
+    case 3:
+      return "number";
+    case 4:
+      return "string";
+    case 5:
+      return "array";
+    default:
+      return "object";
   }
 }
 
@@ -318,11 +367,21 @@ void Json::DumpTo(std::string& out, bool pretty, int indent) const {
     out.append(static_cast<size_t>(level) * 2, ' ');
   };
   switch (value_.index()) {
-    case 0: out += "null"; break;
-    case 1: out += as_bool() ? "true" : "false"; break;
-    case 2: out += std::to_string(as_int()); break;
-    case 3: out += fmt::format("{}", std::get<double>(value_)); break;
-    case 4: AppendEscaped(out, as_string()); break;
+    case 0:
+      out += "null";
+      break;
+    case 1:
+      out += as_bool() ? "true" : "false";
+      break;
+    case 2:
+      out += std::to_string(as_int());
+      break;
+    case 3:
+      out += fmt::format("{}", std::get<double>(value_));
+      break;
+    case 4:
+      AppendEscaped(out, as_string());
+      break;
     case 5: {
       const Array& items = as_array();
       // Arrays of scalars (shapes) stay on one line; they read better that way.

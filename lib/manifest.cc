@@ -53,16 +53,16 @@ Json SpecsToJson(const std::vector<TensorSpec>& specs) {
   Json::Array out;
   for (const TensorSpec& spec : specs) {
     Json::Array shape(spec.shape.begin(), spec.shape.end());
-    out.push_back(Json::Object{{"name", spec.name},
-                               {"dtype", DtypeName(spec.dtype)},
-                               {"shape", std::move(shape)}});
+    out.push_back(Json::Object{
+        {"name", spec.name}, {"dtype", DtypeName(spec.dtype)}, {"shape", std::move(shape)}});
   }
   return out;
 }
 
 absl::StatusOr<std::vector<TensorSpec>> SpecsFromJson(const Json& signature, const char* key,
                                                       std::string_view where) {
-  MAAS_ASSIGN_OR_RETURN(const Json* list, Field(signature, key, where, &Json::is_array, "an array"));
+  MAAS_ASSIGN_OR_RETURN(const Json* list,
+                        Field(signature, key, where, &Json::is_array, "an array"));
   std::vector<TensorSpec> specs;
   for (size_t i = 0; i < list->as_array().size(); ++i) {
     const Json& item = list->as_array()[i];
@@ -72,7 +72,8 @@ absl::StatusOr<std::vector<TensorSpec>> SpecsFromJson(const Json& signature, con
     MAAS_ASSIGN_OR_RETURN(std::string dtype, StringField(item, "dtype", item_where));
     absl::StatusOr<c10::ScalarType> parsed = ParseDtype(dtype);
     if (!parsed.ok()) {
-      return absl::InvalidArgumentError(fmt::format("{}: {}", item_where, parsed.status().message()));
+      return absl::InvalidArgumentError(
+          fmt::format("{}: {}", item_where, parsed.status().message()));
     }
     spec.dtype = *parsed;
     MAAS_ASSIGN_OR_RETURN(const Json* shape,
@@ -191,8 +192,8 @@ absl::StatusOr<ModelMeta> ModelMetaFromText(std::string_view text) {
   for (const auto& [alias, version] : aliases->as_object()) {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) return s;
     if (!version.is_int() || version.as_int() < 1) {
-      return absl::InvalidArgumentError(
-          fmt::format("alias \"{}\" must map to a version number, got {}", alias, version.Dump(false)));
+      return absl::InvalidArgumentError(fmt::format(
+          "alias \"{}\" must map to a version number, got {}", alias, version.Dump(false)));
     }
     meta.aliases[alias] = version.as_int();
   }

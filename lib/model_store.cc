@@ -1,5 +1,4 @@
 #include "maas/model_store.h"
-#include "maas/version.h"
 
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl_compat.h"
 #include "fmt/core.h"
+#include "maas/version.h"
 #include "manifest.h"
 #include "names.h"
 #include "publish_hook.h"
@@ -162,9 +162,9 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const fs::path& roo
       return CorruptFile(marker, absl::InvalidArgumentError("lacks an integer \"format\""));
     }
     if (format->as_int() > internal::kStoreFormat) {
-      return absl::FailedPreconditionError(fmt::format(
-          "store {} has format {}, newer than the format {} this maas ({}) understands",
-          canonical.string(), format->as_int(), internal::kStoreFormat, Version()));
+      return absl::FailedPreconditionError(
+          fmt::format("store {} has format {}, newer than the format {} this maas ({}) understands",
+                      canonical.string(), format->as_int(), internal::kStoreFormat, Version()));
     }
   } else if (absl::IsNotFound(text.status()) && !options.read_only) {
     internal::Json marker_json = internal::Json::Object{
@@ -187,8 +187,7 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   }
   MAAS_RETURN_IF_ERROR(internal::ValidateModelName(name));
   if (absl::Status s = ValidateSignature(signature); !s.ok()) {
-    return absl::InvalidArgumentError(
-        fmt::format("cannot publish '{}': {}", name, s.message()));
+    return absl::InvalidArgumentError(fmt::format("cannot publish '{}': {}", name, s.message()));
   }
   std::error_code ec;
   if (!fs::exists(torchscript_file, ec)) {
@@ -196,8 +195,8 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
         fmt::format("cannot publish '{}': {} does not exist", name, torchscript_file.string()));
   }
   if (!fs::is_regular_file(torchscript_file, ec)) {
-    return absl::InvalidArgumentError(fmt::format(
-        "cannot publish '{}': {} is not a regular file", name, torchscript_file.string()));
+    return absl::InvalidArgumentError(fmt::format("cannot publish '{}': {} is not a regular file",
+                                                  name, torchscript_file.string()));
   }
 
   // The model folder: created on first publish; an existing one must not lead out of the store.
@@ -230,8 +229,8 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   MAAS_ASSIGN_OR_RETURN(internal::CopyResult copy,
                         internal::CopyAndHash(torchscript_file, staged_artifact));
   if (absl::Status s = internal::CheckTorchScript(staged_artifact, signature); !s.ok()) {
-    return absl::InvalidArgumentError(fmt::format(
-        "cannot publish '{}' from {}: {}", name, torchscript_file.string(), s.message()));
+    return absl::InvalidArgumentError(fmt::format("cannot publish '{}' from {}: {}", name,
+                                                  torchscript_file.string(), s.message()));
   }
   RunPublishHook("staged");
 
@@ -369,7 +368,8 @@ absl::StatusOr<ModelInfo> ModelStore::Get(std::string_view name, std::string_vie
       std::vector<std::string> known;
       for (const auto& [known_alias, unused] : meta.aliases) known.push_back(known_alias);
       return absl::NotFoundError(fmt::format("model '{}' has no alias '{}' (aliases: {})", name,
-                                             alias, known.empty() ? "none" : absl::StrJoin(known, ", ")));
+                                             alias,
+                                             known.empty() ? "none" : absl::StrJoin(known, ", ")));
     }
     number = it->second;
   }
@@ -403,8 +403,7 @@ absl::StatusOr<std::map<std::string, int64_t>> ModelStore::Aliases(std::string_v
   return meta.aliases;
 }
 
-absl::Status ModelStore::SetAlias(std::string_view name, std::string_view alias,
-                                  int64_t version) {
+absl::Status ModelStore::SetAlias(std::string_view name, std::string_view alias, int64_t version) {
   MAAS_RETURN_IF_ERROR(internal::ValidateAlias(alias));
   MAAS_ASSIGN_OR_RETURN(LockedModel model, LockModel(root_, options_, name, "set an alias"));
   std::vector<int64_t> versions = ListVersions(root_, model.dir);
@@ -467,15 +466,15 @@ absl::Status ModelStore::Verify(std::string_view name, std::string_view version)
   uintmax_t size = fs::file_size(info.artifact_path, ec);
   if (ec) return internal::FileError("read the size of", info.artifact_path, ec);
   if (static_cast<int64_t>(size) != info.size_bytes) {
-    return absl::DataLossError(fmt::format(
-        "artifact {} of model '{}' version {} has {} bytes; its manifest records {}",
-        info.artifact_path.string(), name, info.version, size, info.size_bytes));
+    return absl::DataLossError(
+        fmt::format("artifact {} of model '{}' version {} has {} bytes; its manifest records {}",
+                    info.artifact_path.string(), name, info.version, size, info.size_bytes));
   }
   MAAS_ASSIGN_OR_RETURN(std::string sha256, internal::Sha256OfFile(info.artifact_path));
   if (sha256 != info.sha256) {
-    return absl::DataLossError(fmt::format(
-        "artifact {} of model '{}' version {} has SHA-256 {}; its manifest records {}",
-        info.artifact_path.string(), name, info.version, sha256, info.sha256));
+    return absl::DataLossError(
+        fmt::format("artifact {} of model '{}' version {} has SHA-256 {}; its manifest records {}",
+                    info.artifact_path.string(), name, info.version, sha256, info.sha256));
   }
   return absl::OkStatus();
 }

@@ -17,9 +17,9 @@ bool IsNameChar(char c) {
 absl::Status ValidateIdentifier(std::string_view what, std::string_view name) {
   if (name.empty()) return absl::InvalidArgumentError(fmt::format("{} is empty", what));
   if (name.size() > kMaxNameLength) {
-    return absl::InvalidArgumentError(fmt::format("{} '{}...' is {} characters long; at most {} allowed",
-                                                  what, name.substr(0, 32), name.size(),
-                                                  kMaxNameLength));
+    return absl::InvalidArgumentError(
+        fmt::format("{} '{}...' is {} characters long; at most {} allowed", what,
+                    name.substr(0, 32), name.size(), kMaxNameLength));
   }
   if (name[0] == '.') {
     return absl::InvalidArgumentError(
@@ -30,9 +30,9 @@ absl::Status ValidateIdentifier(std::string_view what, std::string_view name) {
       std::string shown = absl::ascii_isprint(static_cast<unsigned char>(c))
                               ? fmt::format("'{}'", c)
                               : fmt::format("byte 0x{:02x}", static_cast<unsigned char>(c));
-      return absl::InvalidArgumentError(fmt::format(
-          "{} '{}' contains {}; only letters, digits, '.', '_' and '-' are allowed", what,
-          absl::CHexEscape(ToAbsl(name)), shown));
+      return absl::InvalidArgumentError(
+          fmt::format("{} '{}' contains {}; only letters, digits, '.', '_' and '-' are allowed",
+                      what, absl::CHexEscape(ToAbsl(name)), shown));
     }
   }
   return absl::OkStatus();

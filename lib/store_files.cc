@@ -52,7 +52,8 @@ absl::Status SyncAndClose(int fd, const fs::path& path) {
 
 absl::Status FileError(std::string_view operation, const fs::path& path,
                        const std::error_code& ec) {
-  return absl::InternalError(fmt::format("cannot {} {}: {}", operation, path.string(), ec.message()));
+  return absl::InternalError(
+      fmt::format("cannot {} {}: {}", operation, path.string(), ec.message()));
 }
 
 absl::StatusOr<FileLock> FileLock::Acquire(const fs::path& path) {
@@ -215,7 +216,8 @@ absl::StatusOr<fs::path> ResolveInside(const fs::path& root, const fs::path& pat
     }
     return FileError("resolve", path, ec);
   }
-  auto [root_end, unused] = std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
+  auto [root_end, unused] =
+      std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
   if (root_end != root.end()) {
     return absl::FailedPreconditionError(fmt::format(
         "{} leads to {}, outside the store root {}; links that leave the store are not followed",

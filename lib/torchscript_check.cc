@@ -38,14 +38,15 @@ absl::Status CheckTorchScript(const std::filesystem::path& path, const ModelSign
     if (given < required || given > total) {
       return absl::InvalidArgumentError(fmt::format(
           "the signature declares {} input(s) but forward{} takes {}", given,
-          c10::toString(forward->function().getSchema()).substr(
-              forward->function().getSchema().name().size()),
+          c10::toString(forward->function().getSchema())
+              .substr(forward->function().getSchema().name().size()),
           required == total ? std::to_string(total) : fmt::format("{} to {}", required, total)));
     }
     return absl::OkStatus();
   } catch (const c10::Error& e) {
     return absl::InvalidArgumentError(fmt::format("{} is not a loadable TorchScript archive: {}",
-                                                  path.string(), FirstLines(e.what_without_backtrace())));
+                                                  path.string(),
+                                                  FirstLines(e.what_without_backtrace())));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(fmt::format("{} is not a loadable TorchScript archive: {}",
                                                   path.string(), FirstLines(e.what())));

@@ -15,19 +15,18 @@ struct DtypeEntry {
 
 // The dtypes maas serves, with the names used in manifests (those of the Python API).
 constexpr DtypeEntry kDtypes[] = {
-    {c10::ScalarType::Float, "float32"},    {c10::ScalarType::Double, "float64"},
-    {c10::ScalarType::Half, "float16"},     {c10::ScalarType::BFloat16, "bfloat16"},
-    {c10::ScalarType::Byte, "uint8"},       {c10::ScalarType::Char, "int8"},
-    {c10::ScalarType::Short, "int16"},      {c10::ScalarType::Int, "int32"},
-    {c10::ScalarType::Long, "int64"},       {c10::ScalarType::Bool, "bool"},
+    {c10::ScalarType::Float, "float32"}, {c10::ScalarType::Double, "float64"},
+    {c10::ScalarType::Half, "float16"},  {c10::ScalarType::BFloat16, "bfloat16"},
+    {c10::ScalarType::Byte, "uint8"},    {c10::ScalarType::Char, "int8"},
+    {c10::ScalarType::Short, "int16"},   {c10::ScalarType::Int, "int32"},
+    {c10::ScalarType::Long, "int64"},    {c10::ScalarType::Bool, "bool"},
 };
 
 constexpr size_t kMaxRank = 16;
 
 std::string SupportedDtypeNames() {
-  return absl::StrJoin(kDtypes, ", ", [](std::string* out, const DtypeEntry& e) {
-    out->append(e.name);
-  });
+  return absl::StrJoin(kDtypes, ", ",
+                       [](std::string* out, const DtypeEntry& e) { out->append(e.name); });
 }
 
 bool IsTensorNameChar(char c) {
@@ -49,9 +48,8 @@ absl::Status ValidateSpecs(const std::vector<TensorSpec>& specs, const char* kin
     }
     for (char c : spec.name) {
       if (!IsTensorNameChar(c)) {
-        return absl::InvalidArgumentError(
-            fmt::format("{} {} name '{}' holds a character outside [A-Za-z0-9._:-]", kind, i,
-                        spec.name));
+        return absl::InvalidArgumentError(fmt::format(
+            "{} {} name '{}' holds a character outside [A-Za-z0-9._:-]", kind, i, spec.name));
       }
     }
     if (!seen.insert(spec.name).second) {
@@ -70,8 +68,8 @@ absl::Status ValidateSpecs(const std::vector<TensorSpec>& specs, const char* kin
     for (int64_t dim : spec.shape) {
       if (dim < 1 && dim != kAnyDim) {
         return absl::InvalidArgumentError(
-            fmt::format("{} '{}' has shape {}: every dimension must be positive or -1 (any)",
-                        kind, spec.name, ShapeString(spec.shape)));
+            fmt::format("{} '{}' has shape {}: every dimension must be positive or -1 (any)", kind,
+                        spec.name, ShapeString(spec.shape)));
       }
     }
   }
@@ -92,8 +90,7 @@ absl::StatusOr<c10::ScalarType> ParseDtype(std::string_view name) {
     if (name == e.name) return e.dtype;
   }
   return absl::InvalidArgumentError(
-      fmt::format("unknown dtype '{}'; expected one of {}", name,
-                  SupportedDtypeNames()));
+      fmt::format("unknown dtype '{}'; expected one of {}", name, SupportedDtypeNames()));
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {

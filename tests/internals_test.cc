@@ -13,8 +13,8 @@
 namespace maas {
 namespace {
 
-using ::testing::HasSubstr;
 using internal::Json;
+using ::testing::HasSubstr;
 
 std::string Sha(const std::string& data) {
   internal::Sha256 hash;
@@ -24,9 +24,9 @@ std::string Sha(const std::string& data) {
 
 TEST(VersionTest, RuntimeVersionMatchesHeaders) {
   EXPECT_STREQ(Version(), MAAS_VERSION_STRING);
-  EXPECT_EQ(std::string(Version()),
-            std::to_string(MAAS_VERSION_MAJOR) + "." + std::to_string(MAAS_VERSION_MINOR) + "." +
-                std::to_string(MAAS_VERSION_PATCH));
+  EXPECT_EQ(std::string(Version()), std::to_string(MAAS_VERSION_MAJOR) + "." +
+                                        std::to_string(MAAS_VERSION_MINOR) + "." +
+                                        std::to_string(MAAS_VERSION_PATCH));
 }
 
 TEST(Sha256Test, MatchesFipsVectors) {
@@ -85,13 +85,13 @@ TEST(JsonTest, RejectsMalformedTextWithPosition) {
     const char* text;
     const char* message;
   };
-  for (const Case& c : {Case{"", "unexpected end"}, Case{"{", "expected a quoted member"},
-                        Case{"{\"a\" 1}", "expected ':'"}, Case{"[1,]", "unexpected character"},
-                        Case{"[1 2]", "expected ','"}, Case{"\"abc", "unterminated string"},
-                        Case{"01x", "after the end"}, Case{"tru", "unexpected character"},
-                        Case{"{\"a\":1,\"a\":2}", "duplicate member"},
-                        Case{"\"\\ud800\"", "surrogate"}, Case{"1e999", "out of range"},
-                        Case{"\"\\q\"", "unknown escape"}}) {
+  for (const Case& c :
+       {Case{"", "unexpected end"}, Case{"{", "expected a quoted member"},
+        Case{"{\"a\" 1}", "expected ':'"}, Case{"[1,]", "unexpected character"},
+        Case{"[1 2]", "expected ','"}, Case{"\"abc", "unterminated string"},
+        Case{"01x", "after the end"}, Case{"tru", "unexpected character"},
+        Case{"{\"a\":1,\"a\":2}", "duplicate member"}, Case{"\"\\ud800\"", "surrogate"},
+        Case{"1e999", "out of range"}, Case{"\"\\q\"", "unknown escape"}}) {
     absl::StatusOr<Json> parsed = Json::Parse(c.text);
     ASSERT_FALSE(parsed.ok()) << c.text;
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
@@ -133,8 +133,8 @@ TEST(NamesTest, RefusesAliasesThatLookLikeVersions) {
 }
 
 TEST(NamesTest, ParsesVersionSelectors) {
-  EXPECT_TRUE(std::holds_alternative<internal::LatestVersion>(
-      *internal::ParseVersionSelector("latest")));
+  EXPECT_TRUE(
+      std::holds_alternative<internal::LatestVersion>(*internal::ParseVersionSelector("latest")));
   EXPECT_EQ(std::get<int64_t>(*internal::ParseVersionSelector("42")), 42);
   EXPECT_EQ(std::get<std::string>(*internal::ParseVersionSelector("stable")), "stable");
   for (const char* bad : {"0", "", "99999999999999999999", "1x", "a/b", "-1"}) {
@@ -171,15 +171,12 @@ TEST(SignatureTest, ValidatesEveryRule) {
   complex.inputs[0].dtype = c10::ScalarType::ComplexFloat;
   ModelSignature too_many_dims = good;
   too_many_dims.inputs[0].shape = std::vector<int64_t>(17, 1);
-  for (const Case& c : {Case{"no inputs", no_inputs, "no inputs"},
-                        Case{"no outputs", no_outputs, "no outputs"},
-                        Case{"zero dim", zero_dim, "[0]"},
-                        Case{"negative dim", negative_dim, "[3, -2]"},
-                        Case{"duplicate", duplicate, "appears twice"},
-                        Case{"unnamed", unnamed, "output 0"},
-                        Case{"bad char", bad_char, "'x y'"},
-                        Case{"complex", complex, "supported: float32"},
-                        Case{"rank", too_many_dims, "17 dimensions"}}) {
+  for (const Case& c :
+       {Case{"no inputs", no_inputs, "no inputs"}, Case{"no outputs", no_outputs, "no outputs"},
+        Case{"zero dim", zero_dim, "[0]"}, Case{"negative dim", negative_dim, "[3, -2]"},
+        Case{"duplicate", duplicate, "appears twice"}, Case{"unnamed", unnamed, "output 0"},
+        Case{"bad char", bad_char, "'x y'"}, Case{"complex", complex, "supported: float32"},
+        Case{"rank", too_many_dims, "17 dimensions"}}) {
     absl::Status s = ValidateSignature(c.signature);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.what;
     EXPECT_THAT(std::string(s.message()), HasSubstr(c.message)) << c.what;

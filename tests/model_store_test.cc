@@ -115,8 +115,7 @@ TEST_F(ModelStoreTest, ReadOnlyStoreReadsButRefusesEveryChange) {
   EXPECT_EQ((*reader)->Publish("mlp", model_file_, testing::LinearSignature()).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ((*reader)->SetAlias("mlp", "stable", 1).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ((*reader)->RemoveAlias("mlp", "stable").code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*reader)->RemoveAlias("mlp", "stable").code(), absl::StatusCode::kFailedPrecondition);
   absl::Status removed = (*reader)->Remove("mlp", 1);
   EXPECT_EQ(removed.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(Message(removed), HasSubstr("read-only"));
@@ -214,9 +213,9 @@ TEST_F(ModelStoreTest, SignatureWithWildcardsAndNonBatchableRoundTrips) {
 // Bad input to Publish: clear errors, nothing written.
 
 TEST_F(ModelStoreTest, PublishRefusesBadNamesAndWritesNothing) {
-  for (std::string bad : {std::string(), std::string(129, 'n'), std::string(".hidden"),
-                          std::string(".."), std::string("../escape"), std::string("a/b"),
-                          std::string("/abs"), std::string("sp ace")}) {
+  for (std::string bad :
+       {std::string(), std::string(129, 'n'), std::string(".hidden"), std::string(".."),
+        std::string("../escape"), std::string("a/b"), std::string("/abs"), std::string("sp ace")}) {
     absl::StatusOr<ModelInfo> info = store_->Publish(bad, model_file_, testing::LinearSignature());
     EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(Message(info.status()), HasSubstr("model name")) << bad;
@@ -599,8 +598,8 @@ TEST_F(ModelStoreTest, ConcurrentPublishersInProcessesGetDistinctVersions) {
 TEST_F(ModelStoreTest, AKilledPublisherLeavesNothingVisibleAndIsCleanedUp) {
   ModelInfo v1 = PublishSeed("mlp", 1);
   for (const char* point : {"staged", "committing"}) {
-    testing::ChildResult result = testing::RunChild(
-        {"publish-crash", root_.string(), "mlp", model_file_.string(), point});
+    testing::ChildResult result =
+        testing::RunChild({"publish-crash", root_.string(), "mlp", model_file_.string(), point});
     ASSERT_EQ(result.term_signal, SIGKILL) << point << ": exit " << result.exit_code;
 
     // The dead publisher's staging folder is there...

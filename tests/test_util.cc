@@ -2,9 +2,8 @@
 
 #include <signal.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
 #include <torch/script.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>

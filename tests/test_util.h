@@ -41,9 +41,9 @@ std::string ReadBytes(const std::filesystem::path& path);
 std::vector<std::string> ListNames(const std::filesystem::path& folder);
 
 struct ChildResult {
-  int exit_code = -1;    // When it exited normally.
-  int term_signal = 0;   // When a signal killed it.
-  std::string output;    // Its standard output.
+  int exit_code = -1;   // When it exited normally.
+  int term_signal = 0;  // When a signal killed it.
+  std::string output;   // Its standard output.
 };
 
 // Runs this test binary as `<self> --maas-child <args...>` and waits for it.

@@ -121,7 +121,8 @@ int main(int argc, char** argv) {
   torch::Tensor batch = torch::randn({4, kIn});
   torch::Tensor scores = module.forward({batch}).toTensor();
   torch::Tensor best = scores.argmax(1).contiguous();
-  std::vector<int64_t> best_class(best.data_ptr<int64_t>(), best.data_ptr<int64_t>() + best.numel());
+  std::vector<int64_t> best_class(best.data_ptr<int64_t>(),
+                                  best.data_ptr<int64_t>() + best.numel());
   std::printf("run     mlp@stable on a batch of %lld: output %s, best class per item %s\n",
               static_cast<long long>(batch.size(0)),
               maas::ShapeString(scores.sizes().vec()).c_str(),

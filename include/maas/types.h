@@ -56,12 +56,12 @@ struct ModelSignature {
 // What the ModelStore records about one immutable published version of a model.
 struct ModelInfo {
   std::string name;
-  int64_t version = 0;               // 1, 2, 3, ... per model name; never reused.
-  std::string sha256;                // Lower-case hex SHA-256 of the artifact.
-  int64_t size_bytes = 0;            // Size of the artifact in bytes.
+  int64_t version = 0;     // 1, 2, 3, ... per model name; never reused.
+  std::string sha256;      // Lower-case hex SHA-256 of the artifact.
+  int64_t size_bytes = 0;  // Size of the artifact in bytes.
   ModelSignature signature;
-  absl::Time created;                // When the version was published.
-  std::string description;           // Free text given at publish time; may be empty.
+  absl::Time created;                         // When the version was published.
+  std::string description;                    // Free text given at publish time; may be empty.
   std::map<std::string, std::string> labels;  // Free key/value pairs given at publish time.
   std::filesystem::path artifact_path;  // Absolute path of the TorchScript archive in the store.
 };
