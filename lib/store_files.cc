@@ -115,6 +115,10 @@ absl::StatusOr<std::string> ReadSmallFile(const fs::path& path, size_t max_bytes
   }
   if (fd < 0) return FileError("open", path, LastError());
   std::string contents;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    contents.reserve(std::min(static_cast<size_t>(st.st_size), max_bytes));
+  }
   char buffer[1 << 16];
   while (true) {
     ssize_t n = ::read(fd, buffer, sizeof(buffer));
@@ -134,6 +138,16 @@ absl::StatusOr<std::string> ReadSmallFile(const fs::path& path, size_t max_bytes
   }
   ::close(fd);
   return contents;
+}
+
+absl::StatusOr<std::string> ReadFileBytes(const fs::path& path) {
+  std::error_code ec;
+  uintmax_t size = fs::file_size(path, ec);
+  if (ec == std::errc::no_such_file_or_directory) {
+    return absl::NotFoundError(fmt::format("{} does not exist", path.string()));
+  }
+  if (ec) return FileError("read the size of", path, ec);
+  return ReadSmallFile(path, static_cast<size_t>(size));
 }
 
 absl::Status WriteFileDurably(const fs::path& path, const std::string& contents, bool read_only) {

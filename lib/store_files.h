@@ -42,6 +42,9 @@ std::string UniqueName();
 absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path,
                                           size_t max_bytes = 16 << 20);
 
+// Reads a whole file of any size, sized up front. NotFound if missing; Internal otherwise.
+absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path);
+
 // Writes `contents` to `path`, fsyncs it, and optionally makes it read-only (0444).
 absl::Status WriteFileDurably(const std::filesystem::path& path, const std::string& contents,
                               bool read_only);

@@ -5,20 +5,9 @@
 #include <string>
 
 #include "fmt/core.h"
+#include "torch_errors.h"
 
 namespace maas::internal {
-namespace {
-
-// LibTorch messages carry a C++ backtrace after the first lines; keep the part users can read.
-std::string FirstLines(const std::string& message, int lines = 3) {
-  size_t end = 0;
-  for (int i = 0; i < lines && end != std::string::npos; ++i) {
-    end = message.find('\n', end == 0 ? 0 : end + 1);
-  }
-  return end == std::string::npos ? message : message.substr(0, end);
-}
-
-}  // namespace
 
 absl::Status CheckTorchScript(const std::filesystem::path& path, const ModelSignature& signature) {
   try {
@@ -43,15 +32,9 @@ absl::Status CheckTorchScript(const std::filesystem::path& path, const ModelSign
           required == total ? std::to_string(total) : fmt::format("{} to {}", required, total)));
     }
     return absl::OkStatus();
-  } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(fmt::format("{} is not a loadable TorchScript archive: {}",
-                                                  path.string(),
-                                                  FirstLines(e.what_without_backtrace())));
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(fmt::format("{} is not a loadable TorchScript archive: {}",
-                                                  path.string(), FirstLines(e.what())));
   } catch (...) {
-    return absl::InvalidArgumentError(
+    return StatusFromCurrentException(
+        absl::StatusCode::kInvalidArgument,
         fmt::format("{} is not a loadable TorchScript archive", path.string()));
   }
 }

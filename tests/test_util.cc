@@ -46,6 +46,14 @@ void SaveLinearModel(const fs::path& path, int64_t in, int64_t out, int seed) {
   module.save(path.string());
 }
 
+void SaveScript(const fs::path& path, const std::string& source,
+                const std::vector<std::pair<std::string, at::Tensor>>& parameters) {
+  torch::jit::Module module("Fixture");
+  for (const auto& [name, value] : parameters) module.register_parameter(name, value, false);
+  module.define(source);
+  module.save(path.string());
+}
+
 ModelSignature LinearSignature(int64_t in, int64_t out) {
   return ModelSignature{{{"x", torch::kFloat32, {in}}}, {{"y", torch::kFloat32, {out}}}};
 }

@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
+
+#include <utility>
+
 #include "maas/types.h"
 
 namespace maas::testing {
@@ -30,6 +34,10 @@ class TempDir {
 // `seed`, so that different seeds give different artifacts. forward(self, x: Tensor) -> Tensor.
 void SaveLinearModel(const std::filesystem::path& path, int64_t in = 4, int64_t out = 2,
                      int seed = 0);
+
+// Saves a TorchScript module with the given parameters and `source` (its methods).
+void SaveScript(const std::filesystem::path& path, const std::string& source,
+                const std::vector<std::pair<std::string, at::Tensor>>& parameters = {});
 
 // The signature of SaveLinearModel's module: input "x" float32 [in], output "y" float32 [out].
 ModelSignature LinearSignature(int64_t in = 4, int64_t out = 2);

@@ -3,6 +3,7 @@
 #define MAAS_MAAS_H_
 
 #include "maas/model_store.h"
+#include "maas/session.h"
 #include "maas/types.h"
 #include "maas/version.h"
 

@@ -1,0 +1,125 @@
+// Session: one model version from a ModelStore, loaded on one device, validated and run.
+#ifndef MAAS_SESSION_H_
+#define MAAS_SESSION_H_
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "maas/model_store.h"
+#include "maas/types.h"
+
+namespace maas {
+
+// How a Session prepares the TorchScript graph after loading it.
+enum class GraphOptimization {
+  // Run the module as saved.
+  kNone,
+  // torch::jit::freeze: inline parameters and attributes as constants, fold what can be folded.
+  // Results are unchanged (checked against the unfrozen module in maas's tests). Modules that
+  // cannot be frozen fall back to kNone.
+  kFreeze,
+  // torch::jit::optimize_for_inference: freezing plus operator fusions and oneDNN layouts for
+  // convolutions. Can change results in the last bits and, with oneDNN, speed up or slow down
+  // depending on the model and batch size: measure before choosing it.
+  kForInference,
+};
+
+// Options for Session::Create.
+struct SessionOptions {
+  // Which version to load: "latest", a number such as "3", or an alias such as "stable".
+  // Default: "latest".
+  std::string version = "latest";
+
+  // The device to run on: CPU, or CUDA with an index (c10::Device(c10::kCUDA, 0)). Default: CPU.
+  c10::Device device = c10::Device(c10::DeviceType::CPU);
+
+  // Intra-op threads of every Run, whichever thread calls it (on CPU: the OpenMP team that
+  // LibTorch and OpenBLAS use inside one operator). Between 1 and the machine's cores.
+  // Default: 1, the right value when several threads or Scheduler workers run at once; raise it
+  // for a large model served one call at a time. Keep callers x threads <= cores.
+  int intra_op_threads = 1;
+
+  // Run the model a few times at Create on inputs built from the signature (zeros, wildcard
+  // dimensions as 1, batch of 1), so that the first real request does not pay for lazy
+  // initialization and graph specialization, and so that a model whose outputs contradict its
+  // signature is refused at once. Default: true.
+  bool warm_up = true;
+
+  // Graph preparation; see GraphOptimization. Default: kFreeze (docs/performance.md has the
+  // measurements behind this choice).
+  GraphOptimization optimization = GraphOptimization::kFreeze;
+
+  // Leave outputs on the session's device instead of copying them to the CPU. Only matters for
+  // CUDA sessions. Default: false (outputs come back in host memory).
+  bool keep_outputs_on_device = false;
+};
+
+// A Session is one immutable model version loaded on one device, ready to run.
+//
+// Create reads the artifact once, checks its SHA-256 against the manifest, loads it from the
+// verified bytes, moves it to the device, puts it in eval mode, prepares the graph and warms it
+// up. Run validates inputs against the signature before running, so a malformed request gets an
+// InvalidArgument naming the input instead of an exception from deep inside LibTorch.
+//
+// This class is thread-safe: Run may be called from many threads at once; each call runs under
+// c10::InferenceMode with the session's intra-op thread count. Concurrent calls share the
+// module's weights (no copy per thread). Caveat: a model whose forward mutates its own
+// attributes (a counter, a cache) is not safe to run concurrently; such models need one Session
+// per calling thread or a Scheduler with one instance.
+//
+// Example:
+//   maas::SessionOptions options;
+//   options.version = "stable";
+//   absl::StatusOr<std::unique_ptr<maas::Session>> session =
+//       maas::Session::Create(*store, "mlp", options);
+//   if (!session.ok()) return session.status();
+//   absl::StatusOr<std::vector<torch::Tensor>> out = (*session)->Run({torch::randn({8, 512})});
+class Session {
+ public:
+  // Loads version `options.version` of model `name` from `store` onto `options.device`.
+  // NotFound / InvalidArgument: as ModelStore::Get. DataLoss: the artifact's SHA-256 or size
+  // differs from its manifest. InvalidArgument: bad options (thread count, device index).
+  // FailedPrecondition: CUDA requested but not available; warm-up failed (the message says how:
+  // the model threw, or its outputs contradict the signature).
+  static absl::StatusOr<std::unique_ptr<Session>> Create(const ModelStore& store,
+                                                         std::string_view name,
+                                                         SessionOptions options = {});
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  // Runs the model on `inputs`, given positionally in the signature's order (at::Tensor is
+  // torch::Tensor). For a batchable model, dimension 0 of every input is the batch, equal across
+  // inputs and at least 1. Inputs on another device are moved; any strides work.
+  // Returns the outputs in the signature's order, whatever the model returns (a Tensor, a tuple
+  // or list of Tensors, or a dict from output name to Tensor).
+  // InvalidArgument: wrong input count, dtype, rank, fixed dimension or batch sizes (naming the
+  // input, what was expected and what came). Internal: the model threw (its message follows),
+  // or its outputs contradict the signature. The session stays usable after any error.
+  absl::StatusOr<std::vector<at::Tensor>> Run(const std::vector<at::Tensor>& inputs) const;
+
+  // The version that was loaded, as recorded in the store.
+  const ModelInfo& info() const;
+  // The device the model runs on.
+  c10::Device device() const;
+  // The graph preparation actually applied (kFreeze may have fallen back to kNone).
+  GraphOptimization optimization() const;
+
+ private:
+  struct Impl;
+  explicit Session(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace maas
+
+#endif  // MAAS_SESSION_H_

@@ -1,0 +1,185 @@
+#include "maas/session.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
+#include <caffe2/serialize/in_memory_adapter.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <thread>
+
+#include "fmt/core.h"
+#include "sha256.h"
+#include "status_macros.h"
+#include "store_files.h"
+#include "tensor_checks.h"
+#include "torch_errors.h"
+
+namespace maas {
+namespace {
+
+constexpr int kWarmUpRuns = 3;
+
+// Sets the calling thread's intra-op thread count for LibTorch (and, with the OpenMP build of
+// OpenBLAS, for BLAS) unless it already has it. LibTorch has no scoped setting; at::
+// set_num_threads is per thread for OpenMP but also rebuilds a global pthreadpool when the count
+// changes, so it is called only on a change.
+void UseIntraOpThreads(int threads) {
+  thread_local int current = 0;
+  if (current == threads) return;
+  // The first parallel region of a thread lazily re-applies the process-wide default; trigger
+  // that now so that it cannot override the count set below.
+  (void)at::get_num_threads();
+  at::set_num_threads(threads);
+  current = threads;
+}
+
+absl::StatusOr<c10::Device> CheckDevice(c10::Device device) {
+  if (device.is_cpu()) return c10::Device(c10::DeviceType::CPU);
+  if (!device.is_cuda()) {
+    return absl::InvalidArgumentError(fmt::format(
+        "device '{}' is not supported; use the CPU or a CUDA device", device.str()));
+  }
+  if (!torch::cuda::is_available()) {
+    return absl::FailedPreconditionError(fmt::format(
+        "device '{}' requested, but CUDA is not available: this LibTorch was built without CUDA "
+        "or no GPU is visible",
+        device.str()));
+  }
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  const int64_t index = device.has_index() ? device.index() : 0;
+  if (index >= count) {
+    return absl::InvalidArgumentError(
+        fmt::format("device '{}' requested, but only {} CUDA device(s) are visible", device.str(),
+                    count));
+  }
+  return c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+}  // namespace
+
+struct Session::Impl {
+  ModelInfo info;
+  std::string label;  // "model 'mlp' version 3", for messages
+  c10::Device device = c10::Device(c10::DeviceType::CPU);
+  int intra_op_threads = 1;
+  bool keep_outputs_on_device = false;
+  GraphOptimization optimization = GraphOptimization::kNone;
+  // Module::forward is not const but is safe to call concurrently: the graph executor is
+  // thread-safe and the module's weights are only read.
+  torch::jit::Module module;
+};
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+
+const ModelInfo& Session::info() const { return impl_->info; }
+c10::Device Session::device() const { return impl_->device; }
+GraphOptimization Session::optimization() const { return impl_->optimization; }
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store,
+                                                         std::string_view name,
+                                                         SessionOptions options) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (options.intra_op_threads < 1 || options.intra_op_threads > cores) {
+    return absl::InvalidArgumentError(
+        fmt::format("intra_op_threads is {}; expected 1 to {} (the cores of this machine)",
+                    options.intra_op_threads, cores));
+  }
+  auto impl = std::make_unique<Impl>();
+  MAAS_ASSIGN_OR_RETURN(impl->device, CheckDevice(options.device));
+  MAAS_ASSIGN_OR_RETURN(impl->info, store.Get(name, options.version));
+  impl->label = fmt::format("model '{}' version {}", impl->info.name, impl->info.version);
+  impl->intra_op_threads = options.intra_op_threads;
+  impl->keep_outputs_on_device = options.keep_outputs_on_device;
+  const ModelInfo& info = impl->info;
+
+  // Read the artifact once, check those bytes, and load exactly those bytes.
+  MAAS_ASSIGN_OR_RETURN(std::string bytes, internal::ReadFileBytes(info.artifact_path));
+  internal::Sha256 hash;
+  hash.Update(bytes);
+  std::string sha256 = hash.HexDigest();
+  if (static_cast<int64_t>(bytes.size()) != info.size_bytes || sha256 != info.sha256) {
+    return absl::DataLossError(fmt::format(
+        "{}: artifact {} has {} bytes and SHA-256 {}; its manifest records {} bytes and {}",
+        impl->label, info.artifact_path.string(), bytes.size(), sha256, info.size_bytes,
+        info.sha256));
+  }
+
+  UseIntraOpThreads(impl->intra_op_threads);
+  try {
+    auto reader = std::make_shared<caffe2::serialize::MemoryReadAdapter>(
+        bytes.data(), static_cast<off_t>(bytes.size()));
+    impl->module = torch::jit::load(reader, impl->device);
+    impl->module.eval();
+  } catch (...) {
+    return internal::StatusFromCurrentException(
+        absl::StatusCode::kFailedPrecondition,
+        fmt::format("{}: LibTorch cannot load {}", impl->label, info.artifact_path.string()));
+  }
+  bytes = std::string();  // The module holds its own copy of the weights now.
+
+  if (options.optimization != GraphOptimization::kNone) {
+    try {
+      impl->module = options.optimization == GraphOptimization::kFreeze
+                         ? torch::jit::freeze(impl->module)
+                         : torch::jit::optimize_for_inference(impl->module);
+      impl->optimization = options.optimization;
+    } catch (...) {
+      // Some modules cannot be frozen (for example ones that mutate attributes in forward);
+      // they run as saved, which is always correct. optimization() tells the caller.
+    }
+  }
+
+  std::unique_ptr<Session> session(new Session(std::move(impl)));
+  if (options.warm_up) {
+    std::vector<at::Tensor> inputs;
+    try {
+      inputs = internal::ExampleInputs(session->info().signature, session->device());
+    } catch (...) {
+      return internal::StatusFromCurrentException(
+          absl::StatusCode::kFailedPrecondition,
+          fmt::format("{}: cannot build warm-up inputs", session->impl_->label));
+    }
+    for (int i = 0; i < kWarmUpRuns; ++i) {
+      absl::StatusOr<std::vector<at::Tensor>> outputs = session->Run(inputs);
+      if (!outputs.ok()) {
+        return absl::FailedPreconditionError(
+            fmt::format("warm-up failed (on zeros shaped as the signature, batch of 1): {}",
+                        std::string(outputs.status().message())));
+      }
+    }
+  }
+  return session;
+}
+
+absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tensor>& inputs) const {
+  const Impl& impl = *impl_;
+  MAAS_ASSIGN_OR_RETURN(int64_t batch,
+                        internal::CheckInputs(impl.info.signature, inputs, impl.label));
+  try {
+    UseIntraOpThreads(impl.intra_op_threads);
+    c10::InferenceMode inference_mode;
+    c10::OptionalDeviceGuard device_guard;
+    if (!impl.device.is_cpu()) device_guard.reset_device(impl.device);
+
+    std::vector<c10::IValue> arguments;
+    arguments.reserve(inputs.size());
+    for (const at::Tensor& input : inputs) {
+      arguments.emplace_back(input.device() == impl.device ? input : input.to(impl.device));
+    }
+    c10::IValue returned = impl_->module.forward(std::move(arguments));
+    MAAS_ASSIGN_OR_RETURN(
+        std::vector<at::Tensor> outputs,
+        internal::CollectOutputs(impl.info.signature, std::move(returned), batch, impl.label));
+    if (!impl.keep_outputs_on_device && !impl.device.is_cpu()) {
+      for (at::Tensor& output : outputs) output = output.to(c10::Device(c10::DeviceType::CPU));
+    }
+    return outputs;
+  } catch (...) {
+    return internal::StatusFromCurrentException(absl::StatusCode::kInternal,
+                                                fmt::format("{} failed", impl.label));
+  }
+}
+
+}  // namespace maas

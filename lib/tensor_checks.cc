@@ -1,0 +1,147 @@
+#include "tensor_checks.h"
+
+#include <ATen/ops/zeros.h>
+
+#include "absl/strings/str_join.h"
+#include "fmt/core.h"
+
+namespace maas::internal {
+namespace {
+
+std::string Names(const std::vector<TensorSpec>& specs) {
+  return absl::StrJoin(specs, ", ", [](std::string* out, const TensorSpec& s) {
+    out->append(s.name);
+  });
+}
+
+// The full expected shape as text, e.g. "[batch, 3, any]".
+std::string ExpectedShape(const TensorSpec& spec, bool batchable) {
+  std::vector<std::string> dims;
+  if (batchable) dims.push_back("batch");
+  for (int64_t d : spec.shape) dims.push_back(d == kAnyDim ? "any" : std::to_string(d));
+  return fmt::format("[{}]", absl::StrJoin(dims, ", "));
+}
+
+// Shape problems of one tensor against its spec, or an empty string. Shared by inputs/outputs.
+std::string ShapeProblem(const TensorSpec& spec, bool batchable, const at::Tensor& t) {
+  const size_t offset = batchable ? 1 : 0;
+  bool ok = static_cast<size_t>(t.dim()) == spec.shape.size() + offset;
+  for (size_t d = 0; ok && d < spec.shape.size(); ++d) {
+    ok = spec.shape[d] == kAnyDim || t.size(static_cast<int64_t>(d + offset)) == spec.shape[d];
+  }
+  if (ok) return "";
+  return fmt::format("expected shape {}, got {}", ExpectedShape(spec, batchable),
+                     ShapeString(t.sizes().vec()));
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
+                                    const std::vector<at::Tensor>& inputs,
+                                    std::string_view label) {
+  if (inputs.size() != signature.inputs.size()) {
+    return absl::InvalidArgumentError(fmt::format("{}: expected {} input(s) ({}), got {}", label,
+                                                  signature.inputs.size(),
+                                                  Names(signature.inputs), inputs.size()));
+  }
+  int64_t batch = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const TensorSpec& spec = signature.inputs[i];
+    const at::Tensor& t = inputs[i];
+    if (!t.defined()) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: input '{}' is an undefined tensor", label, spec.name));
+    }
+    if (t.scalar_type() != spec.dtype) {
+      return absl::InvalidArgumentError(fmt::format("{}: input '{}': expected dtype {}, got {}",
+                                                    label, spec.name, DtypeName(spec.dtype),
+                                                    DtypeName(t.scalar_type())));
+    }
+    if (std::string problem = ShapeProblem(spec, signature.batchable, t); !problem.empty()) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: input '{}': {}", label, spec.name, problem));
+    }
+    if (!signature.batchable) continue;
+    if (t.size(0) < 1) {
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: input '{}' holds a batch of 0 items; at least 1 is needed", label, spec.name));
+    }
+    if (i == 0) {
+      batch = t.size(0);
+    } else if (t.size(0) != batch) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: input '{}' has batch size {} but input '{}' has {}; they must be equal",
+                      label, spec.name, t.size(0), signature.inputs[0].name, batch));
+    }
+  }
+  return batch;
+}
+
+absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(const ModelSignature& signature,
+                                                       c10::IValue returned, int64_t batch,
+                                                       std::string_view label) {
+  const std::vector<TensorSpec>& specs = signature.outputs;
+  std::vector<c10::IValue> values;
+  if (returned.isTuple()) {
+    values = returned.toTupleRef().elements().vec();
+  } else if (returned.isList()) {
+    values = returned.toListRef().vec();
+  } else if (returned.isGenericDict()) {
+    c10::Dict<c10::IValue, c10::IValue> dict = returned.toGenericDict();
+    for (const TensorSpec& spec : specs) {
+      auto it = dict.find(c10::IValue(spec.name));
+      if (it == dict.end()) {
+        return absl::InternalError(fmt::format(
+            "{} returned a dict without the output '{}' that its signature declares", label,
+            spec.name));
+      }
+      values.push_back(it->value());
+    }
+  } else {
+    values.push_back(std::move(returned));
+  }
+  if (values.size() != specs.size()) {
+    return absl::InternalError(fmt::format("{} returned {} value(s); its signature declares {} ({})",
+                                           label, values.size(), specs.size(), Names(specs)));
+  }
+  std::vector<at::Tensor> outputs;
+  outputs.reserve(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    const TensorSpec& spec = specs[i];
+    if (!values[i].isTensor()) {
+      return absl::InternalError(fmt::format("{} returned a {} for output '{}'; expected a Tensor",
+                                             label, values[i].tagKind(), spec.name));
+    }
+    at::Tensor t = std::move(values[i]).toTensor();
+    if (t.scalar_type() != spec.dtype) {
+      return absl::InternalError(
+          fmt::format("{} returned output '{}' as {}; its signature declares {}", label, spec.name,
+                      DtypeName(t.scalar_type()), DtypeName(spec.dtype)));
+    }
+    if (std::string problem = ShapeProblem(spec, signature.batchable, t); !problem.empty()) {
+      return absl::InternalError(
+          fmt::format("{} returned output '{}' that contradicts its signature: {}", label,
+                      spec.name, problem));
+    }
+    if (signature.batchable && t.size(0) != batch) {
+      return absl::InternalError(
+          fmt::format("{} returned output '{}' with {} item(s) for a batch of {}", label,
+                      spec.name, t.size(0), batch));
+    }
+    outputs.push_back(std::move(t));
+  }
+  return outputs;
+}
+
+std::vector<at::Tensor> ExampleInputs(const ModelSignature& signature, c10::Device device) {
+  std::vector<at::Tensor> inputs;
+  for (const TensorSpec& spec : signature.inputs) {
+    std::vector<int64_t> shape;
+    if (signature.batchable) shape.push_back(1);
+    for (int64_t d : spec.shape) shape.push_back(d == kAnyDim ? 1 : d);
+    inputs.push_back(at::zeros(shape, at::TensorOptions().dtype(spec.dtype).device(device)));
+  }
+  return inputs;
+}
+
+}  // namespace maas::internal

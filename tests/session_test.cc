@@ -1,0 +1,473 @@
+// Tests of Session: results equal to a direct forward for every output form, every validation
+// error, throwing and lying models, corrupt artifacts, options, threads and CUDA placement.
+#include "maas/session.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <atomic>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "maas/model_store.h"
+#include "test_util.h"
+
+namespace maas {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+std::string Message(const absl::Status& s) { return std::string(s.message()); }
+
+// Relative tolerance for comparing with a direct forward: freezing may reorder float math.
+void ExpectClose(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.sizes(), want.sizes()) << what;
+  ASSERT_EQ(got.scalar_type(), want.scalar_type()) << what;
+  EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6))
+      << what << ": max difference " << (got - want).abs().max().item<double>();
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(*ModelStore::Open(dir_.path() / "store"));
+  }
+
+  // Publishes a fixture module under `name` and returns the artifact's path.
+  fs::path Publish(const std::string& name, const std::string& source,
+                   const ModelSignature& signature,
+                   const std::vector<std::pair<std::string, at::Tensor>>& parameters = {}) {
+    fs::path file = dir_.path() / (name + ".pt");
+    testing::SaveScript(file, source, parameters);
+    absl::StatusOr<ModelInfo> info = store_->Publish(name, file, signature);
+    EXPECT_TRUE(info.ok()) << info.status();
+    return file;
+  }
+
+  std::unique_ptr<Session> Create(const std::string& name, SessionOptions options = {}) {
+    absl::StatusOr<std::unique_ptr<Session>> session = Session::Create(*store_, name, options);
+    EXPECT_TRUE(session.ok()) << session.status();
+    return session.ok() ? std::move(*session) : nullptr;
+  }
+
+  // The reference: the same artifact loaded plainly and run with forward.
+  static c10::IValue DirectForward(const fs::path& file, std::vector<c10::IValue> inputs) {
+    torch::jit::Module module = torch::jit::load(file.string());
+    module.eval();
+    c10::InferenceMode guard;
+    return module.forward(std::move(inputs));
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<ModelStore> store_;
+};
+
+constexpr char kTwoInputsTuple[] = R"(
+def forward(self, a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
+  return (a + b, torch.matmul(a, self.w))
+)";
+
+constexpr char kThreeInputsDict[] = R"(
+def forward(self, x: Tensor, y: Tensor, scale: Tensor) -> Dict[str, Tensor]:
+  return {"scaled": x * scale, "sum": x + y, "count": (x > 0).sum(1)}
+)";
+
+constexpr char kListOutput[] = R"(
+def forward(self, x: Tensor) -> List[Tensor]:
+  return [x * 2.0, x.mean(1, keepdim=True)]
+)";
+
+constexpr char kThrowsOnNegative[] = R"(
+def forward(self, x: Tensor) -> Tensor:
+  assert bool(torch.all(x >= 0)), "negative input is not allowed"
+  return x * 2.0
+)";
+
+TEST_F(SessionTest, OneInputTensorOutputMatchesDirectForward) {
+  fs::path file = dir_.path() / "linear.pt";
+  testing::SaveLinearModel(file, 4, 2, /*seed=*/3);
+  ASSERT_TRUE(store_->Publish("linear", file, testing::LinearSignature()).ok());
+  for (GraphOptimization optimization :
+       {GraphOptimization::kNone, GraphOptimization::kFreeze, GraphOptimization::kForInference}) {
+    SessionOptions options;
+    options.optimization = optimization;
+    std::unique_ptr<Session> session = Create("linear", options);
+    ASSERT_NE(session, nullptr);
+    for (int64_t batch : {1, 7, 64}) {
+      at::Tensor x = torch::randn({batch, 4});
+      absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
+      ASSERT_TRUE(out.ok()) << out.status();
+      ASSERT_EQ(out->size(), 1u);
+      ExpectClose((*out)[0], DirectForward(file, {x}).toTensor(),
+                  "batch " + std::to_string(batch));
+    }
+    // A non-contiguous input (a transposed view) works.
+    at::Tensor columns = torch::randn({4, 5});
+    at::Tensor x = columns.t();
+    ASSERT_FALSE(x.is_contiguous());
+    absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
+    ASSERT_TRUE(out.ok()) << out.status();
+    ExpectClose((*out)[0], DirectForward(file, {x.contiguous()}).toTensor(), "non-contiguous");
+  }
+}
+
+TEST_F(SessionTest, TwoInputsTupleOutput) {
+  ModelSignature signature{{{"a", torch::kFloat32, {3}}, {"b", torch::kFloat32, {3}}},
+                           {{"sum", torch::kFloat32, {3}}, {"proj", torch::kFloat32, {2}}}};
+  fs::path file = Publish("two", kTwoInputsTuple, signature, {{"w", torch::randn({3, 2})}});
+  std::unique_ptr<Session> session = Create("two");
+  at::Tensor a = torch::randn({5, 3}), b = torch::randn({5, 3});
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({a, b});
+  ASSERT_TRUE(out.ok()) << out.status();
+  auto direct = DirectForward(file, {a, b}).toTuple()->elements();
+  ASSERT_EQ(out->size(), 2u);
+  ExpectClose((*out)[0], direct[0].toTensor(), "sum");
+  ExpectClose((*out)[1], direct[1].toTensor(), "proj");
+}
+
+TEST_F(SessionTest, ThreeInputsDictOutputComesBackInSignatureOrder) {
+  ModelSignature signature{{{"x", torch::kFloat32, {4}},
+                            {"y", torch::kFloat32, {4}},
+                            {"scale", torch::kFloat32, {1}}},
+                           {{"sum", torch::kFloat32, {4}},
+                            {"count", torch::kInt64, {}},
+                            {"scaled", torch::kFloat32, {4}}}};
+  fs::path file = Publish("three", kThreeInputsDict, signature);
+  std::unique_ptr<Session> session = Create("three");
+  at::Tensor x = torch::randn({6, 4}), y = torch::randn({6, 4}), scale = torch::rand({6, 1});
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x, y, scale});
+  ASSERT_TRUE(out.ok()) << out.status();
+  c10::Dict<c10::IValue, c10::IValue> direct = DirectForward(file, {x, y, scale}).toGenericDict();
+  ASSERT_EQ(out->size(), 3u);
+  ExpectClose((*out)[0], direct.at("sum").toTensor(), "sum");
+  EXPECT_TRUE(torch::equal((*out)[1], direct.at("count").toTensor()));
+  ExpectClose((*out)[2], direct.at("scaled").toTensor(), "scaled");
+}
+
+TEST_F(SessionTest, ListOutput) {
+  ModelSignature signature{{{"x", torch::kFloat32, {3}}},
+                           {{"double", torch::kFloat32, {3}}, {"mean", torch::kFloat32, {1}}}};
+  fs::path file = Publish("list", kListOutput, signature);
+  std::unique_ptr<Session> session = Create("list");
+  at::Tensor x = torch::randn({2, 3});
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
+  ASSERT_TRUE(out.ok()) << out.status();
+  auto direct = DirectForward(file, {x}).toList();
+  ExpectClose((*out)[0], direct.get(0).toTensor(), "double");
+  ExpectClose((*out)[1], direct.get(1).toTensor(), "mean");
+}
+
+TEST_F(SessionTest, EveryValidationErrorNamesTheInputExpectedAndGot) {
+  ModelSignature signature{{{"a", torch::kFloat32, {3}}, {"b", torch::kFloat32, {3}}},
+                           {{"sum", torch::kFloat32, {3}}, {"proj", torch::kFloat32, {2}}}};
+  Publish("two", kTwoInputsTuple, signature, {{"w", torch::randn({3, 2})}});
+  std::unique_ptr<Session> session = Create("two");
+  at::Tensor good = torch::randn({2, 3});
+  struct Case {
+    const char* what;
+    std::vector<at::Tensor> inputs;
+    std::vector<const char*> message;
+  };
+  const Case cases[] = {
+      {"too few", {good}, {"expected 2 input(s) (a, b), got 1"}},
+      {"too many", {good, good, good}, {"expected 2 input(s)", "got 3"}},
+      {"dtype", {good, good.to(torch::kFloat64)}, {"input 'b'", "float32", "float64"}},
+      {"rank", {good.reshape({6}), good}, {"input 'a'", "[batch, 3]", "[6]"}},
+      {"fixed dim", {good, torch::randn({2, 4})}, {"input 'b'", "[batch, 3]", "[2, 4]"}},
+      {"batch sizes", {good, torch::randn({5, 3})}, {"input 'b' has batch size 5", "'a' has 2"}},
+      {"empty batch", {torch::randn({0, 3}), torch::randn({0, 3})}, {"batch of 0 items"}},
+      {"undefined", {good, at::Tensor()}, {"input 'b' is an undefined tensor"}},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<std::vector<at::Tensor>> out = session->Run(c.inputs);
+    ASSERT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << c.what;
+    EXPECT_THAT(Message(out.status()), HasSubstr("model 'two' version 1")) << c.what;
+    for (const char* part : c.message) {
+      EXPECT_THAT(Message(out.status()), HasSubstr(part)) << c.what;
+    }
+  }
+  EXPECT_TRUE(session->Run({good, good}).ok());
+}
+
+TEST_F(SessionTest, WildcardDimensionsTakeAnySize) {
+  ModelSignature signature{{{"ids", torch::kInt64, {kAnyDim}}}, {{"total", torch::kInt64, {1}}}};
+  Publish("tokens", "def forward(self, ids: Tensor) -> Tensor:\n  return ids.sum(1, keepdim=True)\n",
+          signature);
+  std::unique_ptr<Session> session = Create("tokens");
+  for (int64_t length : {1, 5, 300}) {
+    at::Tensor ids = torch::ones({3, length}, torch::kInt64);
+    absl::StatusOr<std::vector<at::Tensor>> out = session->Run({ids});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_TRUE(torch::equal((*out)[0], torch::full({3, 1}, length, torch::kInt64)));
+  }
+}
+
+TEST_F(SessionTest, NonBatchableModelTakesWholeShapes) {
+  ModelSignature signature{{{"m", torch::kFloat32, {kAnyDim, 3}}}, {{"t", torch::kFloat32, {3, kAnyDim}}},
+                           /*batchable=*/false};
+  Publish("transpose", "def forward(self, m: Tensor) -> Tensor:\n  return m.t()\n", signature);
+  std::unique_ptr<Session> session = Create("transpose");
+  at::Tensor m = torch::randn({5, 3});
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({m});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(torch::equal((*out)[0], m.t()));
+  EXPECT_EQ(session->Run({torch::randn({2, 5, 3})}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SessionTest, AThrowingModelBecomesAStatusAndTheSessionStaysUsable) {
+  ModelSignature signature{{{"x", torch::kFloat32, {2}}}, {{"y", torch::kFloat32, {2}}}};
+  Publish("picky", kThrowsOnNegative, signature);
+  std::unique_ptr<Session> session = Create("picky");
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({-torch::ones({1, 2})});
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(Message(out.status()), HasSubstr("model 'picky' version 1 failed"));
+  EXPECT_THAT(Message(out.status()),
+              HasSubstr("AssertionError: negative input is not allowed\n"));
+  EXPECT_THAT(Message(out.status()), ::testing::Not(HasSubstr("frame #")));  // no C++ backtrace
+  out = session->Run({torch::ones({1, 2})});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(torch::equal((*out)[0], torch::full({1, 2}, 2.0f)));
+}
+
+TEST_F(SessionTest, OutputsThatContradictTheSignatureAreCaught) {
+  // Declares 2 output features; returns 3.
+  ModelSignature signature{{{"x", torch::kFloat32, {3}}}, {{"y", torch::kFloat32, {2}}}};
+  Publish("liar", "def forward(self, x: Tensor) -> Tensor:\n  return x * 2.0\n", signature);
+  absl::StatusOr<std::unique_ptr<Session>> refused = Session::Create(*store_, "liar");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Message(refused.status()), HasSubstr("warm-up failed"));
+  EXPECT_THAT(Message(refused.status()), HasSubstr("output 'y'"));
+
+  SessionOptions no_warm_up;
+  no_warm_up.warm_up = false;
+  std::unique_ptr<Session> session = Create("liar", no_warm_up);
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({torch::ones({4, 3})});
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(Message(out.status()), HasSubstr("expected shape [batch, 2], got [4, 3]"));
+
+  // Wrong dtype, wrong count, wrong type, wrong batch.
+  struct Case {
+    const char* source;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"def forward(self, x: Tensor) -> Tensor:\n  return x[:, :2].double()\n",
+       "as float64; its signature declares float32"},
+      {"def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:\n  return (x[:, :2], x)\n",
+       "returned 2 value(s); its signature declares 1 (y)"},
+      {"def forward(self, x: Tensor) -> Dict[str, Tensor]:\n  return {'z': x[:, :2]}\n",
+       "without the output 'y'"},
+      {"def forward(self, x: Tensor) -> int:\n  return 3\n", "returned a Int for output 'y'"},
+      {"def forward(self, x: Tensor) -> Tensor:\n  return x[:1, :2]\n",
+       "with 1 item(s) for a batch of 4"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    std::string name = "liar" + std::to_string(i++);
+    Publish(name, c.source, signature);
+    session = Create(name, no_warm_up);
+    out = session->Run({torch::ones({4, 3})});
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal) << c.source;
+    EXPECT_THAT(Message(out.status()), HasSubstr(c.message)) << c.source;
+  }
+}
+
+TEST_F(SessionTest, CorruptOrTruncatedArtifactIsDataLoss) {
+  fs::path file = dir_.path() / "linear.pt";
+  testing::SaveLinearModel(file);
+  absl::StatusOr<ModelInfo> info = store_->Publish("linear", file, testing::LinearSignature());
+  ASSERT_TRUE(info.ok());
+  std::string bytes = testing::ReadBytes(info->artifact_path);
+  fs::permissions(info->artifact_path, fs::perms::owner_write, fs::perm_options::add);
+
+  std::string flipped = bytes;
+  flipped[flipped.size() / 3] ^= 0x40;
+  testing::WriteBytes(info->artifact_path, flipped);
+  absl::StatusOr<std::unique_ptr<Session>> session = Session::Create(*store_, "linear");
+  EXPECT_EQ(session.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(Message(session.status()), HasSubstr(info->sha256));
+
+  testing::WriteBytes(info->artifact_path, bytes.substr(0, bytes.size() - 10));
+  session = Session::Create(*store_, "linear");
+  EXPECT_EQ(session.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(Message(session.status()), HasSubstr(std::to_string(bytes.size() - 10) + " bytes"));
+
+  testing::WriteBytes(info->artifact_path, bytes);
+  EXPECT_TRUE(Session::Create(*store_, "linear").ok());
+}
+
+TEST_F(SessionTest, LoadsTheRequestedVersionAndOutlivesTheStore) {
+  for (int seed : {1, 2, 3}) {
+    fs::path file = dir_.path() / ("v" + std::to_string(seed) + ".pt");
+    testing::SaveLinearModel(file, 4, 2, seed);
+    ASSERT_TRUE(store_->Publish("linear", file, testing::LinearSignature()).ok());
+  }
+  ASSERT_TRUE(store_->SetAlias("linear", "stable", 2).ok());
+  SessionOptions options;
+  EXPECT_EQ(Create("linear", options)->info().version, 3);
+  options.version = "stable";
+  EXPECT_EQ(Create("linear", options)->info().version, 2);
+  options.version = "1";
+  std::unique_ptr<Session> session = Create("linear", options);
+  EXPECT_EQ(session->info().version, 1);
+  EXPECT_EQ(session->info().name, "linear");
+  EXPECT_TRUE(session->device().is_cpu());
+  EXPECT_EQ(session->optimization(), GraphOptimization::kFreeze);
+
+  store_.reset();  // The session keeps what it needs.
+  at::Tensor x = torch::ones({1, 4});
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectClose((*out)[0], DirectForward(dir_.path() / "v1.pt", {x}).toTensor(), "version 1");
+}
+
+TEST_F(SessionTest, RefusesBadOptionsAndUnknownModels) {
+  fs::path file = dir_.path() / "linear.pt";
+  testing::SaveLinearModel(file);
+  ASSERT_TRUE(store_->Publish("linear", file, testing::LinearSignature()).ok());
+
+  EXPECT_EQ(Session::Create(*store_, "nothing").status().code(), absl::StatusCode::kNotFound);
+  SessionOptions options;
+  options.version = "canary";
+  EXPECT_EQ(Session::Create(*store_, "linear", options).status().code(),
+            absl::StatusCode::kNotFound);
+
+  for (int threads : {0, -1, 100000}) {
+    SessionOptions bad;
+    bad.intra_op_threads = threads;
+    absl::StatusOr<std::unique_ptr<Session>> session = Session::Create(*store_, "linear", bad);
+    EXPECT_EQ(session.status().code(), absl::StatusCode::kInvalidArgument) << threads;
+    EXPECT_THAT(Message(session.status()), HasSubstr("intra_op_threads")) << threads;
+  }
+  SessionOptions meta;
+  meta.device = c10::Device(c10::DeviceType::Meta);
+  EXPECT_EQ(Session::Create(*store_, "linear", meta).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  if (!torch::cuda::is_available()) {
+    SessionOptions cuda;
+    cuda.device = c10::Device(c10::DeviceType::CUDA, 0);
+    absl::StatusOr<std::unique_ptr<Session>> session = Session::Create(*store_, "linear", cuda);
+    EXPECT_EQ(session.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(Message(session.status()), HasSubstr("CUDA is not available"));
+  }
+}
+
+TEST_F(SessionTest, RunUsesTheSessionsThreadCountOnEveryCallingThread) {
+  fs::path file = dir_.path() / "linear.pt";
+  testing::SaveLinearModel(file);
+  ASSERT_TRUE(store_->Publish("linear", file, testing::LinearSignature()).ok());
+  const int max_threads = static_cast<int>(std::thread::hardware_concurrency());
+  for (int threads : {1, max_threads}) {
+    SessionOptions options;
+    options.intra_op_threads = threads;
+    std::unique_ptr<Session> session = Create("linear", options);
+    int seen = -1;
+    std::thread caller([&] {
+      ASSERT_TRUE(session->Run({torch::ones({2, 4})}).ok());
+      seen = at::get_num_threads();
+    });
+    caller.join();
+    EXPECT_EQ(seen, threads);
+  }
+}
+
+TEST_F(SessionTest, ConcurrentRunsEachGetTheirOwnResult) {
+  fs::path file = dir_.path() / "linear.pt";
+  testing::SaveLinearModel(file, 4, 2, 7);
+  ASSERT_TRUE(store_->Publish("linear", file, testing::LinearSignature()).ok());
+  std::unique_ptr<Session> session = Create("linear");
+  constexpr int kThreads = 8;
+  constexpr int kCalls = 50;
+  // Inputs distinct per thread and call, with expected outputs from a direct forward.
+  std::vector<std::vector<at::Tensor>> inputs(kThreads), expected(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int c = 0; c < kCalls; ++c) {
+      at::Tensor x = torch::full({1 + (t + c) % 5, 4}, float(t * 1000 + c));
+      inputs[t].push_back(x);
+      expected[t].push_back(DirectForward(file, {x}).toTensor());
+    }
+  }
+  std::atomic<int> mismatches{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int c = 0; c < kCalls; ++c) {
+        absl::StatusOr<std::vector<at::Tensor>> out = session->Run({inputs[t][c]});
+        if (!out.ok()) {
+          ++errors;
+        } else if (!torch::allclose((*out)[0], expected[t][c], 1e-5, 1e-4)) {
+          ++mismatches;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA: run where a GPU is visible, skipped with the reason elsewhere.
+
+class SessionCudaTest : public SessionTest {
+ protected:
+  void SetUp() override {
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to LibTorch";
+    SessionTest::SetUp();
+  }
+};
+
+TEST_F(SessionCudaTest, RunsOnTheGpuAndReturnsHostTensors) {
+  fs::path file = dir_.path() / "linear.pt";
+  testing::SaveLinearModel(file, 4, 2, 5);
+  ASSERT_TRUE(store_->Publish("linear", file, testing::LinearSignature()).ok());
+  SessionOptions options;
+  options.device = c10::Device(c10::DeviceType::CUDA, 0);
+  std::unique_ptr<Session> session = Create("linear", options);
+  ASSERT_NE(session, nullptr);
+  EXPECT_TRUE(session->device().is_cuda());
+  at::Tensor x = torch::randn({8, 4});
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE((*out)[0].device().is_cpu());
+  ExpectClose((*out)[0], DirectForward(file, {x}).toTensor(), "cuda vs cpu");
+
+  options.keep_outputs_on_device = true;
+  session = Create("linear", options);
+  out = session->Run({x.to(options.device)});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE((*out)[0].device().is_cuda());
+}
+
+TEST_F(SessionCudaTest, ConcurrentRunsOnTheGpu) {
+  fs::path file = dir_.path() / "linear.pt";
+  testing::SaveLinearModel(file, 4, 2, 9);
+  ASSERT_TRUE(store_->Publish("linear", file, testing::LinearSignature()).ok());
+  SessionOptions options;
+  options.device = c10::Device(c10::DeviceType::CUDA, 0);
+  std::unique_ptr<Session> session = Create("linear", options);
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int c = 0; c < 20; ++c) {
+        at::Tensor x = torch::full({3, 4}, float(t * 100 + c));
+        absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
+        if (!out.ok() || !torch::allclose((*out)[0], DirectForward(file, {x}).toTensor(), 1e-4,
+                                          1e-3)) {
+          ++bad;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+}  // namespace
+}  // namespace maas
