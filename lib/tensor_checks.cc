@@ -1,5 +1,6 @@
 #include "tensor_checks.h"
 
+#include <ATen/ops/linspace.h>
 #include <ATen/ops/zeros.h>
 
 #include "absl/strings/str_join.h"
@@ -9,9 +10,8 @@ namespace maas::internal {
 namespace {
 
 std::string Names(const std::vector<TensorSpec>& specs) {
-  return absl::StrJoin(specs, ", ", [](std::string* out, const TensorSpec& s) {
-    out->append(s.name);
-  });
+  return absl::StrJoin(specs, ", ",
+                       [](std::string* out, const TensorSpec& s) { out->append(s.name); });
 }
 
 // The full expected shape as text, e.g. "[batch, 3, any]".
@@ -37,12 +37,11 @@ std::string ShapeProblem(const TensorSpec& spec, bool batchable, const at::Tenso
 }  // namespace
 
 absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
-                                    const std::vector<at::Tensor>& inputs,
-                                    std::string_view label) {
+                                    const std::vector<at::Tensor>& inputs, std::string_view label) {
   if (inputs.size() != signature.inputs.size()) {
     return absl::InvalidArgumentError(fmt::format("{}: expected {} input(s) ({}), got {}", label,
-                                                  signature.inputs.size(),
-                                                  Names(signature.inputs), inputs.size()));
+                                                  signature.inputs.size(), Names(signature.inputs),
+                                                  inputs.size()));
   }
   int64_t batch = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -91,9 +90,9 @@ absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(const ModelSignature& sig
     for (const TensorSpec& spec : specs) {
       auto it = dict.find(c10::IValue(spec.name));
       if (it == dict.end()) {
-        return absl::InternalError(fmt::format(
-            "{} returned a dict without the output '{}' that its signature declares", label,
-            spec.name));
+        return absl::InternalError(
+            fmt::format("{} returned a dict without the output '{}' that its signature declares",
+                        label, spec.name));
       }
       values.push_back(it->value());
     }
@@ -101,8 +100,9 @@ absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(const ModelSignature& sig
     values.push_back(std::move(returned));
   }
   if (values.size() != specs.size()) {
-    return absl::InternalError(fmt::format("{} returned {} value(s); its signature declares {} ({})",
-                                           label, values.size(), specs.size(), Names(specs)));
+    return absl::InternalError(
+        fmt::format("{} returned {} value(s); its signature declares {} ({})", label, values.size(),
+                    specs.size(), Names(specs)));
   }
   std::vector<at::Tensor> outputs;
   outputs.reserve(values.size());
@@ -119,14 +119,13 @@ absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(const ModelSignature& sig
                       DtypeName(t.scalar_type()), DtypeName(spec.dtype)));
     }
     if (std::string problem = ShapeProblem(spec, signature.batchable, t); !problem.empty()) {
-      return absl::InternalError(
-          fmt::format("{} returned output '{}' that contradicts its signature: {}", label,
-                      spec.name, problem));
+      return absl::InternalError(fmt::format(
+          "{} returned output '{}' that contradicts its signature: {}", label, spec.name, problem));
     }
     if (signature.batchable && t.size(0) != batch) {
       return absl::InternalError(
-          fmt::format("{} returned output '{}' with {} item(s) for a batch of {}", label,
-                      spec.name, t.size(0), batch));
+          fmt::format("{} returned output '{}' with {} item(s) for a batch of {}", label, spec.name,
+                      t.size(0), batch));
     }
     outputs.push_back(std::move(t));
   }
@@ -139,7 +138,15 @@ std::vector<at::Tensor> ExampleInputs(const ModelSignature& signature, c10::Devi
     std::vector<int64_t> shape;
     if (signature.batchable) shape.push_back(1);
     for (int64_t d : spec.shape) shape.push_back(d == kAnyDim ? 1 : d);
-    inputs.push_back(at::zeros(shape, at::TensorOptions().dtype(spec.dtype).device(device)));
+    at::TensorOptions options = at::TensorOptions().dtype(spec.dtype).device(device);
+    if (at::isFloatingType(spec.dtype)) {
+      // Spread values: a graph change that alters results shows on them, not on zeros.
+      int64_t count = 1;
+      for (int64_t d : shape) count *= d;
+      inputs.push_back(at::linspace(0.0, 1.0, count, options).reshape(shape));
+    } else {
+      inputs.push_back(at::zeros(shape, options));
+    }
   }
   return inputs;
 }

@@ -27,7 +27,8 @@ absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(const ModelSignature& sig
                                                        c10::IValue returned, int64_t batch,
                                                        std::string_view label);
 
-// Zero-filled inputs matching the signature: wildcard dimensions 1, a batch of 1 when batchable.
+// Inputs matching the signature: wildcard dimensions 1, a batch of 1 when batchable; floating
+// point values spread over [0, 1], other dtypes zero (valid indices, false).
 std::vector<at::Tensor> ExampleInputs(const ModelSignature& signature, c10::Device device);
 
 }  // namespace maas::internal

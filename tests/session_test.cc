@@ -32,9 +32,7 @@ void ExpectClose(const at::Tensor& got, const at::Tensor& want, const std::strin
 
 class SessionTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    store_ = std::move(*ModelStore::Open(dir_.path() / "store"));
-  }
+  void SetUp() override { store_ = std::move(*ModelStore::Open(dir_.path() / "store")); }
 
   // Publishes a fixture module under `name` and returns the artifact's path.
   fs::path Publish(const std::string& name, const std::string& source,
@@ -101,8 +99,7 @@ TEST_F(SessionTest, OneInputTensorOutputMatchesDirectForward) {
       absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
       ASSERT_TRUE(out.ok()) << out.status();
       ASSERT_EQ(out->size(), 1u);
-      ExpectClose((*out)[0], DirectForward(file, {x}).toTensor(),
-                  "batch " + std::to_string(batch));
+      ExpectClose((*out)[0], DirectForward(file, {x}).toTensor(), "batch " + std::to_string(batch));
     }
     // A non-contiguous input (a transposed view) works.
     at::Tensor columns = torch::randn({4, 5});
@@ -129,12 +126,11 @@ TEST_F(SessionTest, TwoInputsTupleOutput) {
 }
 
 TEST_F(SessionTest, ThreeInputsDictOutputComesBackInSignatureOrder) {
-  ModelSignature signature{{{"x", torch::kFloat32, {4}},
-                            {"y", torch::kFloat32, {4}},
-                            {"scale", torch::kFloat32, {1}}},
-                           {{"sum", torch::kFloat32, {4}},
-                            {"count", torch::kInt64, {}},
-                            {"scaled", torch::kFloat32, {4}}}};
+  ModelSignature signature{
+      {{"x", torch::kFloat32, {4}}, {"y", torch::kFloat32, {4}}, {"scale", torch::kFloat32, {1}}},
+      {{"sum", torch::kFloat32, {4}},
+       {"count", torch::kInt64, {}},
+       {"scaled", torch::kFloat32, {4}}}};
   fs::path file = Publish("three", kThreeInputsDict, signature);
   std::unique_ptr<Session> session = Create("three");
   at::Tensor x = torch::randn({6, 4}), y = torch::randn({6, 4}), scale = torch::rand({6, 1});
@@ -194,7 +190,8 @@ TEST_F(SessionTest, EveryValidationErrorNamesTheInputExpectedAndGot) {
 
 TEST_F(SessionTest, WildcardDimensionsTakeAnySize) {
   ModelSignature signature{{{"ids", torch::kInt64, {kAnyDim}}}, {{"total", torch::kInt64, {1}}}};
-  Publish("tokens", "def forward(self, ids: Tensor) -> Tensor:\n  return ids.sum(1, keepdim=True)\n",
+  Publish("tokens",
+          "def forward(self, ids: Tensor) -> Tensor:\n  return ids.sum(1, keepdim=True)\n",
           signature);
   std::unique_ptr<Session> session = Create("tokens");
   for (int64_t length : {1, 5, 300}) {
@@ -206,7 +203,8 @@ TEST_F(SessionTest, WildcardDimensionsTakeAnySize) {
 }
 
 TEST_F(SessionTest, NonBatchableModelTakesWholeShapes) {
-  ModelSignature signature{{{"m", torch::kFloat32, {kAnyDim, 3}}}, {{"t", torch::kFloat32, {3, kAnyDim}}},
+  ModelSignature signature{{{"m", torch::kFloat32, {kAnyDim, 3}}},
+                           {{"t", torch::kFloat32, {3, kAnyDim}}},
                            /*batchable=*/false};
   Publish("transpose", "def forward(self, m: Tensor) -> Tensor:\n  return m.t()\n", signature);
   std::unique_ptr<Session> session = Create("transpose");
@@ -225,8 +223,7 @@ TEST_F(SessionTest, AThrowingModelBecomesAStatusAndTheSessionStaysUsable) {
   absl::StatusOr<std::vector<at::Tensor>> out = session->Run({-torch::ones({1, 2})});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(Message(out.status()), HasSubstr("model 'picky' version 1 failed"));
-  EXPECT_THAT(Message(out.status()),
-              HasSubstr("AssertionError: negative input is not allowed\n"));
+  EXPECT_THAT(Message(out.status()), HasSubstr("AssertionError: negative input is not allowed\n"));
   EXPECT_THAT(Message(out.status()), ::testing::Not(HasSubstr("frame #")));  // no C++ backtrace
   out = session->Run({torch::ones({1, 2})});
   ASSERT_TRUE(out.ok()) << out.status();
@@ -316,7 +313,7 @@ TEST_F(SessionTest, LoadsTheRequestedVersionAndOutlivesTheStore) {
   EXPECT_EQ(session->info().version, 1);
   EXPECT_EQ(session->info().name, "linear");
   EXPECT_TRUE(session->device().is_cpu());
-  EXPECT_EQ(session->optimization(), GraphOptimization::kFreeze);
+  EXPECT_EQ(session->optimization(), GraphOptimization::kForInference);
 
   store_.reset();  // The session keeps what it needs.
   at::Tensor x = torch::ones({1, 4});
@@ -458,8 +455,8 @@ TEST_F(SessionCudaTest, ConcurrentRunsOnTheGpu) {
       for (int c = 0; c < 20; ++c) {
         at::Tensor x = torch::full({3, 4}, float(t * 100 + c));
         absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
-        if (!out.ok() || !torch::allclose((*out)[0], DirectForward(file, {x}).toTensor(), 1e-4,
-                                          1e-3)) {
+        if (!out.ok() ||
+            !torch::allclose((*out)[0], DirectForward(file, {x}).toTensor(), 1e-4, 1e-3)) {
           ++bad;
         }
       }

@@ -3,14 +3,13 @@
 #ifndef MAAS_TESTS_TEST_UTIL_H_
 #define MAAS_TESTS_TEST_UTIL_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
-#include <vector>
-
-#include <ATen/core/Tensor.h>
-
 #include <utility>
+#include <vector>
 
 #include "maas/types.h"
 

@@ -109,29 +109,33 @@ int main(int argc, char** argv) {
     }
   }
 
-  // 5. Verify the stable version's integrity and run it once on a batch of 4 items.
-  absl::StatusOr<maas::ModelInfo> stable = (*store)->Get("mlp", "stable");
-  if (!stable.ok()) return Fail(stable.status());
+  // 5. Verify the stable version's integrity, load it in a Session and run it on 4 items.
   if (absl::Status s = (*store)->Verify("mlp", "stable"); !s.ok()) return Fail(s);
+  maas::SessionOptions session_options;
+  session_options.version = "stable";
+  absl::StatusOr<std::unique_ptr<maas::Session>> session =
+      maas::Session::Create(**store, "mlp", session_options);
+  if (!session.ok()) return Fail(session.status());
+  const maas::ModelInfo& stable = (*session)->info();
   std::printf("\nverify  mlp@stable (version %lld): sha256 matches the manifest\n",
-              static_cast<long long>(stable->version));
-  torch::jit::Module module = torch::jit::load(stable->artifact_path.string());
-  module.eval();
-  c10::InferenceMode inference_mode;
-  torch::Tensor batch = torch::randn({4, kIn});
-  torch::Tensor scores = module.forward({batch}).toTensor();
-  torch::Tensor best = scores.argmax(1).contiguous();
+              static_cast<long long>(stable.version));
+  absl::StatusOr<std::vector<torch::Tensor>> scores = (*session)->Run({torch::randn({4, kIn})});
+  if (!scores.ok()) return Fail(scores.status());
+  torch::Tensor best = (*scores)[0].argmax(1).contiguous();
   std::vector<int64_t> best_class(best.data_ptr<int64_t>(),
                                   best.data_ptr<int64_t>() + best.numel());
-  std::printf("run     mlp@stable on a batch of %lld: output %s, best class per item %s\n",
-              static_cast<long long>(batch.size(0)),
-              maas::ShapeString(scores.sizes().vec()).c_str(),
+  std::printf("run     mlp@stable on a batch of 4: output %s, best class per item %s\n",
+              maas::ShapeString((*scores)[0].sizes().vec()).c_str(),
               maas::ShapeString(best_class).c_str());
+
+  // 6. A malformed request gets a clear error, not a crash.
+  absl::StatusOr<std::vector<torch::Tensor>> bad = (*session)->Run({torch::randn({4, 100})});
+  std::printf("run     with 100 features instead of 512: %s\n", bad.status().ToString().c_str());
 
   std::printf(
       "\nLook inside: %s/mlp/%lld/manifest.json holds the signature, size, sha256 and time.\n"
-      "Next: read docs/model-store.md; run the demo again to publish version %lld.\n",
-      (*store)->root().c_str(), static_cast<long long>(stable->version),
-      static_cast<long long>(stable->version + 1));
+      "Next: read docs/model-store.md and docs/session.md; run again to publish version %lld.\n",
+      (*store)->root().c_str(), static_cast<long long>(stable.version),
+      static_cast<long long>(stable.version + 1));
   return 0;
 }
