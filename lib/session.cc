@@ -93,6 +93,7 @@ Session::~Session() = default;
 const ModelInfo& Session::info() const { return impl_->info; }
 c10::Device Session::device() const { return impl_->device; }
 GraphOptimization Session::optimization() const { return impl_->optimization; }
+int Session::intra_op_threads() const { return impl_->intra_op_threads; }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store,
                                                          std::string_view name,

@@ -2,8 +2,11 @@
 #ifndef MAAS_MAAS_H_
 #define MAAS_MAAS_H_
 
+#include "maas/clock.h"
 #include "maas/model_store.h"
+#include "maas/scheduler.h"
 #include "maas/session.h"
+#include "maas/stats.h"
 #include "maas/types.h"
 #include "maas/version.h"
 

@@ -113,6 +113,8 @@ class Session {
   const ModelInfo& info() const;
   // The device the model runs on.
   c10::Device device() const;
+  // The intra-op thread count of every Run.
+  int intra_op_threads() const;
   // The graph preparation actually applied (possibly milder than requested).
   GraphOptimization optimization() const;
 

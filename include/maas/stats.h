@@ -1,0 +1,51 @@
+// Statistics of a model served by the Scheduler: counts, batch sizes, queue and compute times.
+#ifndef MAAS_STATS_H_
+#define MAAS_STATS_H_
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace maas {
+
+// A distribution of durations, kept as a histogram with fixed, exponentially spaced buckets (8
+// per power of two, from 1 us to about 2 minutes), so percentiles are accurate to about 9% and
+// the buckets map directly onto a Prometheus histogram.
+struct DurationDistribution {
+  int64_t count = 0;
+  absl::Duration sum;
+  absl::Duration p50, p90, p99;  // Zero when count is 0.
+
+  struct Bucket {
+    absl::Duration upper_bound;  // Inclusive; the last bucket is absl::InfiniteDuration().
+    int64_t cumulative_count;    // Observations <= upper_bound, as Prometheus counts them.
+  };
+  std::vector<Bucket> buckets;  // Only the buckets up to the largest observation.
+};
+
+// A snapshot of one model's statistics since it was added to the Scheduler.
+struct ModelStats {
+  int64_t requests = 0;   // Accepted by Submit.
+  int64_t items = 0;      // Items (batch rows) in accepted requests.
+  int64_t succeeded = 0;  // Requests answered with outputs.
+  // Requests that failed, by code: refused at Submit (InvalidArgument, Unavailable, ...) or
+  // answered later with an error (DeadlineExceeded, Internal, Cancelled).
+  std::map<absl::StatusCode, int64_t> failures;
+
+  int64_t batches = 0;  // Model executions.
+  // batch_size_histogram[n] = executions with n items; size max_batch_size + 1.
+  std::vector<int64_t> batch_size_histogram;
+
+  DurationDistribution queue_time;    // Submit to the start of the request's execution.
+  DurationDistribution compute_time;  // Per execution: concatenation, Session::Run, split.
+
+  int64_t queued_requests = 0;  // Waiting now.
+  int64_t queued_items = 0;     // Their items.
+};
+
+}  // namespace maas
+
+#endif  // MAAS_STATS_H_

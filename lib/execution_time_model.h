@@ -1,0 +1,38 @@
+// Learns how long a model takes per batch size, online, to predict whether a request can still
+// meet its deadline (the idea of Clockwork, OSDI'20).
+#ifndef MAAS_LIB_EXECUTION_TIME_MODEL_H_
+#define MAAS_LIB_EXECUTION_TIME_MODEL_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace maas::internal {
+
+// This class is thread-compatible: callers hold their own lock.
+class ExecutionTimeModel {
+ public:
+  explicit ExecutionTimeModel(int64_t max_batch_size);
+
+  // Records one execution of `items` items that took `elapsed`.
+  void Record(int64_t items, absl::Duration elapsed);
+
+  // Predicts the execution time of a batch of `items`, or nothing before the model has seen
+  // enough executions to say. It errs low (a prediction is used to refuse work, so it must not
+  // refuse what could have made it): between two measured sizes it interpolates; beyond the
+  // largest it reuses the largest's time; below the smallest it scales down proportionally.
+  std::optional<absl::Duration> Predict(int64_t items) const;
+
+ private:
+  static constexpr int kMinSamples = 2;
+  static constexpr double kSmoothing = 0.2;  // weight of the newest sample in the average
+
+  std::vector<double> average_us_;  // by batch size
+  std::vector<int> samples_;
+};
+
+}  // namespace maas::internal
+
+#endif  // MAAS_LIB_EXECUTION_TIME_MODEL_H_

@@ -1,0 +1,126 @@
+// One model inside the Scheduler: its request queue, its instances' worker threads, the batch
+// forming policy and its statistics.
+#ifndef MAAS_LIB_MODEL_QUEUE_H_
+#define MAAS_LIB_MODEL_QUEUE_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "execution_time_model.h"
+#include "histogram.h"
+#include "maas/clock.h"
+#include "maas/scheduler.h"
+#include "maas/session.h"
+#include "maas/stats.h"
+
+namespace maas::internal {
+
+// A counting semaphore of CPU cores shared by every CPU worker of a Scheduler.
+// This class is thread-safe.
+class CoreBudget {
+ public:
+  explicit CoreBudget(int cores) : total_(cores), available_(cores) {}
+  int total() const { return total_; }
+  // Blocks until `n` cores (at most total()) are free and takes them.
+  void Acquire(int n);
+  void Release(int n);
+
+ private:
+  const int total_;
+  absl::Mutex mu_;
+  absl::CondVar released_;
+  int available_ ABSL_GUARDED_BY(mu_);
+};
+
+// One submitted request, owned by the queue until it is answered.
+struct Request {
+  std::vector<at::Tensor> inputs;
+  int64_t items = 1;  // Rows in dimension 0 (1 for models that are not batchable).
+  int priority = 0;
+  absl::Time enqueued;
+  absl::Time deadline = absl::InfiniteFuture();
+  // Requests share a batch only when these match: the non-batch dimensions and the device of
+  // every input.
+  std::vector<int64_t> batch_key;
+  InferenceCallback done;
+};
+
+// This class is thread-safe. Lifetime: Start once, Stop once (the destructor stops too).
+class ModelQueue {
+ public:
+  ModelQueue(std::string name, std::vector<std::shared_ptr<Session>> instances,
+             BatchingOptions options, std::shared_ptr<Clock> clock, CoreBudget* cores);
+  ~ModelQueue();
+
+  // Starts one worker thread per instance.
+  void Start();
+
+  // Validates and queues a request; see Scheduler::Submit for the errors.
+  absl::Status Enqueue(std::vector<at::Tensor> inputs, const RequestOptions& options,
+                       InferenceCallback done);
+
+  // Refuses new requests, then either lets the workers finish every queued request (`drain`) or
+  // answers the queued ones with Cancelled; running batches finish. Joins the workers.
+  void Stop(bool drain);
+
+  ModelStats Stats() const;
+
+ private:
+  // What a worker takes out of the queue in one go: requests to run together, and requests to
+  // answer with an error without running.
+  struct Work {
+    std::vector<std::unique_ptr<Request>> batch;
+    std::vector<std::pair<std::unique_ptr<Request>, absl::Status>> refused;
+    bool exit = false;
+  };
+
+  void WorkerLoop(Session* session);
+  Work NextWork();
+  // Under mu_: moves expired and hopeless requests into `refused`; returns the earliest
+  // deadline still queued.
+  absl::Time RefuseLateRequests(absl::Time now, Work* work) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Under mu_: picks the next batch. Returns true and fills work->batch when it should run now;
+  // otherwise sets *wake_at to when it will be ready at the latest.
+  bool FormBatch(absl::Time now, Work* work, absl::Time* wake_at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Execute(Session* session, std::vector<std::unique_ptr<Request>> batch);
+  void CountAnswer(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string name_;
+  const std::string label_;  // "model 'mlp'" for messages
+  const std::vector<std::shared_ptr<Session>> instances_;
+  const ModelSignature signature_;
+  const BatchingOptions options_;
+  const std::shared_ptr<Clock> clock_;
+  CoreBudget* const cores_;
+  std::vector<std::thread> workers_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar work_available_;
+  // Queued requests by priority, highest first; arrival order within one priority.
+  std::map<int, std::list<std::unique_ptr<Request>>, std::greater<int>> queue_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_requests_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t queued_items_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t queued_with_deadline_ ABSL_GUARDED_BY(mu_) = 0;
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // workers exit once the queue is empty
+  ExecutionTimeModel execution_time_ ABSL_GUARDED_BY(mu_);
+  ModelStats stats_ ABSL_GUARDED_BY(mu_);
+  DurationHistogram queue_time_ ABSL_GUARDED_BY(mu_);
+  DurationHistogram compute_time_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace maas::internal
+
+#endif  // MAAS_LIB_MODEL_QUEUE_H_
