@@ -8,10 +8,7 @@ namespace {
 class SystemClock : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
-  void WaitWithDeadline(absl::Mutex* mu, absl::CondVar* cv, absl::Time deadline) const override
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    cv->WaitWithDeadline(mu, deadline);
-  }
+  absl::Time WakeUpTime(absl::Time deadline) const override { return deadline; }
 };
 
 }  // namespace
@@ -22,25 +19,19 @@ std::shared_ptr<Clock> RealClock() {
 }
 
 absl::Time FakeClock::Now() const {
-  absl::MutexLock lock(&mu_);
-  return now_;
+  return absl::UnixEpoch() + absl::Nanoseconds(nanos_since_epoch_.load());
 }
 
-void FakeClock::WaitWithDeadline(absl::Mutex* mu, absl::CondVar* cv, absl::Time deadline) const {
-  // The fake time can only move through Advance; poll briefly in real time so that a waiter
-  // notices an advance without the clock having to know every condition variable.
-  if (deadline == absl::InfiniteFuture()) {
-    cv->Wait(mu);  // Nothing time-dependent to notice.
-    return;
-  }
-  if (Now() >= deadline) return;
-  cv->WaitWithTimeout(mu, absl::Milliseconds(1));
+absl::Time FakeClock::WakeUpTime(absl::Time deadline) const {
+  // Nothing time-dependent to notice: wait for a signal only.
+  if (deadline == absl::InfiniteFuture()) return deadline;
+  // The fake time moves only through Advance; poll briefly in real time to notice it.
+  return absl::Now() + absl::Milliseconds(1);
 }
 
 void FakeClock::Advance(absl::Duration duration) {
   if (duration <= absl::ZeroDuration()) return;
-  absl::MutexLock lock(&mu_);
-  now_ += duration;
+  nanos_since_epoch_ += absl::ToInt64Nanoseconds(duration);
 }
 
 }  // namespace maas

@@ -28,14 +28,14 @@ std::string Millis(absl::Duration d) {
 
 void CoreBudget::Acquire(int n) {
   n = std::min(n, total_);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   while (available_ < n) released_.Wait(&mu_);
   available_ -= n;
 }
 
 void CoreBudget::Release(int n) {
   n = std::min(n, total_);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   available_ += n;
   released_.SignalAll();
 }
@@ -64,7 +64,7 @@ void ModelQueue::Start() {
 absl::Status ModelQueue::Enqueue(std::vector<at::Tensor> inputs, const RequestOptions& options,
                                  InferenceCallback done) {
   auto refuse = [this](absl::Status status) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     ++stats_.failures[status.code()];
     return status;
   };
@@ -104,7 +104,7 @@ absl::Status ModelQueue::Enqueue(std::vector<at::Tensor> inputs, const RequestOp
         fmt::format("{}: the request's deadline has already passed", label_)));
   }
 
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!accepting_) {
     ++stats_.failures[absl::StatusCode::kUnavailable];
     return absl::UnavailableError(fmt::format("{} is being removed", label_));
@@ -129,7 +129,7 @@ void ModelQueue::Stop(bool drain) {
   if (workers_.empty()) return;  // Never started, or already stopped.
   std::vector<std::unique_ptr<Request>> cancelled;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     accepting_ = false;
     stopping_ = true;
     if (!drain) {
@@ -153,7 +153,7 @@ void ModelQueue::Stop(bool drain) {
 }
 
 ModelStats ModelQueue::Stats() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ModelStats stats = stats_;
   stats.queue_time = queue_time_.Snapshot();
   stats.compute_time = compute_time_.Snapshot();
@@ -173,7 +173,7 @@ void ModelQueue::WorkerLoop(Session* session) {
 
 ModelQueue::Work ModelQueue::NextWork() {
   Work work;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   while (true) {
     const absl::Time now = clock_->Now();
     const absl::Time next_deadline = RefuseLateRequests(now, &work);
@@ -189,7 +189,7 @@ ModelQueue::Work ModelQueue::NextWork() {
       work.exit = true;
       return work;
     }
-    clock_->WaitWithDeadline(&mu_, &work_available_, std::min(wake_at, next_deadline));
+    work_available_.WaitUntil(&mu_, clock_->WakeUpTime(std::min(wake_at, next_deadline)));
   }
 }
 
@@ -349,7 +349,7 @@ void ModelQueue::Execute(Session* session, std::vector<std::unique_ptr<Request>>
   }
 
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     ++stats_.batches;
     ++stats_.batch_size_histogram[static_cast<size_t>(std::min(items, options_.max_batch_size))];
     compute_time_.Record(end - start);

@@ -15,11 +15,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "execution_time_model.h"
 #include "histogram.h"
 #include "maas/clock.h"
+#include "maas/internal/mutex.h"
 #include "maas/scheduler.h"
 #include "maas/session.h"
 #include "maas/stats.h"
@@ -38,8 +38,8 @@ class CoreBudget {
 
  private:
   const int total_;
-  absl::Mutex mu_;
-  absl::CondVar released_;
+  Mutex mu_;
+  CondVar released_;
   int available_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -106,8 +106,8 @@ class ModelQueue {
   CoreBudget* const cores_;
   std::vector<std::thread> workers_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar work_available_;
+  mutable Mutex mu_;
+  CondVar work_available_;
   // Queued requests by priority, highest first; arrival order within one priority.
   std::map<int, std::list<std::unique_ptr<Request>>, std::greater<int>> queue_ ABSL_GUARDED_BY(mu_);
   int64_t queued_requests_ ABSL_GUARDED_BY(mu_) = 0;

@@ -16,7 +16,7 @@ Scheduler::Scheduler(std::shared_ptr<Clock> clock, int cpu_cores)
 Scheduler::~Scheduler() {
   std::vector<std::shared_ptr<internal::ModelQueue>> queues;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     for (auto& [name, queue] : models_) queues.push_back(std::move(queue));
     models_.clear();
   }
@@ -69,7 +69,7 @@ absl::Status Scheduler::AddModel(std::string_view name,
     }
   }
 
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   if (models_.find(name) != models_.end()) {
     return absl::AlreadyExistsError(fmt::format("model '{}' is already served", name));
   }
@@ -83,7 +83,7 @@ absl::Status Scheduler::AddModel(std::string_view name,
 absl::Status Scheduler::RemoveModel(std::string_view name) {
   std::shared_ptr<internal::ModelQueue> queue;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     auto it = models_.find(name);
     if (it == models_.end()) {
       return absl::NotFoundError(fmt::format("model '{}' is not served", name));
@@ -96,7 +96,7 @@ absl::Status Scheduler::RemoveModel(std::string_view name) {
 }
 
 std::shared_ptr<internal::ModelQueue> Scheduler::Find(std::string_view name) const {
-  absl::ReaderMutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   auto it = models_.find(name);
   return it == models_.end() ? nullptr : it->second;
 }
@@ -137,7 +137,7 @@ absl::StatusOr<ModelStats> Scheduler::Stats(std::string_view name) const {
 }
 
 std::vector<std::string> Scheduler::Models() const {
-  absl::ReaderMutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   std::vector<std::string> names;
   for (const auto& [name, queue] : models_) names.push_back(name);
   return names;

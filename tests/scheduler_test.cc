@@ -8,9 +8,9 @@
 #include <atomic>
 #include <thread>
 
-#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "maas/internal/mutex.h"
 #include "maas/model_store.h"
 #include "test_util.h"
 
@@ -27,28 +27,28 @@ class Answers {
  public:
   InferenceCallback Callback(int id) {
     return [this, id](InferenceResult result) {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       order_.push_back(id);
       results_.emplace(id, std::move(result));
       changed_.SignalAll();
     };
   }
   void WaitFor(size_t n) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     while (order_.size() < n) changed_.Wait(&mu_);
   }
   std::vector<int> order() {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     return order_;
   }
   InferenceResult Get(int id) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     return results_.at(id);
   }
 
  private:
-  absl::Mutex mu_;
-  absl::CondVar changed_;
+  internal::Mutex mu_;
+  internal::CondVar changed_;
   std::vector<int> order_ ABSL_GUARDED_BY(mu_);
   std::map<int, InferenceResult> results_ ABSL_GUARDED_BY(mu_);
 };
@@ -193,7 +193,7 @@ class Blocker {
   void Release() { release_.Notify(); }
 
  private:
-  absl::Notification entered_, release_;
+  testing::Notification entered_, release_;
 };
 
 TEST_F(SchedulerTest, HigherPriorityRunsFirstAndArrivalOrderWithin) {
@@ -422,7 +422,7 @@ TEST_F(SchedulerTest, ACallbackThatThrowsDoesNotStopTheWorker) {
       Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
   ASSERT_TRUE(scheduler->AddModel("id", sessions).ok());
-  absl::Notification thrown;
+  testing::Notification thrown;
   ASSERT_TRUE(scheduler
                   ->Submit("id", {torch::ones({1, 2})}, {},
                            [&thrown](InferenceResult) {
@@ -446,7 +446,7 @@ TEST_F(SchedulerTest, SeveralInstancesServeConcurrently) {
   ASSERT_TRUE(scheduler->AddModel("plus", instances).ok());
 
   // While one instance's worker is held in a callback, the other serves.
-  absl::Notification entered, release;
+  testing::Notification entered, release;
   float first = 0;
   ASSERT_TRUE(scheduler
                   ->Submit("plus", {torch::zeros({1, 2})}, {},

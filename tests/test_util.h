@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <condition_variable>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -46,6 +48,26 @@ std::string ReadBytes(const std::filesystem::path& path);
 
 // Lists a folder's entry names (not recursive), sorted.
 std::vector<std::string> ListNames(const std::filesystem::path& folder);
+
+// A one-shot event, on std primitives so that ThreadSanitizer sees its ordering (Debian's
+// Abseil, and so absl::Notification, is not built for TSan).
+class Notification {
+ public:
+  void Notify() {
+    std::lock_guard<std::mutex> lock(mu_);
+    notified_ = true;
+    cv_.notify_all();
+  }
+  void WaitForNotification() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return notified_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool notified_ = false;
+};
 
 struct ChildResult {
   int exit_code = -1;   // When it exited normally.

@@ -2,10 +2,10 @@
 #ifndef MAAS_CLOCK_H_
 #define MAAS_CLOCK_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace maas {
@@ -19,10 +19,10 @@ class Clock {
   // The current time.
   virtual absl::Time Now() const = 0;
 
-  // Waits on `cv` (with `mu` held, as absl::CondVar::Wait does) until it is signalled or Now()
-  // reaches `deadline`. May return early (spuriously): callers re-check their condition.
-  virtual void WaitWithDeadline(absl::Mutex* mu, absl::CondVar* cv, absl::Time deadline) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
+  // When, in real time (absl::Now()), a thread waiting for this clock to reach `deadline`
+  // should wake up and look again. The real clock answers `deadline` itself; a fake clock
+  // answers a moment from now, so that its waiters notice when it is advanced.
+  virtual absl::Time WakeUpTime(absl::Time deadline) const = 0;
 };
 
 // The real time (absl::Now()). Shared; never destroyed.
@@ -32,19 +32,17 @@ std::shared_ptr<Clock> RealClock();
 // becomes deterministic in tests, which never sleep to wait for time. Starts at the Unix epoch
 // plus one day. This class is thread-safe.
 //
-// Waiters are woken by Advance within about a millisecond of real time: WaitWithDeadline polls.
+// Waiters notice an Advance within about a millisecond of real time: they poll.
 class FakeClock : public Clock {
  public:
   absl::Time Now() const override;
-  void WaitWithDeadline(absl::Mutex* mu, absl::CondVar* cv, absl::Time deadline) const override
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  absl::Time WakeUpTime(absl::Time deadline) const override;
 
   // Moves the time forward by `duration` (negative durations are ignored).
   void Advance(absl::Duration duration);
 
  private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::UnixEpoch() + absl::Hours(24);
+  std::atomic<int64_t> nanos_since_epoch_{absl::ToInt64Nanoseconds(absl::Hours(24))};
 };
 
 }  // namespace maas

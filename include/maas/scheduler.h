@@ -17,9 +17,9 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "maas/clock.h"
+#include "maas/internal/mutex.h"
 #include "maas/session.h"
 #include "maas/stats.h"
 
@@ -177,7 +177,7 @@ class Scheduler {
 
   const std::shared_ptr<Clock> clock_;
   const std::unique_ptr<internal::CoreBudget> cores_;
-  mutable absl::Mutex mu_;
+  mutable internal::Mutex mu_;
   std::map<std::string, std::shared_ptr<internal::ModelQueue>, std::less<>> models_
       ABSL_GUARDED_BY(mu_);
 };

@@ -1,0 +1,241 @@
+// The Scheduler against the limit and the naive approach, in one run.
+//
+//   build/bench/scheduler_bench [--quick]
+//
+// 1. The limit: direct forward of the MLP 512-1024-1024-10 on full batches, the best of several
+//    thread settings (one thread, all cores in one forward, one forward per core).
+// 2. Naive: C client threads calling one shared module's forward on batch 1, with LibTorch's
+//    default thread settings (what a first attempt does) and with one thread per caller.
+// 3. maas: the same C clients calling Scheduler::Infer on batch 1; one instance per core.
+// 4. Added cost per request: one client in a closed loop on an identity model, Scheduler::Infer
+//    against Session::Run, interleaved.
+// 5. One client in a closed loop on the MLP: median latency, Scheduler::Infer against
+//    Session::Run, interleaved.
+#include <ATen/Parallel.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "maas/maas.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+void Check(const absl::Status& status, const char* what) {
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, status.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+torch::jit::Module BuildMlp() {
+  torch::jit::Module m("Mlp");
+  m.register_parameter("w1", torch::randn({1024, 512}) * 0.04, false);
+  m.register_parameter("b1", torch::zeros({1024}), false);
+  m.register_parameter("w2", torch::randn({1024, 1024}) * 0.03, false);
+  m.register_parameter("b2", torch::zeros({1024}), false);
+  m.register_parameter("w3", torch::randn({10, 1024}) * 0.03, false);
+  m.register_parameter("b3", torch::zeros({10}), false);
+  m.define(R"(
+def forward(self, x: Tensor) -> Tensor:
+  x = torch.relu(torch.linear(x, self.w1, self.b1))
+  x = torch.relu(torch.linear(x, self.w2, self.b2))
+  return torch.linear(x, self.w3, self.b3)
+)");
+  return m;
+}
+
+struct LoadResult {
+  double items_per_second = 0;
+  double p50_us = 0, p99_us = 0;
+};
+
+// Runs `clients` threads calling `call(thread)` in a closed loop for `seconds`; each call is one
+// item. Per-call latencies are recorded.
+LoadResult ClosedLoop(int clients, double seconds, const std::function<void(int)>& setup,
+                      const std::function<void()>& call) {
+  std::atomic<bool> go{false}, stop{false};
+  std::vector<std::vector<double>> latencies(clients);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      setup(c);
+      while (!go) std::this_thread::yield();
+      while (!stop) {
+        auto t0 = Clock::now();
+        call();
+        latencies[c].push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+    });
+  }
+  auto start = Clock::now();
+  go = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (std::thread& t : threads) t.join();
+  double elapsed = Seconds(Clock::now() - start);
+  std::vector<double> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  return {static_cast<double>(all.size()) / elapsed, Percentile(all, 0.5), Percentile(all, 0.99)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const double seconds = quick ? 0.3 : 3.0;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int clients = 16;
+
+  std::string pattern = (fs::temp_directory_path() / "maas-scheduler-bench-XXXXXX").string();
+  fs::path dir = ::mkdtemp(pattern.data());
+  auto store = maas::ModelStore::Open(dir / "store");
+  Check(store.status(), "ModelStore::Open");
+  fs::path mlp_file = dir / "mlp.pt";
+  BuildMlp().save(mlp_file.string());
+  maas::ModelSignature mlp_signature{{{"x", torch::kFloat32, {512}}},
+                                     {{"y", torch::kFloat32, {10}}}};
+  Check((*store)->Publish("mlp", mlp_file, mlp_signature).status(), "Publish");
+  fs::path identity_file = dir / "identity.pt";
+  {
+    torch::jit::Module identity("Identity");
+    identity.define("def forward(self, x: Tensor) -> Tensor:\n  return x\n");
+    identity.save(identity_file.string());
+  }
+  maas::ModelSignature identity_signature{{{"x", torch::kFloat32, {4}}},
+                                          {{"y", torch::kFloat32, {4}}}};
+  Check((*store)->Publish("identity", identity_file, identity_signature).status(), "Publish");
+
+  std::printf("maas %s scheduler benchmark: MLP 512-1024-1024-10, %d cores, %d clients, %.1f s "
+              "per measurement\n\n",
+              maas::Version(), cores, clients, seconds);
+
+  // 1. The limit.
+  torch::jit::Module direct = torch::jit::load(mlp_file.string());
+  direct.eval();
+  double limit = 0;
+  std::string limit_setting;
+  std::printf("| limit: direct forward on full batches | items/s |\n|---|---|\n");
+  for (int64_t batch : {32, 64, 128}) {
+    at::Tensor x = torch::randn({batch, 512});
+    struct Setting {
+      const char* name;
+      int threads_per_forward;
+      int forwards_at_once;
+    };
+    for (Setting setting : {Setting{"1 thread", 1, 1}, Setting{"all cores in one forward", cores, 1},
+                            Setting{"one forward per core", 1, cores}}) {
+      LoadResult r = ClosedLoop(
+          setting.forwards_at_once, seconds / 2,
+          [&](int) { at::set_num_threads(setting.threads_per_forward); },
+          [&] {
+            c10::InferenceMode guard;
+            direct.forward({x});
+          });
+      double items = r.items_per_second * static_cast<double>(batch);
+      std::printf("| batch %lld, %s | %.0f |\n", static_cast<long long>(batch), setting.name, items);
+      if (items > limit) {
+        limit = items;
+        limit_setting = std::string("batch ") + std::to_string(batch) + ", " + setting.name;
+      }
+    }
+  }
+  std::printf("\nlimit = %.0f items/s (%s)\n\n", limit, limit_setting.c_str());
+
+  // 2. Naive: clients share one module and call forward on batch 1.
+  at::Tensor one = torch::randn({1, 512});
+  auto naive_call = [&] {
+    c10::InferenceMode guard;
+    direct.forward({one});
+  };
+  LoadResult naive_default = ClosedLoop(clients, seconds, [](int) {}, naive_call);
+  LoadResult naive_sane = ClosedLoop(clients, seconds, [](int) { at::set_num_threads(1); }, naive_call);
+
+  // 3. maas: one instance per core, 1 intra-op thread each, batches up to 64, no queue delay.
+  std::vector<std::shared_ptr<maas::Session>> instances;
+  for (int i = 0; i < cores; ++i) {
+    auto session = maas::Session::Create(**store, "mlp");
+    Check(session.status(), "Session::Create");
+    instances.push_back(std::move(*session));
+  }
+  auto scheduler = maas::Scheduler::Create();
+  Check(scheduler.status(), "Scheduler::Create");
+  maas::BatchingOptions batching;
+  batching.max_batch_size = 64;
+  Check((*scheduler)->AddModel("mlp", instances, batching), "AddModel");
+  LoadResult maas_load = ClosedLoop(clients, seconds, [](int) {}, [&] {
+    if (!(*scheduler)->Infer("mlp", {one}).ok()) std::abort();
+  });
+  maas::ModelStats stats = *(*scheduler)->Stats("mlp");
+  double mean_batch = stats.batches ? static_cast<double>(stats.items) / stats.batches : 0;
+
+  const double best_naive = std::max(naive_default.items_per_second, naive_sane.items_per_second);
+  std::printf("| %d clients, batch 1 | items/s | p50 us | p99 us | vs limit | vs best naive |\n",
+              clients);
+  std::printf("|---|---|---|---|---|---|\n");
+  auto row = [&](const char* name, const LoadResult& r) {
+    std::printf("| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n", name, r.items_per_second, r.p50_us,
+                r.p99_us, r.items_per_second / limit, r.items_per_second / best_naive);
+  };
+  row("naive: shared module, default threads", naive_default);
+  row("naive: shared module, 1 thread per caller", naive_sane);
+  row("maas Scheduler (default options)", maas_load);
+  std::printf("\nmaas mean batch %.1f items, compute p50 %.0f us per batch\n\n", mean_batch,
+              absl::ToDoubleMicroseconds(stats.compute_time.p50));
+
+  // 4 and 5: one client, closed loop, interleaved blocks of Session::Run and Scheduler::Infer.
+  auto closed_loop_pair = [&](const std::string& model, const at::Tensor& x, int block) {
+    auto session = maas::Session::Create(**store, model);
+    Check(session.status(), "Session::Create");
+    std::shared_ptr<maas::Session> shared = std::move(*session);
+    Check((*scheduler)->AddModel(model + "-single", {shared}), "AddModel");
+    std::vector<double> run_us, infer_us;
+    const int rounds = quick ? 5 : 40;
+    for (int r = 0; r < rounds; ++r) {
+      for (int i = 0; i < block; ++i) {
+        auto t0 = Clock::now();
+        (void)shared->Run({x});
+        run_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+      for (int i = 0; i < block; ++i) {
+        auto t0 = Clock::now();
+        (void)(*scheduler)->Infer(model + "-single", {x});
+        infer_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+    }
+    return std::make_pair(Percentile(run_us, 0.5), Percentile(infer_us, 0.5));
+  };
+  auto [identity_run, identity_infer] = closed_loop_pair("identity", torch::randn({1, 4}), 500);
+  auto [mlp_run, mlp_infer] = closed_loop_pair("mlp", one, 50);
+  std::printf("| one client, closed loop, median us | Session::Run | Scheduler::Infer | added |\n");
+  std::printf("|---|---|---|---|\n");
+  std::printf("| identity model | %.1f | %.1f | %+.1f us |\n", identity_run, identity_infer,
+              identity_infer - identity_run);
+  std::printf("| MLP, batch 1 | %.1f | %.1f | %+.1f us (%+.1f%%) |\n", mlp_run, mlp_infer,
+              mlp_infer - mlp_run, 100 * (mlp_infer - mlp_run) / mlp_run);
+
+  scheduler->reset();
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return 0;
+}
