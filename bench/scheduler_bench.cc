@@ -16,17 +16,18 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "maas/maas.h"
+#include "mlp.h"
 
 namespace fs = std::filesystem;
 
@@ -50,23 +51,6 @@ void Check(const absl::Status& status, const char* what) {
   }
 }
 
-torch::jit::Module BuildMlp() {
-  torch::jit::Module m("Mlp");
-  m.register_parameter("w1", torch::randn({1024, 512}) * 0.04, false);
-  m.register_parameter("b1", torch::zeros({1024}), false);
-  m.register_parameter("w2", torch::randn({1024, 1024}) * 0.03, false);
-  m.register_parameter("b2", torch::zeros({1024}), false);
-  m.register_parameter("w3", torch::randn({10, 1024}) * 0.03, false);
-  m.register_parameter("b3", torch::zeros({10}), false);
-  m.define(R"(
-def forward(self, x: Tensor) -> Tensor:
-  x = torch.relu(torch.linear(x, self.w1, self.b1))
-  x = torch.relu(torch.linear(x, self.w2, self.b2))
-  return torch.linear(x, self.w3, self.b3)
-)");
-  return m;
-}
-
 struct LoadResult {
   double items_per_second = 0;
   double p50_us = 0, p99_us = 0;
@@ -86,7 +70,8 @@ LoadResult ClosedLoop(int clients, double seconds, const std::function<void(int)
       while (!stop) {
         auto t0 = Clock::now();
         call();
-        latencies[c].push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        latencies[c].push_back(
+            std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
       }
     });
   }
@@ -188,7 +173,7 @@ int main(int argc, char** argv) {
   auto store = maas::ModelStore::Open(dir / "store");
   Check(store.status(), "ModelStore::Open");
   fs::path mlp_file = dir / "mlp.pt";
-  BuildMlp().save(mlp_file.string());
+  maas::bench::BuildMlp().save(mlp_file.string());
   maas::ModelSignature mlp_signature{{{"x", torch::kFloat32, {512}}},
                                      {{"y", torch::kFloat32, {10}}}};
   Check((*store)->Publish("mlp", mlp_file, mlp_signature).status(), "Publish");
@@ -202,9 +187,10 @@ int main(int argc, char** argv) {
                                           {{"y", torch::kFloat32, {4}}}};
   Check((*store)->Publish("identity", identity_file, identity_signature).status(), "Publish");
 
-  std::printf("maas %s scheduler benchmark: MLP 512-1024-1024-10, %d cores, %d clients, %.1f s "
-              "per measurement\n\n",
-              maas::Version(), cores, clients, seconds);
+  std::printf(
+      "maas %s scheduler benchmark: MLP 512-1024-1024-10, %d cores, %d clients, %.1f s "
+      "per measurement\n\n",
+      maas::Version(), cores, clients, seconds);
 
   // 1. The limit.
   torch::jit::Module direct = torch::jit::load(mlp_file.string());
@@ -220,8 +206,9 @@ int main(int argc, char** argv) {
       int threads_per_forward;
       int forwards_at_once;
     };
-    for (Setting setting : {Setting{"1 thread", 1, 1}, Setting{"all cores in one forward", cores, 1},
-                            Setting{"one forward per core", 1, cores}}) {
+    for (Setting setting :
+         {Setting{"1 thread", 1, 1}, Setting{"all cores in one forward", cores, 1},
+          Setting{"one forward per core", 1, cores}}) {
       LoadResult r = ClosedLoop(
           setting.forwards_at_once, seconds / 2,
           [&](int) { at::set_num_threads(setting.threads_per_forward); },
@@ -230,7 +217,8 @@ int main(int argc, char** argv) {
             direct.forward({x});
           });
       double items = r.items_per_second * static_cast<double>(batch);
-      std::printf("| batch %lld, %s | %.0f |\n", static_cast<long long>(batch), setting.name, items);
+      std::printf("| batch %lld, %s | %.0f |\n", static_cast<long long>(batch), setting.name,
+                  items);
       if (items > limit) {
         limit = items;
         limit_batch = batch;
@@ -246,8 +234,10 @@ int main(int argc, char** argv) {
     c10::InferenceMode guard;
     direct.forward({one});
   };
-  LoadResult naive_default = ClosedLoop(clients, seconds, [](int) {}, naive_call);
-  LoadResult naive_sane = ClosedLoop(clients, seconds, [](int) { at::set_num_threads(1); }, naive_call);
+  LoadResult naive_default = ClosedLoop(
+      clients, seconds, [](int) {}, naive_call);
+  LoadResult naive_sane = ClosedLoop(
+      clients, seconds, [](int) { at::set_num_threads(1); }, naive_call);
 
   // 3. maas: one instance per core, 1 intra-op thread each, batches up to 64, no queue delay.
   std::vector<std::shared_ptr<maas::Session>> instances;
@@ -261,9 +251,11 @@ int main(int argc, char** argv) {
   maas::BatchingOptions batching;
   batching.max_batch_size = 64;
   Check((*scheduler)->AddModel("mlp", instances, batching), "AddModel");
-  LoadResult maas_closed = ClosedLoop(clients, seconds, [](int) {}, [&] {
-    if (!(*scheduler)->Infer("mlp", {one}).ok()) std::abort();
-  });
+  LoadResult maas_closed = ClosedLoop(
+      clients, seconds, [](int) {},
+      [&] {
+        if (!(*scheduler)->Infer("mlp", {one}).ok()) std::abort();
+      });
   maas::ModelStats stats = *(*scheduler)->Stats("mlp");
   // Tuned: batches as large as the limit's best, and enough requests in flight to fill them.
   maas::BatchingOptions tuned = batching;
@@ -286,15 +278,16 @@ int main(int argc, char** argv) {
   row("naive: shared module, default threads", naive_default);
   row("naive: shared module, 1 thread per caller", naive_sane);
   row("maas, each client blocking in Infer (16 in flight)", maas_closed);
-  std::printf("| maas tuned (max batch %lld), each client %d Submits in flight | %.0f | %.0f | %.0f "
-              "| %.2f | %.2f |\n",
-              static_cast<long long>(limit_batch), window, maas_pipelined.items_per_second, maas_pipelined.p50_us,
-              maas_pipelined.p99_us, maas_pipelined.items_per_second / limit,
-              maas_pipelined.items_per_second / best_naive);
-  std::printf("\nmean batch: %.1f items blocking (max 64), %.1f items pipelined (max %lld)\n\n",
-              mean_batch,
-              tuned_stats.batches ? static_cast<double>(tuned_stats.items) / tuned_stats.batches : 0,
-              static_cast<long long>(limit_batch));
+  std::printf(
+      "| maas tuned (max batch %lld), each client %d Submits in flight | %.0f | %.0f | %.0f "
+      "| %.2f | %.2f |\n",
+      static_cast<long long>(limit_batch), window, maas_pipelined.items_per_second,
+      maas_pipelined.p50_us, maas_pipelined.p99_us, maas_pipelined.items_per_second / limit,
+      maas_pipelined.items_per_second / best_naive);
+  std::printf(
+      "\nmean batch: %.1f items blocking (max 64), %.1f items pipelined (max %lld)\n\n", mean_batch,
+      tuned_stats.batches ? static_cast<double>(tuned_stats.items) / tuned_stats.batches : 0,
+      static_cast<long long>(limit_batch));
 
   // 4 and 5: one client, closed loop, interleaved blocks of Session::Run and Scheduler::Infer.
   auto closed_loop_pair = [&](const std::string& model, const at::Tensor& x, int block) {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "maas/maas.h"
+#include "mlp.h"
 
 namespace fs = std::filesystem;
 
@@ -69,22 +70,7 @@ std::vector<Model> Models() {
                     }});
   models.push_back({"mlp",
                     "MLP 512-1024-1024-10",
-                    [] {
-                      torch::jit::Module m("Mlp");
-                      m.register_parameter("w1", torch::randn({1024, 512}) * 0.04, false);
-                      m.register_parameter("b1", torch::zeros({1024}), false);
-                      m.register_parameter("w2", torch::randn({1024, 1024}) * 0.03, false);
-                      m.register_parameter("b2", torch::zeros({1024}), false);
-                      m.register_parameter("w3", torch::randn({10, 1024}) * 0.03, false);
-                      m.register_parameter("b3", torch::zeros({10}), false);
-                      m.define(R"(
-def forward(self, x: Tensor) -> Tensor:
-  x = torch.relu(torch.linear(x, self.w1, self.b1))
-  x = torch.relu(torch.linear(x, self.w2, self.b2))
-  return torch.linear(x, self.w3, self.b3)
-)");
-                      return m;
-                    },
+                    [] { return maas::bench::BuildMlp(); },
                     {{{"x", torch::kFloat32, {512}}}, {{"y", torch::kFloat32, {10}}}},
                     [](int64_t b) {
                       return torch::randn({b, 512});
