@@ -53,6 +53,9 @@ class Answers {
   std::map<int, InferenceResult> results_ ABSL_GUARDED_BY(mu_);
 };
 
+const ModelSignature kIdentitySignature{{{"x", torch::kFloat32, {2}}},
+                                        {{"y", torch::kFloat32, {2}}}};
+
 class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override { store_ = std::move(*ModelStore::Open(dir_.path() / "store")); }
@@ -71,6 +74,11 @@ class SchedulerTest : public ::testing::Test {
       if (session.ok()) sessions.push_back(std::move(*session));
     }
     return sessions;
+  }
+
+  // An identity model, "id", with one instance.
+  std::vector<std::shared_ptr<Session>> LoadIdentity() {
+    return Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
   }
 
   std::unique_ptr<Scheduler> MakeScheduler(std::shared_ptr<Clock> clock = nullptr) {
@@ -93,9 +101,6 @@ def forward(self, x: Tensor) -> Tensor:
 std::vector<std::pair<std::string, at::Tensor>> RowParameters() {
   return {{"w1", torch::randn({8, 256})}, {"w2", torch::randn({256, 3})}};
 }
-
-const ModelSignature kIdentitySignature{{{"x", torch::kFloat32, {2}}},
-                                        {{"y", torch::kFloat32, {2}}}};
 
 // The most important test: every caller gets exactly its own rows.
 TEST_F(SchedulerTest, EveryCallerGetsItsOwnRowsUnderConcurrency) {
@@ -197,8 +202,7 @@ class Blocker {
 };
 
 TEST_F(SchedulerTest, HigherPriorityRunsFirstAndArrivalOrderWithin) {
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
   BatchingOptions batching;
   batching.max_batch_size = 1;
@@ -225,8 +229,7 @@ TEST_F(SchedulerTest, HigherPriorityRunsFirstAndArrivalOrderWithin) {
 }
 
 TEST_F(SchedulerTest, ARequestPastItsDeadlineCompletesWithoutRunning) {
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
   std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
@@ -268,8 +271,7 @@ TEST_F(SchedulerTest, ARequestPastItsDeadlineCompletesWithoutRunning) {
 }
 
 TEST_F(SchedulerTest, DefaultTimeoutAppliesToRequestsWithoutADeadline) {
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
   std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
@@ -282,8 +284,7 @@ TEST_F(SchedulerTest, DefaultTimeoutAppliesToRequestsWithoutADeadline) {
 }
 
 TEST_F(SchedulerTest, AFullQueueRefusesAtOnceWithUnavailable) {
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
   std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
@@ -312,8 +313,7 @@ TEST_F(SchedulerTest, AFullQueueRefusesAtOnceWithUnavailable) {
 }
 
 TEST_F(SchedulerTest, PreferredBatchSizeRunsWithoutWaitingForTheDelay) {
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
   std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
@@ -329,8 +329,7 @@ TEST_F(SchedulerTest, PreferredBatchSizeRunsWithoutWaitingForTheDelay) {
 }
 
 TEST_F(SchedulerTest, ValidationHappensAtSubmit) {
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
   BatchingOptions batching;
   batching.max_batch_size = 4;
@@ -358,8 +357,7 @@ TEST_F(SchedulerTest, ValidationHappensAtSubmit) {
 }
 
 TEST_F(SchedulerTest, AddModelRefusesBadArguments) {
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   std::vector<std::shared_ptr<Session>> other =
       Load("rows", kRowModel, kRowSignature, RowParameters());
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
@@ -418,8 +416,7 @@ TEST_F(SchedulerTest, AThrowingModelFailsItsBatchAndEverythingElseGoesOn) {
 }
 
 TEST_F(SchedulerTest, ACallbackThatThrowsDoesNotStopTheWorker) {
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
   ASSERT_TRUE(scheduler->AddModel("id", sessions).ok());
   testing::Notification thrown;
