@@ -7,10 +7,10 @@
 // 2. Naive: C client threads calling one shared module's forward on batch 1, with LibTorch's
 //    default thread settings (what a first attempt does) and with one thread per caller.
 // 3. maas: the same C clients calling Scheduler::Infer on batch 1; one instance per core.
-// 4. Added cost per request: one client in a closed loop on an identity model, Scheduler::Infer
-//    against Session::Run, interleaved.
-// 5. One client in a closed loop on the MLP: median latency, Scheduler::Infer against
-//    Session::Run, interleaved.
+// 4. Added cost per request: one client in a closed loop, interleaved blocks of Session::Run,
+//    Scheduler::Infer (which runs a lone request on the calling thread) and Submit().get()
+//    (always through a worker), on an identity model and on the MLP; and the floor of any
+//    design that hands requests to a worker thread: a thread handoff round trip.
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
@@ -115,14 +115,15 @@ LoadResult PipelinedLoad(maas::Scheduler& scheduler, const std::string& model, i
           ++me.in_flight;
         }
         auto t0 = Clock::now();
-        absl::Status s = scheduler.Submit(model, {input}, {}, [&me, t0, window](maas::InferenceResult r) {
-          if (!r.ok()) std::abort();
-          double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-          std::lock_guard<std::mutex> lock(me.mu);
-          me.latencies.push_back(us);
-          --me.in_flight;
-          if (me.in_flight == window / 2 || me.in_flight == 0) me.cv.notify_one();
-        });
+        absl::Status s =
+            scheduler.Submit(model, {input}, {}, [&me, t0, window](maas::InferenceResult r) {
+              if (!r.ok()) std::abort();
+              double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+              std::lock_guard<std::mutex> lock(me.mu);
+              me.latencies.push_back(us);
+              --me.in_flight;
+              if (me.in_flight == window / 2 || me.in_flight == 0) me.cv.notify_one();
+            });
         if (!s.ok()) std::abort();
       }
       std::unique_lock<std::mutex> lock(me.mu);
@@ -295,37 +296,49 @@ int main(int argc, char** argv) {
       static_cast<long long>(limit_batch));
 
   // 4 and 5: one client, closed loop, interleaved blocks of Session::Run and Scheduler::Infer.
-  auto closed_loop_pair = [&](const std::string& model, const at::Tensor& x, int block) {
+  struct Lone {
+    double run_us, infer_us, submit_us;
+  };
+  auto lone_requests = [&](const std::string& model, const at::Tensor& x, int block) {
     auto session = maas::Session::Create(**store, model);
     Check(session.status(), "Session::Create");
     std::shared_ptr<maas::Session> shared = std::move(*session);
     Check((*scheduler)->AddModel(model + "-single", {shared}), "AddModel");
-    std::vector<double> run_us, infer_us;
+    std::vector<double> run_us, infer_us, submit_us;
+    auto time = [](std::vector<double>& out, const std::function<void()>& call) {
+      auto t0 = Clock::now();
+      call();
+      out.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    };
     const int rounds = quick ? 5 : 40;
     for (int r = 0; r < rounds; ++r) {
+      for (int i = 0; i < block; ++i) time(run_us, [&] { (void)shared->Run({x}); });
       for (int i = 0; i < block; ++i) {
-        auto t0 = Clock::now();
-        (void)shared->Run({x});
-        run_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        time(infer_us, [&] { (void)(*scheduler)->Infer(model + "-single", {x}); });
       }
       for (int i = 0; i < block; ++i) {
-        auto t0 = Clock::now();
-        (void)(*scheduler)->Infer(model + "-single", {x});
-        infer_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        time(submit_us, [&] { (void)(*scheduler)->Submit(model + "-single", {x}).get(); });
       }
     }
-    return std::make_pair(Percentile(run_us, 0.5), Percentile(infer_us, 0.5));
+    return Lone{Percentile(run_us, 0.5), Percentile(infer_us, 0.5), Percentile(submit_us, 0.5)};
   };
-  auto [identity_run, identity_infer] = closed_loop_pair("identity", torch::randn({1, 4}), 500);
-  auto [mlp_run, mlp_infer] = closed_loop_pair("mlp", one, 50);
-  std::printf("| one client, closed loop, median us | Session::Run | Scheduler::Infer | added |\n");
-  std::printf("|---|---|---|---|\n");
-  std::printf("| identity model | %.1f | %.1f | %+.1f us |\n", identity_run, identity_infer,
-              identity_infer - identity_run);
-  std::printf("| MLP, batch 1 | %.1f | %.1f | %+.1f us (%+.1f%%) |\n", mlp_run, mlp_infer,
-              mlp_infer - mlp_run, 100 * (mlp_infer - mlp_run) / mlp_run);
-  std::printf("| floor: thread handoff round trip (condvar ping-pong) | | %.1f | |\n",
-              HandoffRoundTripMicros(quick ? 2000 : 20000));
+  Lone identity = lone_requests("identity", torch::randn({1, 4}), 500);
+  Lone mlp = lone_requests("mlp", one, 50);
+  std::printf(
+      "| one client, closed loop, median us | Session::Run | Scheduler::Infer | added | "
+      "Submit(...).get() | added |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  for (auto [name, lone] :
+       {std::make_pair("identity model", identity), std::make_pair("MLP, batch 1", mlp)}) {
+    std::printf("| %s | %.1f | %.1f | %+.1f us (%+.1f%%) | %.1f | %+.1f us (%+.1f%%) |\n", name,
+                lone.run_us, lone.infer_us, lone.infer_us - lone.run_us,
+                100 * (lone.infer_us - lone.run_us) / lone.run_us, lone.submit_us,
+                lone.submit_us - lone.run_us, 100 * (lone.submit_us - lone.run_us) / lone.run_us);
+  }
+  std::printf(
+      "\nfloor of the Submit path: a thread handoff round trip (condvar ping-pong) takes "
+      "%.1f us here\n",
+      HandoffRoundTripMicros(quick ? 2000 : 20000));
 
   scheduler->reset();
   std::error_code ec;

@@ -3,6 +3,7 @@
 #include <ATen/ops/cat.h>
 
 #include <algorithm>
+#include <future>
 
 #include "absl_compat.h"
 #include "fmt/core.h"
@@ -33,6 +34,14 @@ void CoreBudget::Acquire(int n) {
   available_ -= n;
 }
 
+bool CoreBudget::TryAcquire(int n) {
+  n = std::min(n, total_);
+  MutexLock lock(&mu_);
+  if (available_ < n) return false;
+  available_ -= n;
+  return true;
+}
+
 void CoreBudget::Release(int n) {
   n = std::min(n, total_);
   MutexLock lock(&mu_);
@@ -51,18 +60,19 @@ ModelQueue::ModelQueue(std::string name, std::vector<std::shared_ptr<Session>> i
       cores_(cores),
       execution_time_(options_.max_batch_size) {
   stats_.batch_size_histogram.assign(static_cast<size_t>(options_.max_batch_size) + 1, 0);
+  busy_.assign(instances_.size(), false);
 }
 
 ModelQueue::~ModelQueue() { Stop(/*drain=*/false); }
 
 void ModelQueue::Start() {
-  for (const std::shared_ptr<Session>& session : instances_) {
-    workers_.emplace_back([this, s = session.get()] { WorkerLoop(s); });
+  for (size_t i = 0; i < instances_.size(); ++i) {
+    workers_.emplace_back([this, i] { WorkerLoop(i); });
   }
 }
 
-absl::Status ModelQueue::Enqueue(std::vector<at::Tensor> inputs, const RequestOptions& options,
-                                 InferenceCallback done) {
+absl::StatusOr<std::unique_ptr<Request>> ModelQueue::Prepare(std::vector<at::Tensor> inputs,
+                                                             const RequestOptions& options) {
   auto refuse = [this](absl::Status status) {
     MutexLock lock(&mu_);
     ++stats_.failures[status.code()];
@@ -88,7 +98,6 @@ absl::Status ModelQueue::Enqueue(std::vector<at::Tensor> inputs, const RequestOp
   }
   request->inputs = std::move(inputs);
   request->priority = options.priority;
-  request->done = std::move(done);
   const absl::Time now = clock_->Now();
   request->enqueued = now;
   request->deadline = options.deadline;
@@ -103,8 +112,10 @@ absl::Status ModelQueue::Enqueue(std::vector<at::Tensor> inputs, const RequestOp
     return refuse(absl::DeadlineExceededError(
         fmt::format("{}: the request's deadline has already passed", label_)));
   }
+  return request;
+}
 
-  MutexLock lock(&mu_);
+absl::Status ModelQueue::Push(std::unique_ptr<Request> request) {
   if (!accepting_) {
     ++stats_.failures[absl::StatusCode::kUnavailable];
     return absl::UnavailableError(fmt::format("{} is being removed", label_));
@@ -121,8 +132,87 @@ absl::Status ModelQueue::Enqueue(std::vector<at::Tensor> inputs, const RequestOp
   queued_items_ += request->items;
   if (request->deadline != absl::InfiniteFuture()) ++queued_with_deadline_;
   queue_[request->priority].push_back(std::move(request));
-  work_available_.Signal();
+  // A worker whose instance a caller has borrowed (Infer) cannot take the request; wake them
+  // all then, so that one that can does.
+  if (std::find(busy_.begin(), busy_.end(), true) != busy_.end()) {
+    work_available_.SignalAll();
+  } else {
+    work_available_.Signal();
+  }
   return absl::OkStatus();
+}
+
+absl::Status ModelQueue::Enqueue(std::vector<at::Tensor> inputs, const RequestOptions& options,
+                                 InferenceCallback done) {
+  absl::StatusOr<std::unique_ptr<Request>> request = Prepare(std::move(inputs), options);
+  if (!request.ok()) return request.status();
+  (*request)->done = std::move(done);
+  MutexLock lock(&mu_);
+  return Push(*std::move(request));
+}
+
+InferenceResult ModelQueue::Infer(std::vector<at::Tensor> inputs, const RequestOptions& options) {
+  absl::StatusOr<std::unique_ptr<Request>> prepared = Prepare(std::move(inputs), options);
+  if (!prepared.ok()) return prepared.status();
+  std::unique_ptr<Request> request = *std::move(prepared);
+
+  // Run on this thread when the model is idle: nothing queued, no instance running. (Not when
+  // some instance is busy: then load is building up, and a lone batch-1 run would take an
+  // instance away from the batches that serve it better.)
+  size_t instance = instances_.size();
+  int cores = 0;
+  {
+    MutexLock lock(&mu_);
+    if (accepting_ && queued_requests_ == 0 && options_.max_queue_delay == absl::ZeroDuration() &&
+        std::find(busy_.begin(), busy_.end(), true) == busy_.end()) {
+      for (size_t i = 0; i < instances_.size() && instance == instances_.size(); ++i) {
+        if (busy_[i]) continue;
+        const Session& session = *instances_[i];
+        cores = session.device().is_cpu() ? session.intra_op_threads() : 0;
+        if (cores == 0 || cores_->TryAcquire(cores)) instance = i;
+      }
+    }
+    if (instance < instances_.size()) {
+      const absl::Time now = clock_->Now();
+      if (absl::Status late = CheckPredictedDeadline(*request, now); !late.ok()) {
+        if (cores > 0) cores_->Release(cores);
+        ++stats_.failures[late.code()];
+        return late;
+      }
+      busy_[instance] = true;
+      ++stats_.requests;
+      ++stats_.run_on_caller;
+      stats_.items += request->items;
+    }
+  }
+  if (instance < instances_.size()) {
+    const absl::Time start = clock_->Now();
+    InferenceResult result;
+    try {
+      result = instances_[instance]->Run(request->inputs);
+    } catch (...) {
+      result =
+          StatusFromCurrentException(absl::StatusCode::kInternal, fmt::format("{} failed", label_));
+    }
+    const absl::Time end = clock_->Now();
+    if (cores > 0) cores_->Release(cores);
+    MutexLock lock(&mu_);
+    queue_time_.Record(start - request->enqueued);
+    CountAnswer(result.status());
+    RecordExecution(instance, request->items, start, end, result.ok());
+    work_available_.SignalAll();  // The instance's worker may be waiting to have it back.
+    return result;
+  }
+
+  // Otherwise queue it and wait, as Submit would.
+  auto promise = std::make_shared<std::promise<InferenceResult>>();
+  std::future<InferenceResult> future = promise->get_future();
+  request->done = [promise](InferenceResult result) { promise->set_value(std::move(result)); };
+  {
+    MutexLock lock(&mu_);
+    if (absl::Status pushed = Push(std::move(request)); !pushed.ok()) return pushed;
+  }
+  return future.get();
 }
 
 void ModelQueue::Stop(bool drain) {
@@ -162,25 +252,30 @@ ModelStats ModelQueue::Stats() const {
   return stats;
 }
 
-void ModelQueue::WorkerLoop(Session* session) {
+void ModelQueue::WorkerLoop(size_t instance) {
   while (true) {
-    Work work = NextWork();
+    Work work = NextWork(instance);
     for (auto& [request, status] : work.refused) Answer(request->done, std::move(status));
-    if (!work.batch.empty()) Execute(session, std::move(work.batch));
+    if (!work.batch.empty()) Execute(instance, std::move(work.batch));
     if (work.exit) return;
   }
 }
 
-ModelQueue::Work ModelQueue::NextWork() {
+ModelQueue::Work ModelQueue::NextWork(size_t instance) {
   Work work;
   MutexLock lock(&mu_);
   while (true) {
+    if (busy_[instance]) {  // A caller's Infer is running on this instance.
+      work_available_.Wait(&mu_);
+      continue;
+    }
     const absl::Time now = clock_->Now();
     const absl::Time next_deadline = RefuseLateRequests(now, &work);
     if (!work.refused.empty()) return work;  // Answer them now; the batch can wait a moment.
     absl::Time wake_at = absl::InfiniteFuture();
     if (queued_requests_ > 0) {
       if (FormBatch(now, &work, &wake_at)) {
+        busy_[instance] = true;
         // Requests left behind (another shape, or beyond the batch) may suit an idle instance.
         if (queued_requests_ > 0) work_available_.Signal();
         return work;
@@ -204,16 +299,12 @@ absl::Time ModelQueue::RefuseLateRequests(absl::Time now, Work* work) {
         continue;
       }
       absl::Status refusal;
-      std::optional<absl::Duration> predicted = execution_time_.Predict(request.items);
       if (now >= request.deadline) {
         refusal =
             absl::DeadlineExceededError(fmt::format("{}: the deadline passed after {} in the queue",
                                                     label_, Millis(now - request.enqueued)));
-      } else if (predicted && now + *predicted > request.deadline) {
-        refusal = absl::DeadlineExceededError(fmt::format(
-            "{}: not started because it would miss its deadline: a batch of {} item(s) takes "
-            "about {}, {} remain",
-            label_, request.items, Millis(*predicted), Millis(request.deadline - now)));
+      } else {
+        refusal = CheckPredictedDeadline(request, now);
       }
       if (refusal.ok()) {
         earliest = std::min(earliest, request.deadline);
@@ -229,6 +320,16 @@ absl::Time ModelQueue::RefuseLateRequests(absl::Time now, Work* work) {
     }
   }
   return earliest;
+}
+
+absl::Status ModelQueue::CheckPredictedDeadline(const Request& request, absl::Time now) {
+  if (request.deadline == absl::InfiniteFuture()) return absl::OkStatus();
+  std::optional<absl::Duration> predicted = execution_time_.Predict(request.items);
+  if (!predicted || now + *predicted <= request.deadline) return absl::OkStatus();
+  return absl::DeadlineExceededError(fmt::format(
+      "{}: not started because it would miss its deadline: a batch of {} item(s) takes about "
+      "{}, {} remain",
+      label_, request.items, Millis(*predicted), Millis(request.deadline - now)));
 }
 
 bool ModelQueue::FormBatch(absl::Time now, Work* work, absl::Time* wake_at) {
@@ -300,7 +401,8 @@ bool ModelQueue::FormBatch(absl::Time now, Work* work, absl::Time* wake_at) {
   return true;
 }
 
-void ModelQueue::Execute(Session* session, std::vector<std::unique_ptr<Request>> batch) {
+void ModelQueue::Execute(size_t instance, std::vector<std::unique_ptr<Request>> batch) {
+  Session* session = instances_[instance].get();
   int64_t items = 0;
   for (const std::unique_ptr<Request>& request : batch) items += request->items;
   const int cores = session->device().is_cpu() ? session->intra_op_threads() : 0;
@@ -350,16 +452,22 @@ void ModelQueue::Execute(Session* session, std::vector<std::unique_ptr<Request>>
 
   {
     MutexLock lock(&mu_);
-    ++stats_.batches;
-    ++stats_.batch_size_histogram[static_cast<size_t>(std::min(items, options_.max_batch_size))];
-    compute_time_.Record(end - start);
-    if (result.ok()) execution_time_.Record(items, end - start);
     for (size_t i = 0; i < batch.size(); ++i) {
       queue_time_.Record(start - batch[i]->enqueued);
       CountAnswer(answers[i].status());
     }
+    RecordExecution(instance, items, start, end, result.ok());
   }
   for (size_t i = 0; i < batch.size(); ++i) Answer(batch[i]->done, std::move(answers[i]));
+}
+
+void ModelQueue::RecordExecution(size_t instance, int64_t items, absl::Time start, absl::Time end,
+                                 bool ok) {
+  ++stats_.batches;
+  ++stats_.batch_size_histogram[static_cast<size_t>(std::min(items, options_.max_batch_size))];
+  compute_time_.Record(end - start);
+  if (ok) execution_time_.Record(items, end - start);
+  busy_[instance] = false;
 }
 
 void ModelQueue::CountAnswer(const absl::Status& status) {

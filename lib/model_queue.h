@@ -34,6 +34,8 @@ class CoreBudget {
   int total() const { return total_; }
   // Blocks until `n` cores (at most total()) are free and takes them.
   void Acquire(int n);
+  // Takes `n` cores if they are free now.
+  bool TryAcquire(int n);
   void Release(int n);
 
  private:
@@ -70,6 +72,12 @@ class ModelQueue {
   absl::Status Enqueue(std::vector<at::Tensor> inputs, const RequestOptions& options,
                        InferenceCallback done);
 
+  // Validates a request and waits for its answer. When the model is idle (nothing queued, no
+  // instance running), its cores are free and it does not wait for company (max_queue_delay 0),
+  // the request runs at once on the calling thread: no handoff to a worker and back. Otherwise
+  // it is queued.
+  InferenceResult Infer(std::vector<at::Tensor> inputs, const RequestOptions& options);
+
   // Refuses new requests, then either lets the workers finish every queued request (`drain`) or
   // answers the queued ones with Cancelled; running batches finish. Joins the workers.
   void Stop(bool drain);
@@ -85,8 +93,16 @@ class ModelQueue {
     bool exit = false;
   };
 
-  void WorkerLoop(Session* session);
-  Work NextWork();
+  // Validates a request and fills in what the queue needs; refusals are counted.
+  absl::StatusOr<std::unique_ptr<Request>> Prepare(std::vector<at::Tensor> inputs,
+                                                   const RequestOptions& options);
+  // Queues a prepared request. Unavailable when full or stopping.
+  absl::Status Push(std::unique_ptr<Request> request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Under mu_: DeadlineExceeded if the learned execution time says `request` cannot make it.
+  absl::Status CheckPredictedDeadline(const Request& request, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WorkerLoop(size_t instance);
+  Work NextWork(size_t instance);
   // Under mu_: moves expired and hopeless requests into `refused`; returns the earliest
   // deadline still queued.
   absl::Time RefuseLateRequests(absl::Time now, Work* work) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -94,8 +110,12 @@ class ModelQueue {
   // otherwise sets *wake_at to when it will be ready at the latest.
   bool FormBatch(absl::Time now, Work* work, absl::Time* wake_at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Execute(Session* session, std::vector<std::unique_ptr<Request>> batch);
+  // Runs a batch on instance `instance` (which the caller has marked busy) and answers it.
+  void Execute(size_t instance, std::vector<std::unique_ptr<Request>> batch);
   void CountAnswer(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records one execution of `items` items in the statistics, and frees the instance.
+  void RecordExecution(size_t instance, int64_t items, absl::Time start, absl::Time end, bool ok)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string name_;
   const std::string label_;  // "model 'mlp'" for messages
@@ -113,6 +133,8 @@ class ModelQueue {
   int64_t queued_requests_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t queued_items_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t queued_with_deadline_ ABSL_GUARDED_BY(mu_) = 0;
+  // busy_[i]: instance i is running a batch, on its worker or on a caller's thread (Infer).
+  std::vector<bool> busy_ ABSL_GUARDED_BY(mu_);
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // workers exit once the queue is empty
   ExecutionTimeModel execution_time_ ABSL_GUARDED_BY(mu_);

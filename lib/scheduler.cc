@@ -127,7 +127,9 @@ std::future<InferenceResult> Scheduler::Submit(std::string_view name,
 
 InferenceResult Scheduler::Infer(std::string_view name, std::vector<at::Tensor> inputs,
                                  RequestOptions options) {
-  return Submit(name, std::move(inputs), options).get();
+  std::shared_ptr<internal::ModelQueue> queue = Find(name);
+  if (queue == nullptr) return Submit(name, std::move(inputs), options).get();  // NotFound
+  return queue->Infer(std::move(inputs), options);
 }
 
 absl::StatusOr<ModelStats> Scheduler::Stats(std::string_view name) const {

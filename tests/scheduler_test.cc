@@ -454,10 +454,45 @@ TEST_F(SchedulerTest, SeveralInstancesServeConcurrently) {
                            })
                   .ok());
   entered.WaitForNotification();
-  InferenceResult second = scheduler->Infer("plus", {torch::zeros({1, 2})});
+  // Through the queue (Infer could run it on this thread, on either instance).
+  InferenceResult second = scheduler->Submit("plus", {torch::zeros({1, 2})}).get();
   release.Notify();
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_NE((*second)[0][0][0].item<float>(), first) << "the second request waited for the first";
+}
+
+TEST_F(SchedulerTest, InferRunsALoneRequestOnTheCallingThread) {
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
+  std::unique_ptr<Scheduler> scheduler = MakeScheduler();
+  ASSERT_TRUE(scheduler->AddModel("id", sessions).ok());
+  InferenceResult result = scheduler->Infer("id", {torch::full({3, 2}, 7.0f)});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(torch::equal((*result)[0], torch::full({3, 2}, 7.0f)));
+  ModelStats stats = *scheduler->Stats("id");
+  EXPECT_EQ(stats.run_on_caller, 1);
+  EXPECT_EQ(stats.requests, 1);
+  EXPECT_EQ(stats.succeeded, 1);
+  EXPECT_EQ(stats.batches, 1);
+  EXPECT_EQ(stats.batch_size_histogram[3], 1);
+  // Bad input is refused before anything runs, as with Submit.
+  EXPECT_EQ(scheduler->Infer("id", {torch::ones({1, 5})}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SchedulerTest, InferWaitsForCompanyWhenTheModelAsksForAQueueDelay) {
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
+  auto clock = std::make_shared<FakeClock>();
+  std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
+  BatchingOptions batching;
+  batching.max_queue_delay = absl::Seconds(1);
+  ASSERT_TRUE(scheduler->AddModel("id", sessions, batching).ok());
+  InferenceResult result;
+  std::thread caller([&] { result = scheduler->Infer("id", {torch::ones({1, 2})}); });
+  while (scheduler->Stats("id")->queued_requests == 0) std::this_thread::yield();
+  clock->Advance(absl::Seconds(2));
+  caller.join();
+  EXPECT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(scheduler->Stats("id")->run_on_caller, 0);
 }
 
 TEST_F(SchedulerTest, RemoveModelUnderLoadAnswersEveryAcceptedRequest) {

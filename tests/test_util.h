@@ -5,11 +5,11 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
-#include <string>
-#include <condition_variable>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 

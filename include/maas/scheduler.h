@@ -94,8 +94,9 @@ using InferenceCallback = absl::AnyInvocable<void(InferenceResult) &&>;
 // Behaviour and bounds:
 // - No needless waiting: a free instance takes what is queued at once (up to max_batch_size
 //   items, highest priority first). Only with max_queue_delay > 0 does a partial batch wait,
-//   at most that long, for company. At low load a request costs one Session::Run plus a few
-//   microseconds; under load batches grow by themselves while instances are busy.
+//   at most that long, for company. Infer on an idle model runs on the calling thread, so at
+//   low load a request costs one Session::Run plus well under a microsecond; under load batches
+//   grow by themselves while instances are busy.
 // - Validation happens in Submit, against the model's signature: a bad request fails at once
 //   (InvalidArgument) and never spoils a batch of good ones. Requests share a batch only when
 //   their non-batch dimensions (and devices) match.
@@ -161,7 +162,10 @@ class Scheduler {
   std::future<InferenceResult> Submit(std::string_view name, std::vector<at::Tensor> inputs,
                                       RequestOptions options = {});
 
-  // Submits and waits for the answer.
+  // Submits and waits for the answer. When the model is idle (nothing queued, no instance
+  // running, max_queue_delay 0), the request runs at once on the calling thread, with the
+  // instance's session and cores: a lone request then costs what Session::Run costs, without a
+  // handoff to a worker thread and back. Under load it queues like any other request.
   InferenceResult Infer(std::string_view name, std::vector<at::Tensor> inputs,
                         RequestOptions options = {});
 

@@ -36,6 +36,9 @@ struct ModelStats {
   std::map<absl::StatusCode, int64_t> failures;
 
   int64_t batches = 0;  // Model executions.
+  // Requests that Scheduler::Infer ran at once on the calling thread (idle instance, empty
+  // queue), without a handoff to a worker. Included in requests and batches.
+  int64_t run_on_caller = 0;
   // batch_size_histogram[n] = executions with n items; size max_batch_size + 1.
   std::vector<int64_t> batch_size_histogram;
 
