@@ -1,27 +1,39 @@
-// maas quickstart: create a model store, publish a model into it, look inside, and run it.
+// maas quickstart: a model store, a model in it, and a Scheduler serving it to many threads.
 //
-//   scripts/demo                 # builds everything, then runs this in ./maas-demo-store
-//   build/examples/quickstart [store-folder]
+//   scripts/demo                          # builds everything, then runs this in ./maas-demo-store
+//   build/examples/quickstart [store-folder] [seconds]
 //
-// Every run publishes a new version, points the "stable" alias at it and keeps the three
-// newest versions, so running it twice shows versioning at work.
+// It publishes an MLP (512-1024-1024-10) into the store, loads one Session per core, serves
+// them through a Scheduler to 16 client threads for a few seconds with a live progress line,
+// and ends with throughput, latency percentiles, the batch sizes the scheduler formed, and how
+// much faster that is than the same threads calling the model directly.
 #include <torch/script.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
-#include "absl/time/time.h"
 #include "maas/maas.h"
 
 namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
 constexpr int64_t kIn = 512, kHidden = 1024, kOut = 10;
+constexpr int kClients = 16;
+constexpr int kInFlightPerClient = 32;
 
-// Builds the MLP 512-1024-1024-10 as a TorchScript module, in C++, with random weights.
+// Builds the MLP as a TorchScript module, in C++, with random weights.
 torch::jit::Module BuildMlp() {
   torch::jit::Module mlp("Mlp");
   auto layer = [&](const std::string& name, int64_t in, int64_t out) {
@@ -45,97 +57,217 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// Latencies (microseconds) recorded by the client threads' callbacks.
+class Latencies {
+ public:
+  void Add(double us) {
+    std::lock_guard<std::mutex> lock(mu_);
+    all_.push_back(us);
+  }
+  // Percentile over the samples since `from`; also returns the current count.
+  double Percentile(double q, size_t from = 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (all_.size() <= from) return 0;
+    std::vector<double> v(all_.begin() + static_cast<long>(from), all_.end());
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+  }
+  size_t Count() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return all_.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<double> all_;
+};
+
+// One client thread: keeps kInFlightPerClient requests of one item in flight through
+// Scheduler::Submit, refilling when half of them are answered.
+void Client(maas::Scheduler& scheduler, std::atomic<bool>& stop, Latencies& latencies) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
+  torch::Tensor features = torch::randn({1, kIn});
+  while (!stop) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      if (in_flight >= kInFlightPerClient) {
+        cv.wait(lock, [&] { return in_flight <= kInFlightPerClient / 2; });
+      }
+      ++in_flight;
+    }
+    auto sent = SteadyClock::now();
+    absl::Status accepted =
+        scheduler.Submit("mlp", {features}, {}, [&, sent](maas::InferenceResult result) {
+          if (result.ok()) {
+            latencies.Add(
+                std::chrono::duration<double, std::micro>(SteadyClock::now() - sent).count());
+          }
+          std::lock_guard<std::mutex> lock(mu);
+          --in_flight;
+          if (in_flight == kInFlightPerClient / 2 || in_flight == 0) cv.notify_one();
+        });
+    if (!accepted.ok()) {  // Unavailable: the queue is full; back off a little.
+      std::lock_guard<std::mutex> lock(mu);
+      --in_flight;
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return in_flight == 0; });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  fs::path root = argc > 1 ? fs::path(argv[1]) : fs::current_path() / "maas-demo-store";
+  const fs::path root = argc > 1 ? fs::path(argv[1]) : fs::current_path() / "maas-demo-store";
+  const double seconds = argc > 2 ? std::atof(argv[2]) : 4.0;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::printf("maas %s quickstart\n\n", maas::Version());
 
-  // 1. Open (or create) the store.
+  // 1. A model store in a folder: publish a new version of the MLP and point "stable" at it.
   absl::StatusOr<std::unique_ptr<maas::ModelStore>> store = maas::ModelStore::Open(root);
   if (!store.ok()) return Fail(store.status());
-  std::printf("store   %s\n", (*store)->root().c_str());
-
-  // 2. Build a model and publish it with its signature: one float32 input of 512 features per
-  //    item, one output of 10 scores per item; dimension 0 is the batch.
   fs::path artifact = fs::temp_directory_path() / "maas-quickstart-mlp.pt";
   BuildMlp().save(artifact.string());
   maas::ModelSignature signature{{{"features", torch::kFloat32, {kIn}}},
                                  {{"scores", torch::kFloat32, {kOut}}}};
   maas::PublishOptions publish_options;
   publish_options.description = "MLP 512-1024-1024-10 with random weights, from the quickstart";
-  publish_options.labels = {{"source", "examples/quickstart"}};
   absl::StatusOr<maas::ModelInfo> published =
       (*store)->Publish("mlp", artifact, signature, publish_options);
   fs::remove(artifact);
   if (!published.ok()) return Fail(published.status());
-  std::printf("publish mlp -> version %lld (%.1f MB, sha256 %.16s...)\n",
-              static_cast<long long>(published->version), published->size_bytes / 1e6,
-              published->sha256.c_str());
-
-  // 3. Point "stable" at it and keep the three newest versions.
   if (absl::Status s = (*store)->SetAlias("mlp", "stable", published->version); !s.ok()) {
     return Fail(s);
   }
+  // Keep the three newest versions.
   absl::StatusOr<std::vector<int64_t>> versions = (*store)->Versions("mlp");
   if (!versions.ok()) return Fail(versions.status());
-  for (size_t i = 0; i + 3 < versions->size(); ++i) {
-    if (absl::Status s = (*store)->Remove("mlp", (*versions)[i]); !s.ok()) return Fail(s);
-    std::printf("remove  mlp version %lld (keeping the three newest)\n",
-                static_cast<long long>((*versions)[i]));
-  }
+  for (size_t i = 0; i + 3 < versions->size(); ++i) (void)(*store)->Remove("mlp", (*versions)[i]);
+  std::printf("store     %s\n", (*store)->root().c_str());
+  std::printf("publish   mlp version %lld (%.1f MB, sha256 %.12s...), alias stable -> %lld\n",
+              static_cast<long long>(published->version), published->size_bytes / 1e6,
+              published->sha256.c_str(), static_cast<long long>(published->version));
 
-  // 4. List what the store holds.
-  std::printf("\n%-12s %-8s %-10s %-20s %s\n", "MODEL", "VERSION", "SIZE", "CREATED (UTC)",
-              "ALIASES");
-  absl::StatusOr<std::vector<std::string>> models = (*store)->Models();
-  if (!models.ok()) return Fail(models.status());
-  for (const std::string& name : *models) {
-    absl::StatusOr<std::map<std::string, int64_t>> aliases = (*store)->Aliases(name);
-    absl::StatusOr<std::vector<int64_t>> model_versions = (*store)->Versions(name);
-    if (!aliases.ok()) return Fail(aliases.status());
-    if (!model_versions.ok()) return Fail(model_versions.status());
-    for (int64_t version : *model_versions) {
-      absl::StatusOr<maas::ModelInfo> info = (*store)->Get(name, std::to_string(version));
-      if (!info.ok()) return Fail(info.status());
-      std::string alias_list;
-      for (const auto& [alias, target] : *aliases) {
-        if (target == version) alias_list += (alias_list.empty() ? "" : ", ") + alias;
-      }
-      std::printf("%-12s %-8lld %-10s %-20s %s\n", name.c_str(), static_cast<long long>(version),
-                  (std::to_string(info->size_bytes / 1024) + " KiB").c_str(),
-                  absl::FormatTime("%Y-%m-%d %H:%M:%S", info->created, absl::UTCTimeZone()).c_str(),
-                  alias_list.c_str());
-    }
-  }
-
-  // 5. Verify the stable version's integrity, load it in a Session and run it on 4 items.
-  if (absl::Status s = (*store)->Verify("mlp", "stable"); !s.ok()) return Fail(s);
+  // 2. One session per core, each verified against its SHA-256 and warmed up.
+  std::vector<std::shared_ptr<maas::Session>> instances;
   maas::SessionOptions session_options;
   session_options.version = "stable";
-  absl::StatusOr<std::unique_ptr<maas::Session>> session =
-      maas::Session::Create(**store, "mlp", session_options);
-  if (!session.ok()) return Fail(session.status());
-  const maas::ModelInfo& stable = (*session)->info();
-  std::printf("\nverify  mlp@stable (version %lld): sha256 matches the manifest\n",
-              static_cast<long long>(stable.version));
-  absl::StatusOr<std::vector<torch::Tensor>> scores = (*session)->Run({torch::randn({4, kIn})});
-  if (!scores.ok()) return Fail(scores.status());
-  torch::Tensor best = (*scores)[0].argmax(1).contiguous();
-  std::vector<int64_t> best_class(best.data_ptr<int64_t>(),
-                                  best.data_ptr<int64_t>() + best.numel());
-  std::printf("run     mlp@stable on a batch of 4: output %s, best class per item %s\n",
-              maas::ShapeString((*scores)[0].sizes().vec()).c_str(),
-              maas::ShapeString(best_class).c_str());
+  for (int i = 0; i < cores; ++i) {
+    absl::StatusOr<std::unique_ptr<maas::Session>> session =
+        maas::Session::Create(**store, "mlp", session_options);
+    if (!session.ok()) return Fail(session.status());
+    instances.push_back(std::move(*session));
+  }
+  std::printf("load      %d sessions of mlp@stable on the CPU, 1 thread each\n", cores);
 
-  // 6. A malformed request gets a clear error, not a crash.
-  absl::StatusOr<std::vector<torch::Tensor>> bad = (*session)->Run({torch::randn({4, 100})});
-  std::printf("run     with 100 features instead of 512: %s\n", bad.status().ToString().c_str());
+  // 3. A Scheduler serving them: batches of up to 128 requests.
+  absl::StatusOr<std::unique_ptr<maas::Scheduler>> scheduler = maas::Scheduler::Create();
+  if (!scheduler.ok()) return Fail(scheduler.status());
+  maas::BatchingOptions batching;
+  batching.max_batch_size = 128;
+  if (absl::Status s = (*scheduler)->AddModel("mlp", instances, batching); !s.ok()) return Fail(s);
+
+  // A malformed request is refused at once, with a clear message.
+  absl::StatusOr<std::vector<torch::Tensor>> bad =
+      (*scheduler)->Infer("mlp", {torch::randn({1, 100})});
+  std::printf("bad call  %s\n", bad.status().ToString().c_str());
+
+  // 4. The baseline: the same client threads calling one session directly, one item each.
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> direct_calls{0};
+  {
+    std::vector<std::thread> threads;
+    torch::Tensor one = torch::randn({1, kIn});
+    for (int c = 0; c < kClients; ++c) {
+      threads.emplace_back([&] {
+        while (!stop) {
+          if (instances[0]->Run({one}).ok()) ++direct_calls;
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    stop = true;
+    for (std::thread& t : threads) t.join();
+  }
+  const double direct_rate = static_cast<double>(direct_calls) / 1.0;
+  std::printf("baseline  %d threads calling Session::Run directly, 1 item each: %.0f items/s\n\n",
+              kClients, direct_rate);
+
+  // 5. The same threads through the Scheduler, with a live progress line.
+  std::printf("serving   %d client threads x %d requests in flight, 1 item each, %.0f s\n",
+              kClients, kInFlightPerClient, seconds);
+  Latencies latencies;
+  stop = false;
+  std::vector<std::thread> clients;
+  const auto start = SteadyClock::now();
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] { Client(**scheduler, stop, latencies); });
+  }
+  const bool interactive = ::isatty(STDOUT_FILENO);
+  size_t last_count = 0;
+  auto last_time = start;
+  while (std::chrono::duration<double>(SteadyClock::now() - start).count() < seconds) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const auto now = SteadyClock::now();
+    const size_t count = latencies.Count();
+    const double rate = static_cast<double>(count - last_count) /
+                        std::chrono::duration<double>(now - last_time).count();
+    // On a terminal the line updates in place; in a log, one line per update.
+    std::printf(interactive ? "\r  t=%4.1fs  %8.0f req/s   p50 %6.2f ms   p99 %6.2f ms   "
+                            : "  t=%4.1fs  %8.0f req/s   p50 %6.2f ms   p99 %6.2f ms\n",
+                std::chrono::duration<double>(now - start).count(), rate,
+                latencies.Percentile(0.50, last_count) / 1000,
+                latencies.Percentile(0.99, last_count) / 1000);
+    std::fflush(stdout);
+    last_count = count;
+    last_time = now;
+  }
+  stop = true;
+  for (std::thread& client : clients) client.join();
+  const double elapsed = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  std::printf(interactive ? "\n\n" : "\n");
+
+  // 6. The summary, from the clients and from the scheduler's own statistics.
+  absl::StatusOr<maas::ModelStats> stats = (*scheduler)->Stats("mlp");
+  if (!stats.ok()) return Fail(stats.status());
+  const double rate = static_cast<double>(latencies.Count()) / elapsed;
+  std::printf("throughput   %.0f requests/s  (%.1fx the direct calls)\n", rate, rate / direct_rate);
+  std::printf("latency      p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   (submit to answer)\n",
+              latencies.Percentile(0.50) / 1000, latencies.Percentile(0.90) / 1000,
+              latencies.Percentile(0.99) / 1000);
+  std::printf(
+      "scheduler    %lld requests in %lld batches; queue p50 %.2f ms, compute p50 %.2f ms "
+      "per batch\n",
+      static_cast<long long>(stats->requests), static_cast<long long>(stats->batches),
+      absl::ToDoubleMilliseconds(stats->queue_time.p50),
+      absl::ToDoubleMilliseconds(stats->compute_time.p50));
+  std::printf("\nbatch sizes (items per execution)\n");
+  // Buckets of powers of two: 1, 2-3, 4-7, ...
+  const std::vector<int64_t>& histogram = stats->batch_size_histogram;
+  std::vector<std::pair<std::string, int64_t>> buckets;
+  for (size_t low = 1; low < histogram.size(); low *= 2) {
+    const size_t high = std::min(histogram.size() - 1, low * 2 - 1);
+    int64_t count = 0;
+    for (size_t size = low; size <= high; ++size) count += histogram[size];
+    buckets.emplace_back(std::to_string(low) + "-" + std::to_string(high), count);
+  }
+  int64_t most = 1;
+  for (const auto& [range, count] : buckets) most = std::max(most, count);
+  for (const auto& [range, count] : buckets) {
+    std::printf("  %9s %8lld  %s\n", range.c_str(), static_cast<long long>(count),
+                std::string(static_cast<size_t>(40 * count / most), '#').c_str());
+  }
 
   std::printf(
-      "\nLook inside: %s/mlp/%lld/manifest.json holds the signature, size, sha256 and time.\n"
-      "Next: read docs/model-store.md and docs/session.md; run again to publish version %lld.\n",
-      (*store)->root().c_str(), static_cast<long long>(stable.version),
-      static_cast<long long>(stable.version + 1));
+      "\nTry next:\n"
+      "  - run it again: version %lld is published and served; old versions are removed\n"
+      "  - look inside %s/mlp/%lld/manifest.json\n"
+      "  - read docs/scheduler.md (batching, deadlines, priorities) and docs/performance.md\n"
+      "  - build/bench/scheduler_bench compares maas with the limit and the naive approach\n",
+      static_cast<long long>(published->version + 1), (*store)->root().c_str(),
+      static_cast<long long>(published->version));
   return 0;
 }
