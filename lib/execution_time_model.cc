@@ -16,6 +16,10 @@ void ExecutionTimeModel::Record(int64_t items, absl::Duration elapsed) {
   ++samples_[items];
 }
 
+void ExecutionTimeModel::Relax() {
+  for (double& average : average_us_) average *= 0.9;
+}
+
 std::optional<absl::Duration> ExecutionTimeModel::Predict(int64_t items) const {
   const int64_t size = static_cast<int64_t>(average_us_.size());
   if (items < 1) return std::nullopt;

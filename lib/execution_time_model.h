@@ -19,6 +19,11 @@ class ExecutionTimeModel {
   // Records one execution of `items` items that took `elapsed`.
   void Record(int64_t items, absl::Duration elapsed);
 
+  // Lowers every prediction by 10%. Called for each request refused on a prediction, so that a
+  // transient slow run (contention, a re-specialising graph) cannot shut a model out for good:
+  // refusals pull the estimate down until requests run and measure again.
+  void Relax();
+
   // Predicts the execution time of a batch of `items`, or nothing before the model has seen
   // enough executions to say. It errs low (a prediction is used to refuse work, so it must not
   // refuse what could have made it): between two measured sizes it interpolates; beyond the

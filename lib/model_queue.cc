@@ -252,7 +252,14 @@ ModelStats ModelQueue::Stats() const {
   return stats;
 }
 
+namespace {
+thread_local bool in_worker = false;
+}  // namespace
+
+bool InSchedulerWorker() { return in_worker; }
+
 void ModelQueue::WorkerLoop(size_t instance) {
+  in_worker = true;
   while (true) {
     Work work = NextWork(instance);
     for (auto& [request, status] : work.refused) Answer(request->done, std::move(status));
@@ -326,6 +333,7 @@ absl::Status ModelQueue::CheckPredictedDeadline(const Request& request, absl::Ti
   if (request.deadline == absl::InfiniteFuture()) return absl::OkStatus();
   std::optional<absl::Duration> predicted = execution_time_.Predict(request.items);
   if (!predicted || now + *predicted <= request.deadline) return absl::OkStatus();
+  execution_time_.Relax();
   return absl::DeadlineExceededError(fmt::format(
       "{}: not started because it would miss its deadline: a batch of {} item(s) takes about "
       "{}, {} remain",

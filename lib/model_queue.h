@@ -58,6 +58,9 @@ struct Request {
   InferenceCallback done;
 };
 
+// Whether the calling thread is a Scheduler worker (completion callbacks run there).
+bool InSchedulerWorker();
+
 // This class is thread-safe. Lifetime: Start once, Stop once (the destructor stops too).
 class ModelQueue {
  public:

@@ -291,13 +291,24 @@ absl::StatusOr<ModelInfo> ReadVersion(const fs::path& root, std::string_view nam
   }
   if (!resolved.ok()) return resolved.status();
 
+  // A version removed while we read it is NotFound, not a corrupt store: Remove renames the
+  // folder away first, so a vanished folder tells the two apart.
+  auto missing = [&](absl::Status data_loss) {
+    std::error_code ec;
+    if (!fs::exists(version_dir, ec)) {
+      return absl::NotFoundError(
+          fmt::format("model '{}' version {} was removed while being read", name, version));
+    }
+    return data_loss;
+  };
   fs::path manifest_path = version_dir / kManifestFile;
   absl::StatusOr<fs::path> manifest_file = internal::ResolveInside(root, manifest_path);
   if (absl::IsNotFound(manifest_file.status())) {
-    return absl::DataLossError(fmt::format("{} is missing", manifest_path.string()));
+    return missing(absl::DataLossError(fmt::format("{} is missing", manifest_path.string())));
   }
   if (!manifest_file.ok()) return manifest_file.status();
   absl::StatusOr<std::string> text = internal::ReadSmallFile(*manifest_file);
+  if (absl::IsNotFound(text.status())) return missing(CorruptFile(manifest_path, text.status()));
   if (!text.ok()) return CorruptFile(manifest_path, text.status());
   absl::StatusOr<ModelInfo> info = internal::ManifestFromText(*text);
   if (!info.ok()) return CorruptFile(manifest_path, info.status());
@@ -312,8 +323,8 @@ absl::StatusOr<ModelInfo> ReadVersion(const fs::path& root, std::string_view nam
   fs::path artifact_path = version_dir / kArtifactFile;
   absl::StatusOr<fs::path> artifact = internal::ResolveInside(root, artifact_path);
   if (absl::IsNotFound(artifact.status())) {
-    return absl::DataLossError(fmt::format("artifact {} of model '{}' version {} is missing",
-                                           artifact_path.string(), name, version));
+    return missing(absl::DataLossError(fmt::format(
+        "artifact {} of model '{}' version {} is missing", artifact_path.string(), name, version)));
   }
   if (!artifact.ok()) return artifact.status();
   info->artifact_path = *artifact;

@@ -54,6 +54,15 @@ absl::Status Scheduler::AddModel(std::string_view name,
   if (options.max_batch_size < 1) {
     return invalid(fmt::format("max_batch_size is {}; expected 1 or more", options.max_batch_size));
   }
+  constexpr int64_t kMaxBatchSize = int64_t{1} << 20, kMaxQueueSize = int64_t{1} << 40;
+  if (options.max_batch_size > kMaxBatchSize) {
+    return invalid(fmt::format("max_batch_size is {}; at most {} is supported",
+                               options.max_batch_size, kMaxBatchSize));
+  }
+  if (options.max_queue_size > kMaxQueueSize) {
+    return invalid(fmt::format("max_queue_size is {}; at most {} is supported",
+                               options.max_queue_size, kMaxQueueSize));
+  }
   if (options.max_queue_size < options.max_batch_size) {
     return invalid(fmt::format("max_queue_size {} is below max_batch_size {}",
                                options.max_queue_size, options.max_batch_size));
@@ -103,6 +112,7 @@ std::shared_ptr<internal::ModelQueue> Scheduler::Find(std::string_view name) con
 
 absl::Status Scheduler::Submit(std::string_view name, std::vector<at::Tensor> inputs,
                                RequestOptions options, InferenceCallback done) {
+  if (!done) return absl::InvalidArgumentError("Submit needs a completion callback");
   std::shared_ptr<internal::ModelQueue> queue = Find(name);
   if (queue == nullptr) {
     std::vector<std::string> served = Models();
@@ -127,6 +137,12 @@ std::future<InferenceResult> Scheduler::Submit(std::string_view name,
 
 InferenceResult Scheduler::Infer(std::string_view name, std::vector<at::Tensor> inputs,
                                  RequestOptions options) {
+  if (internal::InSchedulerWorker()) {
+    // Waiting here would block the worker that may be the one to answer: a deadlock.
+    return absl::FailedPreconditionError(
+        "Infer called from a completion callback (a scheduler worker thread) would block it; "
+        "use Submit with a callback there");
+  }
   std::shared_ptr<internal::ModelQueue> queue = Find(name);
   if (queue == nullptr) return Submit(name, std::move(inputs), options).get();  // NotFound
   return queue->Infer(std::move(inputs), options);

@@ -6,6 +6,8 @@
 #include <torch/script.h>
 
 #include <atomic>
+#include <future>
+#include <limits>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -373,6 +375,9 @@ TEST_F(SchedulerTest, AddModelRefusesBadArguments) {
   bad.preferred_batch_sizes = {64};
   EXPECT_EQ(scheduler->AddModel("id", sessions, bad).code(), absl::StatusCode::kInvalidArgument);
   bad = BatchingOptions();
+  bad.max_batch_size = bad.max_queue_size = std::numeric_limits<int64_t>::max();  // "no limit"
+  EXPECT_EQ(scheduler->AddModel("id", sessions, bad).code(), absl::StatusCode::kInvalidArgument);
+  bad = BatchingOptions();
   bad.max_queue_size = 2;
   EXPECT_EQ(scheduler->AddModel("id", sessions, bad).code(), absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(scheduler->AddModel("id", sessions).ok());
@@ -476,6 +481,25 @@ TEST_F(SchedulerTest, InferRunsALoneRequestOnTheCallingThread) {
   EXPECT_EQ(stats.batch_size_histogram[3], 1);
   // Bad input is refused before anything runs, as with Submit.
   EXPECT_EQ(scheduler->Infer("id", {torch::ones({1, 5})}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SchedulerTest, InferFromACallbackIsRefusedInsteadOfDeadlocking) {
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
+  std::unique_ptr<Scheduler> scheduler = MakeScheduler();
+  ASSERT_TRUE(scheduler->AddModel("id", sessions).ok());
+  std::promise<absl::Status> nested;
+  ASSERT_TRUE(
+      scheduler
+          ->Submit("id", {torch::ones({1, 2})}, {},
+                   [&](InferenceResult) {
+                     nested.set_value(scheduler->Infer("id", {torch::ones({1, 2})}).status());
+                   })
+          .ok());
+  absl::Status status = nested.get_future().get();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Message(status), HasSubstr("use Submit"));
+  EXPECT_EQ(scheduler->Submit("id", {torch::ones({1, 2})}, {}, nullptr).code(),
             absl::StatusCode::kInvalidArgument);
 }
 

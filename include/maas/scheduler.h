@@ -140,7 +140,8 @@ class Scheduler {
 
   // Serves model `name` with `instances` (sessions of the same signature, possibly on different
   // devices), one worker thread each. AlreadyExists: the name is taken. InvalidArgument: no
-  // instances, a null one, signatures that differ, or bad batching options (sizes below 1,
+  // instances, a null one, signatures that differ, or bad batching options (sizes below 1 or
+  // max_batch_size above 2^20,
   // preferred sizes above max_batch_size, a max_batch_size above 1 for a model that is not
   // batchable is ignored: such models run one request at a time).
   absl::Status AddModel(std::string_view name, std::vector<std::shared_ptr<Session>> instances,
@@ -154,7 +155,8 @@ class Scheduler {
   // outputs (the request's own rows, in the signature's order) or an error (DeadlineExceeded,
   // Internal, Cancelled). When Submit itself fails it returns the error and `done` is never
   // called: NotFound (unknown model), InvalidArgument (inputs against the signature; more items
-  // than max_batch_size), Unavailable (queue full). Never blocks.
+  // than max_batch_size; an empty callback), Unavailable (queue full, or the model is being
+  // removed), DeadlineExceeded (the deadline had already passed). Never blocks.
   absl::Status Submit(std::string_view name, std::vector<at::Tensor> inputs, RequestOptions options,
                       InferenceCallback done);
 
@@ -166,6 +168,8 @@ class Scheduler {
   // running, max_queue_delay 0), the request runs at once on the calling thread, with the
   // instance's session and cores: a lone request then costs what Session::Run costs, without a
   // handoff to a worker thread and back. Under load it queues like any other request.
+  // FailedPrecondition when called from a completion callback: waiting there would block the
+  // worker thread that may have to answer it; use Submit.
   InferenceResult Infer(std::string_view name, std::vector<at::Tensor> inputs,
                         RequestOptions options = {});
 
