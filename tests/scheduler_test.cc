@@ -83,6 +83,16 @@ class SchedulerTest : public ::testing::Test {
     return Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
   }
 
+  // The identity model, "id", on a FakeClock with a 1 s queue delay: a partial batch waits until
+  // the test moves the clock (or the batch fills), so queue states are deterministic.
+  std::unique_ptr<Scheduler> ServeIdentityWaiting(std::shared_ptr<FakeClock> clock,
+                                                  BatchingOptions batching) {
+    std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
+    batching.max_queue_delay = absl::Seconds(1);
+    EXPECT_TRUE(scheduler->AddModel("id", LoadIdentity(), batching).ok());
+    return scheduler;
+  }
+
   std::unique_ptr<Scheduler> MakeScheduler(std::shared_ptr<Clock> clock = nullptr) {
     SchedulerOptions options;
     options.clock = std::move(clock);
@@ -231,13 +241,10 @@ TEST_F(SchedulerTest, HigherPriorityRunsFirstAndArrivalOrderWithin) {
 }
 
 TEST_F(SchedulerTest, ARequestPastItsDeadlineCompletesWithoutRunning) {
-  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
-  std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
   batching.max_batch_size = 8;
-  batching.max_queue_delay = absl::Seconds(1);
-  ASSERT_TRUE(scheduler->AddModel("id", sessions, batching).ok());
+  std::unique_ptr<Scheduler> scheduler = ServeIdentityWaiting(clock, batching);
 
   Answers answers;
   RequestOptions hurried;
@@ -273,27 +280,21 @@ TEST_F(SchedulerTest, ARequestPastItsDeadlineCompletesWithoutRunning) {
 }
 
 TEST_F(SchedulerTest, DefaultTimeoutAppliesToRequestsWithoutADeadline) {
-  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
-  std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
-  batching.max_queue_delay = absl::Seconds(1);
   batching.default_timeout = absl::Milliseconds(5);
-  ASSERT_TRUE(scheduler->AddModel("id", sessions, batching).ok());
+  std::unique_ptr<Scheduler> scheduler = ServeIdentityWaiting(clock, batching);
   std::future<InferenceResult> result = scheduler->Submit("id", {torch::ones({1, 2})});
   clock->Advance(absl::Milliseconds(6));
   EXPECT_EQ(result.get().status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST_F(SchedulerTest, AFullQueueRefusesAtOnceWithUnavailable) {
-  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
-  std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
   batching.max_batch_size = 4;
   batching.max_queue_size = 4;
-  batching.max_queue_delay = absl::Seconds(1);
-  ASSERT_TRUE(scheduler->AddModel("id", sessions, batching).ok());
+  std::unique_ptr<Scheduler> scheduler = ServeIdentityWaiting(clock, batching);
 
   Answers answers;
   for (int i = 0; i < 3; ++i) {
@@ -315,14 +316,11 @@ TEST_F(SchedulerTest, AFullQueueRefusesAtOnceWithUnavailable) {
 }
 
 TEST_F(SchedulerTest, PreferredBatchSizeRunsWithoutWaitingForTheDelay) {
-  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
-  std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
   batching.max_batch_size = 8;
-  batching.max_queue_delay = absl::Seconds(1);
   batching.preferred_batch_sizes = {3};
-  ASSERT_TRUE(scheduler->AddModel("id", sessions, batching).ok());
+  std::unique_ptr<Scheduler> scheduler = ServeIdentityWaiting(clock, batching);
   Answers answers;
   ASSERT_TRUE(scheduler->Submit("id", {torch::ones({1, 2})}, {}, answers.Callback(1)).ok());
   ASSERT_TRUE(scheduler->Submit("id", {torch::ones({2, 2})}, {}, answers.Callback(2)).ok());
@@ -504,12 +502,9 @@ TEST_F(SchedulerTest, InferFromACallbackIsRefusedInsteadOfDeadlocking) {
 }
 
 TEST_F(SchedulerTest, InferWaitsForCompanyWhenTheModelAsksForAQueueDelay) {
-  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   auto clock = std::make_shared<FakeClock>();
-  std::unique_ptr<Scheduler> scheduler = MakeScheduler(clock);
   BatchingOptions batching;
-  batching.max_queue_delay = absl::Seconds(1);
-  ASSERT_TRUE(scheduler->AddModel("id", sessions, batching).ok());
+  std::unique_ptr<Scheduler> scheduler = ServeIdentityWaiting(clock, batching);
   InferenceResult result;
   std::thread caller([&] { result = scheduler->Infer("id", {torch::ones({1, 2})}); });
   while (scheduler->Stats("id")->queued_requests == 0) std::this_thread::yield();
