@@ -27,6 +27,37 @@ std::string Millis(absl::Duration d) {
 
 }  // namespace
 
+absl::Status ValidateBatchingOptions(const BatchingOptions& options) {
+  auto invalid = [](std::string why) { return absl::InvalidArgumentError(std::move(why)); };
+  if (options.max_batch_size < 1) {
+    return invalid(fmt::format("max_batch_size is {}; expected 1 or more", options.max_batch_size));
+  }
+  constexpr int64_t kMaxBatchSize = int64_t{1} << 20, kMaxQueueSize = int64_t{1} << 40;
+  if (options.max_batch_size > kMaxBatchSize) {
+    return invalid(fmt::format("max_batch_size is {}; at most {} is supported",
+                               options.max_batch_size, kMaxBatchSize));
+  }
+  if (options.max_queue_size > kMaxQueueSize) {
+    return invalid(fmt::format("max_queue_size is {}; at most {} is supported",
+                               options.max_queue_size, kMaxQueueSize));
+  }
+  if (options.max_queue_size < options.max_batch_size) {
+    return invalid(fmt::format("max_queue_size {} is below max_batch_size {}",
+                               options.max_queue_size, options.max_batch_size));
+  }
+  if (options.max_queue_delay < absl::ZeroDuration()) return invalid("max_queue_delay is negative");
+  if (options.default_timeout <= absl::ZeroDuration()) {
+    return invalid("default_timeout must be positive (or infinite)");
+  }
+  for (int64_t size : options.preferred_batch_sizes) {
+    if (size < 1 || size > options.max_batch_size) {
+      return invalid(fmt::format("preferred batch size {} is outside 1..max_batch_size ({})", size,
+                                 options.max_batch_size));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void CoreBudget::Acquire(int n) {
   n = std::min(n, total_);
   MutexLock lock(&mu_);
@@ -49,10 +80,9 @@ void CoreBudget::Release(int n) {
   released_.SignalAll();
 }
 
-ModelQueue::ModelQueue(std::string name, std::vector<std::shared_ptr<Session>> instances,
+ModelQueue::ModelQueue(std::string label, std::vector<std::shared_ptr<Session>> instances,
                        BatchingOptions options, std::shared_ptr<Clock> clock, CoreBudget* cores)
-    : name_(std::move(name)),
-      label_(fmt::format("model '{}'", name_)),
+    : label_(std::move(label)),
       instances_(std::move(instances)),
       signature_(instances_.front()->info().signature),
       options_(std::move(options)),
@@ -115,11 +145,11 @@ absl::StatusOr<std::unique_ptr<Request>> ModelQueue::Prepare(std::vector<at::Ten
   return request;
 }
 
-absl::Status ModelQueue::Push(std::unique_ptr<Request> request) {
-  if (!accepting_) {
-    ++stats_.failures[absl::StatusCode::kUnavailable];
+absl::Status ModelQueue::Push(std::unique_ptr<Request>* taken) {
+  if (!accepting_) {  // Not counted: the caller may route the request elsewhere.
     return absl::UnavailableError(fmt::format("{} is being removed", label_));
   }
+  std::unique_ptr<Request> request = std::move(*taken);
   if (queued_items_ + request->items > options_.max_queue_size) {
     ++stats_.failures[absl::StatusCode::kUnavailable];
     return absl::UnavailableError(
@@ -142,28 +172,23 @@ absl::Status ModelQueue::Push(std::unique_ptr<Request> request) {
   return absl::OkStatus();
 }
 
-absl::Status ModelQueue::Enqueue(std::vector<at::Tensor> inputs, const RequestOptions& options,
-                                 InferenceCallback done) {
-  absl::StatusOr<std::unique_ptr<Request>> request = Prepare(std::move(inputs), options);
-  if (!request.ok()) return request.status();
-  (*request)->done = std::move(done);
+absl::Status ModelQueue::Enqueue(std::unique_ptr<Request>* request) {
   MutexLock lock(&mu_);
-  return Push(*std::move(request));
+  return Push(request);
 }
 
-InferenceResult ModelQueue::Infer(std::vector<at::Tensor> inputs, const RequestOptions& options) {
-  absl::StatusOr<std::unique_ptr<Request>> prepared = Prepare(std::move(inputs), options);
-  if (!prepared.ok()) return prepared.status();
-  std::unique_ptr<Request> request = *std::move(prepared);
-
+InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
   // Run on this thread when the model is idle: nothing queued, no instance running. (Not when
   // some instance is busy: then load is building up, and a lone batch-1 run would take an
   // instance away from the batches that serve it better.)
   size_t instance = instances_.size();
   int cores = 0;
+  std::unique_ptr<Request> request;
   {
     MutexLock lock(&mu_);
-    if (accepting_ && queued_requests_ == 0 && options_.max_queue_delay == absl::ZeroDuration() &&
+    if (!accepting_) return absl::UnavailableError(fmt::format("{} is being removed", label_));
+    request = std::move(*taken);
+    if (queued_requests_ == 0 && options_.max_queue_delay == absl::ZeroDuration() &&
         std::find(busy_.begin(), busy_.end(), true) == busy_.end()) {
       for (size_t i = 0; i < instances_.size() && instance == instances_.size(); ++i) {
         if (busy_[i]) continue;
@@ -210,7 +235,10 @@ InferenceResult ModelQueue::Infer(std::vector<at::Tensor> inputs, const RequestO
   request->done = [promise](InferenceResult result) { promise->set_value(std::move(result)); };
   {
     MutexLock lock(&mu_);
-    if (absl::Status pushed = Push(std::move(request)); !pushed.ok()) return pushed;
+    if (absl::Status pushed = Push(&request); !pushed.ok()) {
+      if (request != nullptr) *taken = std::move(request);  // Stopped meanwhile: hand it back.
+      return pushed;
+    }
   }
   return future.get();
 }
@@ -240,6 +268,11 @@ void ModelQueue::Stop(bool drain) {
   }
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
+}
+
+bool ModelQueue::Idle() const {
+  MutexLock lock(&mu_);
+  return queued_requests_ == 0 && std::find(busy_.begin(), busy_.end(), true) == busy_.end();
 }
 
 ModelStats ModelQueue::Stats() const {

@@ -58,34 +58,49 @@ struct Request {
   InferenceCallback done;
 };
 
+// Checks batching options; InvalidArgument naming the field otherwise. Shared by
+// Scheduler::AddModel and Server::Deploy.
+absl::Status ValidateBatchingOptions(const BatchingOptions& options);
+
 // Whether the calling thread is a Scheduler worker (completion callbacks run there).
 bool InSchedulerWorker();
 
 // This class is thread-safe. Lifetime: Start once, Stop once (the destructor stops too).
 class ModelQueue {
  public:
-  ModelQueue(std::string name, std::vector<std::shared_ptr<Session>> instances,
+  // `label` names the queue in messages, e.g. "model 'mlp'" or "model 'mlp' version 3".
+  ModelQueue(std::string label, std::vector<std::shared_ptr<Session>> instances,
              BatchingOptions options, std::shared_ptr<Clock> clock, CoreBudget* cores);
   ~ModelQueue();
 
   // Starts one worker thread per instance.
   void Start();
 
-  // Validates and queues a request; see Scheduler::Submit for the errors.
-  absl::Status Enqueue(std::vector<at::Tensor> inputs, const RequestOptions& options,
-                       InferenceCallback done);
+  // Validates a request against the signature and options (InvalidArgument, DeadlineExceeded;
+  // counted as failures) and fills in what the queue needs.
+  absl::StatusOr<std::unique_ptr<Request>> Prepare(std::vector<at::Tensor> inputs,
+                                                   const RequestOptions& options);
 
-  // Validates a request and waits for its answer. When the model is idle (nothing queued, no
-  // instance running), its cores are free and it does not wait for company (max_queue_delay 0),
-  // the request runs at once on the calling thread: no handoff to a worker and back. Otherwise
-  // it is queued.
-  InferenceResult Infer(std::vector<at::Tensor> inputs, const RequestOptions& options);
+  // Queues a prepared request with its callback set, taking it. Unavailable when the queue is
+  // full. When the queue was stopped, returns Unavailable and leaves *request in place, so
+  // that the caller may route it elsewhere (a newer version of the model).
+  absl::Status Enqueue(std::unique_ptr<Request>* request);
+
+  // Runs a prepared request and waits for its answer, taking it. When the model is idle
+  // (nothing queued, no instance running), its cores are free and it does not wait for company
+  // (max_queue_delay 0), the request runs at once on the calling thread: no handoff to a worker
+  // and back. Otherwise it is queued. When the queue was stopped, leaves *request in place, as
+  // Enqueue.
+  InferenceResult Infer(std::unique_ptr<Request>* request);
 
   // Refuses new requests, then either lets the workers finish every queued request (`drain`) or
   // answers the queued ones with Cancelled; running batches finish. Joins the workers.
   void Stop(bool drain);
 
   ModelStats Stats() const;
+
+  // Whether nothing is queued and no instance is running.
+  bool Idle() const;
 
  private:
   // What a worker takes out of the queue in one go: requests to run together, and requests to
@@ -96,11 +111,8 @@ class ModelQueue {
     bool exit = false;
   };
 
-  // Validates a request and fills in what the queue needs; refusals are counted.
-  absl::StatusOr<std::unique_ptr<Request>> Prepare(std::vector<at::Tensor> inputs,
-                                                   const RequestOptions& options);
-  // Queues a prepared request. Unavailable when full or stopping.
-  absl::Status Push(std::unique_ptr<Request> request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a prepared request, as Enqueue.
+  absl::Status Push(std::unique_ptr<Request>* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Under mu_: DeadlineExceeded if the learned execution time says `request` cannot make it.
   absl::Status CheckPredictedDeadline(const Request& request, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -120,7 +132,6 @@ class ModelQueue {
   void RecordExecution(size_t instance, int64_t items, absl::Time start, absl::Time end, bool ok)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const std::string name_;
   const std::string label_;  // "model 'mlp'" for messages
   const std::vector<std::shared_ptr<Session>> instances_;
   const ModelSignature signature_;

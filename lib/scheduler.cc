@@ -9,6 +9,18 @@
 #include "names.h"
 
 namespace maas {
+namespace {
+
+// A Scheduler serves the sessions it was given; it has no versions or aliases to choose from.
+absl::Status VersionRefused(std::string_view name, std::string_view version) {
+  return absl::InvalidArgumentError(fmt::format(
+      "request for model '{}' names version '{}', but a Scheduler serves exactly the sessions "
+      "given to AddModel; leave RequestOptions::version empty (versions are chosen by a "
+      "maas::Server)",
+      name, version));
+}
+
+}  // namespace
 
 Scheduler::Scheduler(std::shared_ptr<Clock> clock, int cpu_cores)
     : clock_(std::move(clock)), cores_(std::make_unique<internal::CoreBudget>(cpu_cores)) {}
@@ -51,39 +63,17 @@ absl::Status Scheduler::AddModel(std::string_view name,
           instances[0]->info().version));
     }
   }
-  if (options.max_batch_size < 1) {
-    return invalid(fmt::format("max_batch_size is {}; expected 1 or more", options.max_batch_size));
-  }
-  constexpr int64_t kMaxBatchSize = int64_t{1} << 20, kMaxQueueSize = int64_t{1} << 40;
-  if (options.max_batch_size > kMaxBatchSize) {
-    return invalid(fmt::format("max_batch_size is {}; at most {} is supported",
-                               options.max_batch_size, kMaxBatchSize));
-  }
-  if (options.max_queue_size > kMaxQueueSize) {
-    return invalid(fmt::format("max_queue_size is {}; at most {} is supported",
-                               options.max_queue_size, kMaxQueueSize));
-  }
-  if (options.max_queue_size < options.max_batch_size) {
-    return invalid(fmt::format("max_queue_size {} is below max_batch_size {}",
-                               options.max_queue_size, options.max_batch_size));
-  }
-  if (options.max_queue_delay < absl::ZeroDuration()) return invalid("max_queue_delay is negative");
-  if (options.default_timeout <= absl::ZeroDuration()) {
-    return invalid("default_timeout must be positive (or infinite)");
-  }
-  for (int64_t size : options.preferred_batch_sizes) {
-    if (size < 1 || size > options.max_batch_size) {
-      return invalid(fmt::format("preferred batch size {} is outside 1..max_batch_size ({})", size,
-                                 options.max_batch_size));
-    }
+  if (absl::Status s = internal::ValidateBatchingOptions(options); !s.ok()) {
+    return invalid(std::string(s.message()));
   }
 
   internal::MutexLock lock(&mu_);
   if (models_.find(name) != models_.end()) {
     return absl::AlreadyExistsError(fmt::format("model '{}' is already served", name));
   }
-  auto queue = std::make_shared<internal::ModelQueue>(std::string(name), std::move(instances),
-                                                      std::move(options), clock_, cores_.get());
+  auto queue =
+      std::make_shared<internal::ModelQueue>(fmt::format("model '{}'", name), std::move(instances),
+                                             std::move(options), clock_, cores_.get());
   queue->Start();
   models_.emplace(std::string(name), std::move(queue));
   return absl::OkStatus();
@@ -120,7 +110,12 @@ absl::Status Scheduler::Submit(std::string_view name, std::vector<at::Tensor> in
         fmt::format("model '{}' is not served by this scheduler (served: {})", name,
                     served.empty() ? "none" : absl::StrJoin(served, ", ")));
   }
-  return queue->Enqueue(std::move(inputs), options, std::move(done));
+  if (!options.version.empty()) return VersionRefused(name, options.version);
+  absl::StatusOr<std::unique_ptr<internal::Request>> request =
+      queue->Prepare(std::move(inputs), options);
+  if (!request.ok()) return request.status();
+  (*request)->done = std::move(done);
+  return queue->Enqueue(&*request);
 }
 
 std::future<InferenceResult> Scheduler::Submit(std::string_view name,
@@ -145,7 +140,11 @@ InferenceResult Scheduler::Infer(std::string_view name, std::vector<at::Tensor> 
   }
   std::shared_ptr<internal::ModelQueue> queue = Find(name);
   if (queue == nullptr) return Submit(name, std::move(inputs), options).get();  // NotFound
-  return queue->Infer(std::move(inputs), options);
+  if (!options.version.empty()) return VersionRefused(name, options.version);
+  absl::StatusOr<std::unique_ptr<internal::Request>> request =
+      queue->Prepare(std::move(inputs), options);
+  if (!request.ok()) return request.status();
+  return queue->Infer(&*request);
 }
 
 absl::StatusOr<ModelStats> Scheduler::Stats(std::string_view name) const {

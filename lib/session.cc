@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <thread>
+#include <unordered_set>
 
 #include "fmt/core.h"
 #include "sha256.h"
@@ -52,6 +53,21 @@ void UseIntraOpThreads(int threads) {
   current = threads;
 }
 
+// Bytes of a module's parameters and buffers, each storage once (tied weights share one).
+int64_t WeightBytes(const torch::jit::Module& module) {
+  std::unordered_set<const void*> seen;
+  int64_t bytes = 0;
+  auto add = [&](const at::Tensor& tensor) {
+    if (!tensor.defined() || !tensor.has_storage()) return;
+    if (seen.insert(tensor.storage().unsafeGetStorageImpl()).second) {
+      bytes += static_cast<int64_t>(tensor.storage().nbytes());
+    }
+  };
+  for (const at::Tensor& parameter : module.parameters(/*recurse=*/true)) add(parameter);
+  for (const at::Tensor& buffer : module.buffers(/*recurse=*/true)) add(buffer);
+  return bytes;
+}
+
 absl::StatusOr<c10::Device> CheckDevice(c10::Device device) {
   if (device.is_cpu()) return c10::Device(c10::DeviceType::CPU);
   if (!device.is_cuda()) {
@@ -82,6 +98,7 @@ struct Session::Impl {
   int intra_op_threads = 1;
   bool keep_outputs_on_device = false;
   GraphOptimization optimization = GraphOptimization::kNone;
+  int64_t memory_bytes = 0;
   // Module::forward is not const but is safe to call concurrently: the graph executor is
   // thread-safe and the module's weights are only read.
   torch::jit::Module module;
@@ -94,6 +111,7 @@ const ModelInfo& Session::info() const { return impl_->info; }
 c10::Device Session::device() const { return impl_->device; }
 GraphOptimization Session::optimization() const { return impl_->optimization; }
 int Session::intra_op_threads() const { return impl_->intra_op_threads; }
+int64_t Session::memory_bytes() const { return impl_->memory_bytes; }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store,
                                                          std::string_view name,
@@ -130,6 +148,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
         bytes.data(), static_cast<off_t>(bytes.size()));
     impl->module = torch::jit::load(reader, impl->device);
     impl->module.eval();
+    impl->memory_bytes = WeightBytes(impl->module);
   } catch (...) {
     return internal::StatusFromCurrentException(
         absl::StatusCode::kFailedPrecondition,

@@ -58,6 +58,20 @@ ModelSignature LinearSignature(int64_t in, int64_t out) {
   return ModelSignature{{{"x", torch::kFloat32, {in}}}, {{"y", torch::kFloat32, {out}}}};
 }
 
+void SaveTaggedModel(const fs::path& path, float tag) {
+  torch::jit::Module module("Tagged");
+  module.register_buffer("tag", torch::full({1}, tag));
+  module.define(R"(
+    def forward(self, x: Tensor) -> Tensor:
+      return x * 0.0 + self.tag
+  )");
+  module.save(path.string());
+}
+
+ModelSignature TaggedSignature() {
+  return ModelSignature{{{"x", torch::kFloat32, {2}}}, {{"y", torch::kFloat32, {2}}}};
+}
+
 void WriteBytes(const fs::path& path, const std::string& bytes) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   file << bytes;
@@ -159,6 +173,35 @@ int RunChildCommand(const std::vector<std::string>& args) {
     absl::StatusOr<ModelInfo> info = (*store)->Publish(args[2], args[3], LinearSignature());
     std::cerr << "publish did not crash at " << crash_point << ": " << info.status() << "\n";
     return 3;
+  }
+  // publish-tagged <root> <name> <tag> [alias]: publishes a tagged model (SaveTaggedModel),
+  // points `alias` at it when given, and prints the version.
+  if ((args.size() == 4 || args.size() == 5) && args[0] == "publish-tagged") {
+    auto store = ModelStore::Open(args[1]);
+    if (!store.ok()) return 1;
+    fs::path file = fs::path(args[1]).parent_path() / ("child-" + args[3] + ".pt");
+    SaveTaggedModel(file, std::stof(args[3]));
+    absl::StatusOr<ModelInfo> info = (*store)->Publish(args[2], file, TaggedSignature());
+    if (!info.ok()) {
+      std::cerr << info.status() << "\n";
+      return 1;
+    }
+    if (args.size() == 5) {
+      if (absl::Status s = (*store)->SetAlias(args[2], args[4], info->version); !s.ok()) {
+        std::cerr << s << "\n";
+        return 1;
+      }
+    }
+    std::cout << info->version << std::endl;
+    return 0;
+  }
+  // set-alias <root> <name> <alias> <version>
+  if (args.size() == 5 && args[0] == "set-alias") {
+    auto store = ModelStore::Open(args[1]);
+    if (!store.ok()) return 1;
+    absl::Status s = (*store)->SetAlias(args[2], args[3], std::stoll(args[4]));
+    if (!s.ok()) std::cerr << s << "\n";
+    return s.ok() ? 0 : 1;
   }
   std::cerr << "unknown child command\n";
   return 2;

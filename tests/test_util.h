@@ -43,6 +43,11 @@ void SaveScript(const std::filesystem::path& path, const std::string& source,
 // The signature of SaveLinearModel's module: input "x" float32 [in], output "y" float32 [out].
 ModelSignature LinearSignature(int64_t in = 4, int64_t out = 2);
 
+// Saves a module that answers every row of x (float32 [2]) with [tag, tag]: a model that says
+// which version answered. Signature: TaggedSignature().
+void SaveTaggedModel(const std::filesystem::path& path, float tag);
+ModelSignature TaggedSignature();
+
 void WriteBytes(const std::filesystem::path& path, const std::string& bytes);
 std::string ReadBytes(const std::filesystem::path& path);
 

@@ -82,6 +82,12 @@ struct RequestOptions {
   // applies when both are infinite).
   absl::Time deadline = absl::InfiniteFuture();
   absl::Duration timeout = absl::InfiniteDuration();
+
+  // Which version answers, for a Server serving several: a number ("3"), an alias ("stable")
+  // or "latest", among the versions it serves. Empty: the model's version policy decides (its
+  // newest or first version, or the canary split). A Scheduler serves exactly the sessions it
+  // was given and refuses a request that names a version (InvalidArgument). Default: empty.
+  std::string version;
 };
 
 using InferenceResult = absl::StatusOr<std::vector<at::Tensor>>;

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -117,6 +118,9 @@ class Session {
   int intra_op_threads() const;
   // The graph preparation actually applied (possibly milder than requested).
   GraphOptimization optimization() const;
+  // Bytes of the model's weights (parameters and buffers, each storage counted once) on its
+  // device, as loaded.
+  int64_t memory_bytes() const;
 
  private:
   struct Impl;

@@ -1,0 +1,579 @@
+#include "deployment.h"
+
+#include <algorithm>
+#include <future>
+#include <random>
+#include <set>
+#include <thread>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+#include "absl/strings/str_join.h"
+#include "absl_compat.h"
+#include "fmt/core.h"
+#include "names.h"
+#include "status_macros.h"
+
+namespace maas::internal {
+namespace {
+
+// Answers one request outside every lock; an exception from the callback is dropped.
+void Answer(InferenceCallback& done, InferenceResult result) {
+  try {
+    std::move(done)(std::move(result));
+  } catch (...) {
+  }
+}
+
+// A uniform draw in [0, 1) from a generator of the calling thread's own.
+double Uniform() {
+  thread_local std::minstd_rand generator(
+      static_cast<unsigned>(std::hash<std::thread::id>()(std::this_thread::get_id()) ^
+                            static_cast<size_t>(absl::ToUnixNanos(absl::Now()))));
+  return std::uniform_real_distribution<double>(0.0, 1.0)(generator);
+}
+
+std::string Numbers(const std::vector<int64_t>& versions) {
+  return versions.empty() ? "none" : absl::StrJoin(versions, ", ");
+}
+
+// Whether two sets of options load and batch versions the same way (the policy aside).
+bool SameServing(const DeployOptions& a, const DeployOptions& b) {
+  const BatchingOptions& x = a.batching;
+  const BatchingOptions& y = b.batching;
+  const SessionOptions& s = a.session;
+  const SessionOptions& t = b.session;
+  return a.devices == b.devices && a.instances_per_device == b.instances_per_device &&
+         x.max_batch_size == y.max_batch_size && x.max_queue_delay == y.max_queue_delay &&
+         x.preferred_batch_sizes == y.preferred_batch_sizes &&
+         x.max_queue_size == y.max_queue_size && x.default_timeout == y.default_timeout &&
+         s.intra_op_threads == t.intra_op_threads && s.warm_up == t.warm_up &&
+         s.optimization == t.optimization && s.keep_outputs_on_device == t.keep_outputs_on_device;
+}
+
+}  // namespace
+
+void ReturnFreedMemory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+Deployment::Deployment(std::string name, DeployOptions options, std::shared_ptr<Clock> clock,
+                       CoreBudget* cores, std::function<void()> on_unloaded_request)
+    : name_(std::move(name)),
+      label_(fmt::format("model '{}'", name_)),
+      clock_(std::move(clock)),
+      cores_(cores),
+      on_unloaded_request_(std::move(on_unloaded_request)),
+      last_used_(absl::ToUnixNanos(clock_->Now())),
+      options_(std::move(options)) {
+  auto routes = std::make_shared<Routes>();
+  routes->unavailable = absl::UnavailableError(fmt::format("{} is loading", label_));
+  routes_ = std::move(routes);
+}
+
+Deployment::~Deployment() { Shutdown(/*drain=*/false); }
+
+// --- Request path -------------------------------------------------------------------------
+
+Deployment::Route Deployment::Pick(std::string_view version) {
+  last_used_.store(absl::ToUnixNanos(clock_->Now()), std::memory_order_relaxed);
+  std::shared_ptr<const Routes> routes;
+  {
+    MutexLock lock(&mu_);
+    routes = routes_;
+  }
+  Route route;
+  if (routes->unloaded) {
+    route.wait = true;
+    return route;
+  }
+  if (routes->queues.empty()) {
+    route.status = routes->unavailable;
+    return route;
+  }
+  if (version.empty()) {
+    const auto& split = routes->split;
+    size_t i = 0;
+    if (split.size() > 1) {
+      const double u = Uniform();
+      while (i + 1 < split.size() && u >= split[i].second) ++i;
+    }
+    route.queue = routes->queues.at(split[i].first);
+    return route;
+  }
+  absl::StatusOr<VersionSelector> selector = ParseVersionSelector(version);
+  if (!selector.ok()) {
+    route.status =
+        absl::InvalidArgumentError(fmt::format("{}: {}", label_, selector.status().message()));
+    return route;
+  }
+  int64_t number = 0;
+  if (std::holds_alternative<LatestVersion>(*selector)) {
+    number = routes->queues.rbegin()->first;
+  } else if (const int64_t* n = std::get_if<int64_t>(&*selector)) {
+    number = *n;
+  } else if (auto alias = routes->aliases.find(std::get<std::string>(*selector));
+             alias != routes->aliases.end()) {
+    number = alias->second;
+  } else {
+    std::vector<std::string> names;
+    for (const auto& [name, target] : routes->aliases) names.push_back(name);
+    route.status = absl::NotFoundError(
+        fmt::format("{} has no alias '{}' (aliases: {})", label_, version,
+                    names.empty() ? std::string("none") : absl::StrJoin(names, ", ")));
+    return route;
+  }
+  auto it = routes->queues.find(number);
+  if (it == routes->queues.end()) {
+    std::vector<int64_t> served;
+    for (const auto& [v, queue] : routes->queues) served.push_back(v);
+    route.status = absl::NotFoundError(fmt::format("{} does not serve version {} (serving: {})",
+                                                   label_, version, Numbers(served)));
+    return route;
+  }
+  route.queue = it->second;
+  return route;
+}
+
+bool Deployment::Wait(Waiting& waiting) {
+  bool ask = false;
+  {
+    MutexLock lock(&mu_);
+    if (!routes_->unloaded) return false;  // Loaded again meanwhile: route it.
+    // A timeout counts from now, not from when the request is routed after the reload.
+    if (waiting.options.timeout != absl::InfiniteDuration()) {
+      waiting.options.deadline =
+          std::min(waiting.options.deadline, clock_->Now() + waiting.options.timeout);
+      waiting.options.timeout = absl::InfiniteDuration();
+    }
+    waiting_.push_back(std::move(waiting));
+    ask = !reload_asked_;
+    reload_asked_ = true;
+  }
+  if (ask) on_unloaded_request_();
+  return true;
+}
+
+absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, RequestOptions options,
+                                InferenceCallback done) {
+  // Loops only when a swap retired the chosen queue in between: the next Pick sees newer routes.
+  while (true) {
+    Route route = Pick(options.version);
+    if (route.wait) {
+      Waiting waiting{std::move(inputs), std::move(options), std::move(done)};
+      if (Wait(waiting)) return absl::OkStatus();
+      inputs = std::move(waiting.inputs);
+      options = std::move(waiting.options);
+      done = std::move(waiting.done);
+      continue;
+    }
+    if (route.queue == nullptr) return route.status;
+    absl::StatusOr<std::unique_ptr<Request>> request =
+        route.queue->Prepare(std::move(inputs), options);
+    if (!request.ok()) return request.status();
+    (*request)->done = std::move(done);
+    absl::Status queued = route.queue->Enqueue(&*request);
+    if (*request == nullptr) return queued;
+    inputs = std::move((*request)->inputs);
+    done = std::move((*request)->done);
+  }
+}
+
+InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, RequestOptions options) {
+  while (true) {
+    Route route = Pick(options.version);
+    if (route.wait) {
+      auto promise = std::make_shared<std::promise<InferenceResult>>();
+      std::future<InferenceResult> future = promise->get_future();
+      Waiting waiting{std::move(inputs), std::move(options),
+                      [promise](InferenceResult result) { promise->set_value(std::move(result)); }};
+      if (Wait(waiting)) return future.get();
+      inputs = std::move(waiting.inputs);
+      options = std::move(waiting.options);
+      continue;
+    }
+    if (route.queue == nullptr) return route.status;
+    absl::StatusOr<std::unique_ptr<Request>> request =
+        route.queue->Prepare(std::move(inputs), options);
+    if (!request.ok()) return request.status();
+    InferenceResult result = route.queue->Infer(&*request);
+    if (*request == nullptr) return result;
+    inputs = std::move((*request)->inputs);
+  }
+}
+
+// --- Lifecycle ----------------------------------------------------------------------------
+
+void Deployment::SetOptions(DeployOptions options) {
+  MutexLock lock(&mu_);
+  if (!SameServing(options, options_)) reload_all_ = true;
+  options_ = std::move(options);
+  for (auto it = versions_.begin(); it != versions_.end();) {
+    it = it->second.state == ModelState::kFailed ? versions_.erase(it) : std::next(it);
+  }
+}
+
+void Deployment::SetState(int64_t version, ModelState state, std::string reason) {
+  Version& v = versions_[version];
+  v.state = state;
+  v.reason = std::move(reason);
+  v.since = clock_->Now();
+}
+
+absl::StatusOr<Deployment::Target> Deployment::Resolve(const ModelStore& store,
+                                                       const VersionPolicy& policy) const {
+  Target target;
+  MAAS_ASSIGN_OR_RETURN(auto aliases, store.Aliases(name_));
+  target.aliases.insert(aliases.begin(), aliases.end());
+  auto resolve = [&](const std::string& selector) -> absl::StatusOr<int64_t> {
+    MAAS_ASSIGN_OR_RETURN(ModelInfo info, store.Get(name_, selector));
+    return info.version;
+  };
+  switch (policy.kind) {
+    case VersionPolicy::Kind::kLatest: {
+      MAAS_ASSIGN_OR_RETURN(std::vector<int64_t> all, store.Versions(name_));
+      const size_t count = std::min(all.size(), static_cast<size_t>(policy.latest_count));
+      target.versions.assign(all.end() - static_cast<std::ptrdiff_t>(count), all.end());
+      if (!target.versions.empty()) target.split = {{target.versions.back(), 1.0}};
+      break;
+    }
+    case VersionPolicy::Kind::kSpecific: {
+      for (const std::string& selector : policy.versions) {
+        MAAS_ASSIGN_OR_RETURN(int64_t version, resolve(selector));
+        if (target.split.empty()) target.split = {{version, 1.0}};
+        target.versions.push_back(version);
+      }
+      break;
+    }
+    case VersionPolicy::Kind::kCanary: {
+      MAAS_ASSIGN_OR_RETURN(int64_t stable, resolve(policy.versions[0]));
+      MAAS_ASSIGN_OR_RETURN(int64_t canary, resolve(policy.versions[1]));
+      const double share = policy.canary_percent / 100.0;
+      target.versions = {stable, canary};
+      target.split = {{stable, 1.0 - share}, {canary, share}};
+      break;
+    }
+  }
+  std::sort(target.versions.begin(), target.versions.end());
+  target.versions.erase(std::unique(target.versions.begin(), target.versions.end()),
+                        target.versions.end());
+  return target;
+}
+
+absl::StatusOr<std::shared_ptr<ModelQueue>> Deployment::Load(const ModelStore& store,
+                                                             int64_t version,
+                                                             const DeployOptions& options,
+                                                             Reserve reserve,
+                                                             int64_t* memory_bytes) const {
+  const std::string number = std::to_string(version);
+  MAAS_ASSIGN_OR_RETURN(ModelInfo info, store.Get(name_, number));
+  // Before loading, the artifact's size stands for its weights.
+  MAAS_RETURN_IF_ERROR(reserve(info.size_bytes * static_cast<int64_t>(options.devices.size())));
+  // One Session per device, shared by that device's instances: Session::Run is thread-safe
+  // and the weights are then held once.
+  std::vector<std::shared_ptr<Session>> instances;
+  *memory_bytes = 0;
+  for (const c10::Device& device : options.devices) {
+    SessionOptions session_options = options.session;
+    session_options.version = number;
+    session_options.device = device;
+    absl::StatusOr<std::unique_ptr<Session>> session =
+        Session::Create(store, name_, session_options);
+    if (!session.ok()) return session.status();
+    *memory_bytes += (*session)->memory_bytes();
+    std::shared_ptr<Session> shared = std::move(*session);
+    for (int i = 0; i < options.instances_per_device; ++i) instances.push_back(shared);
+  }
+  auto queue = std::make_shared<ModelQueue>(fmt::format("{} version {}", label_, version),
+                                            std::move(instances), options.batching, clock_, cores_);
+  queue->Start();
+  return queue;
+}
+
+absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
+  DeployOptions options;
+  bool reload_all = false;
+  {
+    MutexLock lock(&mu_);
+    options = options_;
+    reload_all = reload_all_;
+  }
+  absl::StatusOr<Target> target = Resolve(store, options.policy);
+  if (!target.ok()) {
+    MutexLock lock(&mu_);
+    last_error_ = std::string(target.status().message());
+    last_refresh_ = clock_->Now();
+    return target.status();
+  }
+
+  // Load what the target adds (everything, when the options changed), one version at a time.
+  std::map<int64_t, std::shared_ptr<ModelQueue>> fresh;
+  std::map<int64_t, int64_t> fresh_bytes;
+  absl::Status first_error;
+  for (int64_t version : target->versions) {
+    {
+      MutexLock lock(&mu_);
+      auto it = versions_.find(version);
+      if (it != versions_.end()) {
+        const Version& v = it->second;
+        if (v.state == ModelState::kReady && !reload_all) continue;
+        if (v.state == ModelState::kFailed && !v.retry) {
+          if (first_error.ok()) {
+            first_error = absl::FailedPreconditionError(
+                fmt::format("{} version {} failed to load earlier: {}", label_, version, v.reason));
+          }
+          continue;
+        }
+      }
+      if (it == versions_.end() || it->second.state != ModelState::kReady) {
+        SetState(version, ModelState::kLoading, "");
+      }
+    }
+    int64_t bytes = 0;
+    absl::StatusOr<std::shared_ptr<ModelQueue>> queue =
+        Load(store, version, options, reserve, &bytes);
+    if (queue.ok()) {
+      fresh[version] = *std::move(queue);
+      fresh_bytes[version] = bytes;
+      continue;
+    }
+    if (first_error.ok()) first_error = queue.status();
+    MutexLock lock(&mu_);
+    Version& v = versions_[version];
+    if (v.state == ModelState::kReady) continue;  // Reloading with new options: keep the old.
+    SetState(version, ModelState::kFailed, std::string(queue.status().message()));
+    v.retry = absl::IsResourceExhausted(queue.status());
+  }
+
+  // Switch the routes, then retire what they no longer use.
+  std::vector<std::pair<int64_t, std::shared_ptr<ModelQueue>>> retired;
+  {
+    MutexLock lock(&mu_);
+    // Each slot of the split goes to its target version when it is ready, else stays with the
+    // version that held it (a failed replacement leaves the old one serving).
+    const std::vector<std::pair<int64_t, double>>& old_split = routes_->split;
+    std::vector<std::pair<int64_t, double>> split;
+    double total = 0;
+    for (size_t slot = 0; slot < target->split.size(); ++slot) {
+      auto [version, share] = target->split[slot];
+      if (ReadyQueue(version, fresh) == nullptr) {
+        if (old_split.size() != target->split.size()) continue;
+        version = old_split[slot].first;
+        if (ReadyQueue(version, fresh) == nullptr) continue;
+      }
+      split.emplace_back(version, share);
+      total += share;
+    }
+    auto routes = std::make_shared<Routes>();
+    routes->aliases = target->aliases;
+    for (int64_t version : target->versions) {
+      if (auto queue = ReadyQueue(version, fresh)) routes->queues[version] = std::move(queue);
+    }
+    for (const auto& [version, share] : split) routes->queues[version] = ReadyQueue(version, fresh);
+    if (split.empty()) {
+      // Neither the policy's choice nor what served before is ready: the newest ready version.
+      for (auto it = target->versions.rbegin(); it != target->versions.rend(); ++it) {
+        if (ReadyQueue(*it, fresh) != nullptr) {
+          split.emplace_back(*it, 1.0);
+          total = 1.0;
+          break;
+        }
+      }
+    }
+    double cumulative = 0;
+    for (auto& [version, share] : split) {
+      // Shares are normalized over the slots that have a version.
+      cumulative += total > 0 ? share / total : 1.0 / static_cast<double>(split.size());
+      routes->split.emplace_back(version, cumulative);
+    }
+    if (!routes->split.empty()) routes->split.back().second = 1.0;
+    if (routes->queues.empty()) {
+      routes->unloaded = routes_->unloaded;  // Unloaded and not loaded again: ask again later.
+      routes->unavailable = absl::UnavailableError(
+          fmt::format("{} has no ready version{}", label_,
+                      first_error.ok() ? "" : fmt::format(" ({})", first_error.message())));
+    }
+
+    for (auto& [version, queue] : fresh) {
+      Version& v = versions_[version];
+      if (v.queue != nullptr && v.queue != queue) retired.emplace_back(-1, v.queue);
+      v.queue = queue;
+      v.memory_bytes = fresh_bytes[version];
+      v.retry = false;
+      if (v.state != ModelState::kReady) SetState(version, ModelState::kReady, "");
+    }
+    for (auto it = versions_.begin(); it != versions_.end();) {
+      Version& v = it->second;
+      const bool targeted =
+          std::binary_search(target->versions.begin(), target->versions.end(), it->first);
+      if (v.queue != nullptr && routes->queues.count(it->first) == 0) {
+        retired.emplace_back(it->first, v.queue);
+        SetState(it->first, ModelState::kUnloading, "");
+        ++it;
+      } else if (v.queue == nullptr && !targeted) {
+        it = versions_.erase(it);  // A failure (or unloaded record) the policy dropped.
+      } else {
+        ++it;
+      }
+    }
+    routes_ = std::move(routes);
+    reload_all_ = false;
+    last_error_ = first_error.ok() ? "" : std::string(first_error.message());
+    last_refresh_ = clock_->Now();
+  }
+  Retire(std::move(retired));
+  return first_error;
+}
+
+std::shared_ptr<ModelQueue> Deployment::ReadyQueue(
+    int64_t version, const std::map<int64_t, std::shared_ptr<ModelQueue>>& fresh) const {
+  if (auto it = fresh.find(version); it != fresh.end()) return it->second;
+  auto it = versions_.find(version);
+  return it != versions_.end() && it->second.state == ModelState::kReady ? it->second.queue
+                                                                         : nullptr;
+}
+
+void Deployment::Retire(std::vector<std::pair<int64_t, std::shared_ptr<ModelQueue>>> retired) {
+  if (retired.empty()) return;
+  for (auto& [version, queue] : retired) queue->Stop(/*drain=*/true);
+  {
+    MutexLock lock(&mu_);
+    for (auto& [version, queue] : retired) {
+      auto it = versions_.find(version);
+      if (it != versions_.end() && it->second.queue == queue) versions_.erase(it);
+    }
+  }
+  retired.clear();  // The last references to the sessions: their memory goes here.
+  ReturnFreedMemory();
+}
+
+void Deployment::Unload(const std::string& reason) {
+  std::vector<std::shared_ptr<ModelQueue>> queues;
+  {
+    MutexLock lock(&mu_);
+    auto routes = std::make_shared<Routes>();
+    routes->unloaded = true;
+    routes->aliases = routes_->aliases;
+    routes_ = std::move(routes);
+    for (auto& [version, v] : versions_) {
+      if (v.queue == nullptr) continue;
+      queues.push_back(std::move(v.queue));
+      v.memory_bytes = 0;
+      SetState(version, ModelState::kUnloaded, reason);
+    }
+  }
+  // Requests that slipped in before the routes changed finish first.
+  for (const auto& queue : queues) queue->Stop(/*drain=*/true);
+  queues.clear();
+  ReturnFreedMemory();
+}
+
+void Deployment::ReleaseWaiting(const absl::Status& load_status) {
+  std::vector<Waiting> waiting;
+  {
+    MutexLock lock(&mu_);
+    waiting.swap(waiting_);
+    reload_asked_ = false;
+  }
+  for (Waiting& w : waiting) {
+    if (!load_status.ok()) {
+      Answer(w.done,
+             absl::Status(load_status.code(), fmt::format("{} could not be loaded again: {}",
+                                                          label_, load_status.message())));
+      continue;
+    }
+    // Submit takes the callback only when it accepts the request; keep a way to answer.
+    auto shared = std::make_shared<InferenceCallback>(std::move(w.done));
+    absl::Status submitted =
+        Submit(std::move(w.inputs), std::move(w.options),
+               [shared](InferenceResult result) { std::move (*shared)(std::move(result)); });
+    if (!submitted.ok()) Answer(*shared, std::move(submitted));
+  }
+}
+
+void Deployment::Shutdown(bool drain) {
+  std::vector<std::shared_ptr<ModelQueue>> queues;
+  std::vector<Waiting> waiting;
+  {
+    MutexLock lock(&mu_);
+    auto routes = std::make_shared<Routes>();
+    routes->unavailable = absl::NotFoundError(fmt::format("{} is not deployed", label_));
+    routes_ = std::move(routes);
+    for (auto& [version, v] : versions_) {
+      if (v.queue != nullptr) queues.push_back(std::move(v.queue));
+    }
+    versions_.clear();
+    waiting.swap(waiting_);
+  }
+  for (const auto& queue : queues) queue->Stop(drain);
+  for (Waiting& w : waiting) {
+    Answer(w.done, absl::CancelledError(
+                       fmt::format("{} was undeployed before it could be loaded again", label_)));
+  }
+  if (!queues.empty()) {
+    queues.clear();
+    ReturnFreedMemory();
+  }
+}
+
+// --- Any thread ---------------------------------------------------------------------------
+
+ModelStatus Deployment::Describe() const {
+  ModelStatus status;
+  status.name = name_;
+  MutexLock lock(&mu_);
+  status.policy = options_.policy;
+  status.ready = !routes_->split.empty() || routes_->unloaded;
+  status.last_error = last_error_;
+  status.last_refresh = last_refresh_;
+  for (const auto& [version, v] : versions_) {
+    VersionStatus vs;
+    vs.version = version;
+    vs.state = v.state;
+    vs.reason = v.reason;
+    vs.since = v.since;
+    vs.memory_bytes = v.memory_bytes;
+    for (const auto& [alias, target] : routes_->aliases) {
+      if (target == version) vs.aliases.push_back(alias);
+    }
+    double previous = 0;
+    for (const auto& [routed, cumulative] : routes_->split) {
+      if (routed == version) vs.traffic_share += cumulative - previous;
+      previous = cumulative;
+    }
+    if (v.queue != nullptr) vs.stats = v.queue->Stats();
+    status.versions.push_back(std::move(vs));
+  }
+  return status;
+}
+
+int64_t Deployment::memory_bytes() const {
+  MutexLock lock(&mu_);
+  int64_t bytes = 0;
+  for (const auto& [version, v] : versions_) bytes += v.memory_bytes;
+  return bytes;
+}
+
+bool Deployment::Idle() const {
+  std::vector<std::shared_ptr<ModelQueue>> queues;
+  {
+    MutexLock lock(&mu_);
+    if (!waiting_.empty()) return false;
+    for (const auto& [version, v] : versions_) {
+      if (v.queue != nullptr) queues.push_back(v.queue);
+    }
+  }
+  return std::all_of(queues.begin(), queues.end(),
+                     [](const std::shared_ptr<ModelQueue>& queue) { return queue->Idle(); });
+}
+
+bool Deployment::unloaded() const {
+  MutexLock lock(&mu_);
+  return routes_->unloaded;
+}
+
+}  // namespace maas::internal

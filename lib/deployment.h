@@ -1,0 +1,160 @@
+// One model deployed in a Server: its versions, their queues, and the routing of requests to
+// them, swapped whole when versions change.
+#ifndef MAAS_LIB_DEPLOYMENT_H_
+#define MAAS_LIB_DEPLOYMENT_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "maas/clock.h"
+#include "maas/internal/mutex.h"
+#include "maas/model_status.h"
+#include "maas/model_store.h"
+#include "maas/server.h"
+#include "model_queue.h"
+
+namespace maas::internal {
+
+// Where requests go, as of one moment. Immutable once published: the request path copies the
+// pointer under the deployment's lock and routes without it. A version's queue is stopped only
+// after a Routes without it was published, so a request that raced into a stopped queue finds
+// the newer Routes when it asks again.
+struct Routes {
+  // The versions taking requests.
+  std::map<int64_t, std::shared_ptr<ModelQueue>> queues;
+  // The store's aliases (to any version) when last read.
+  std::map<std::string, int64_t, std::less<>> aliases;
+  // Requests naming no version: (version, cumulative share), the last share 1. Empty when no
+  // version is ready.
+  std::vector<std::pair<int64_t, double>> split;
+  // The model's versions were unloaded for memory: requests wait for a reload.
+  bool unloaded = false;
+  // Why requests cannot be served, when `queues` is empty and not `unloaded`.
+  absl::Status unavailable;
+};
+
+// A deployed model. Request-path methods may be called from any thread; the lifecycle methods
+// only from the Server's lifecycle thread (they are not reentrant). This class is thread-safe.
+class Deployment {
+ public:
+  // Makes room under the memory budget for this many more bytes, or says why it cannot.
+  using Reserve = absl::FunctionRef<absl::Status(int64_t bytes)>;
+
+  // `on_unloaded_request` is called (outside any lock) when a request arrives while the model
+  // is unloaded for memory and no reload was asked for yet: the Server then posts a reload.
+  Deployment(std::string name, DeployOptions options, std::shared_ptr<Clock> clock,
+             CoreBudget* cores, std::function<void()> on_unloaded_request);
+  ~Deployment();
+
+  // --- Request path ---
+  absl::Status Submit(std::vector<at::Tensor> inputs, RequestOptions options,
+                      InferenceCallback done);
+  InferenceResult Infer(std::vector<at::Tensor> inputs, RequestOptions options);
+
+  // --- Lifecycle thread ---
+  // Replaces the options; the next Apply reloads every version when they change how versions
+  // are loaded or batched. Clears the failures so that failed versions are tried again.
+  void SetOptions(DeployOptions options);
+  // Brings the served versions in line with the policy and the store: loads what it newly
+  // names, switches the routes, unloads what it no longer names. Returns the first error; what
+  // served before keeps serving in place of a version that failed.
+  absl::Status Apply(const ModelStore& store, Reserve reserve);
+  // Unloads every version (memory budget); requests then wait for Apply.
+  void Unload(const std::string& reason);
+  // Re-routes the requests that waited for a reload after Apply, or answers them with
+  // `load_status` when it failed.
+  void ReleaseWaiting(const absl::Status& load_status);
+  // Stops serving: new requests are NotFound; queued requests finish (`drain`) or are
+  // Cancelled; every version is unloaded.
+  void Shutdown(bool drain);
+
+  // --- Any thread ---
+  ModelStatus Describe() const;
+  int64_t memory_bytes() const;
+  // Nothing queued, running or waiting for a reload.
+  bool Idle() const;
+  bool unloaded() const;
+  absl::Time last_used() const { return absl::FromUnixNanos(last_used_.load()); }
+  const std::string& name() const { return name_; }
+
+ private:
+  struct Version {
+    ModelState state = ModelState::kLoading;
+    std::string reason;
+    absl::Time since;
+    std::shared_ptr<ModelQueue> queue;  // While ready (or being unloaded).
+    int64_t memory_bytes = 0;
+    bool retry = false;  // kFailed for a passing reason (memory budget): try again on Apply.
+  };
+  // Where the store says the policy points.
+  struct Target {
+    std::vector<int64_t> versions;                  // Increasing.
+    std::vector<std::pair<int64_t, double>> split;  // (version, share) per slot.
+    std::map<std::string, int64_t, std::less<>> aliases;
+  };
+  // A request waiting for the model to be loaded again.
+  struct Waiting {
+    std::vector<at::Tensor> inputs;
+    RequestOptions options;
+    InferenceCallback done;
+  };
+  // What routing decided for one request.
+  struct Route {
+    std::shared_ptr<ModelQueue> queue;
+    absl::Status status;  // When there is no queue.
+    bool wait = false;    // Unloaded for memory: wait for a reload.
+  };
+
+  Route Pick(std::string_view version);
+  // Queues `waiting` for a reload, unless the routes changed meanwhile (then false).
+  bool Wait(Waiting& waiting);
+  absl::StatusOr<Target> Resolve(const ModelStore& store, const VersionPolicy& policy) const;
+  absl::StatusOr<std::shared_ptr<ModelQueue>> Load(const ModelStore& store, int64_t version,
+                                                   const DeployOptions& options, Reserve reserve,
+                                                   int64_t* memory_bytes) const;
+  // The queue of `version` from `fresh` (just loaded), else of a ready version, else null.
+  std::shared_ptr<ModelQueue> ReadyQueue(
+      int64_t version, const std::map<int64_t, std::shared_ptr<ModelQueue>>& fresh) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops retired queues (draining them), then forgets the versions that had them.
+  void Retire(std::vector<std::pair<int64_t, std::shared_ptr<ModelQueue>>> retired);
+  void SetState(int64_t version, ModelState state, std::string reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string name_;
+  const std::string label_;  // "model 'mlp'"
+  const std::shared_ptr<Clock> clock_;
+  CoreBudget* const cores_;
+  const std::function<void()> on_unloaded_request_;
+  std::atomic<int64_t> last_used_;
+
+  mutable Mutex mu_;
+  std::shared_ptr<const Routes> routes_ ABSL_GUARDED_BY(mu_);
+  DeployOptions options_ ABSL_GUARDED_BY(mu_);
+  bool reload_all_ ABSL_GUARDED_BY(mu_) = false;  // Options changed since the last Apply.
+  std::map<int64_t, Version> versions_ ABSL_GUARDED_BY(mu_);
+  std::vector<Waiting> waiting_ ABSL_GUARDED_BY(mu_);
+  bool reload_asked_ ABSL_GUARDED_BY(mu_) = false;
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+};
+
+// Gives freed heap memory back to the system (glibc keeps it otherwise).
+void ReturnFreedMemory();
+
+}  // namespace maas::internal
+
+#endif  // MAAS_LIB_DEPLOYMENT_H_

@@ -1,0 +1,62 @@
+// The Server's lifecycle thread: loads, swaps and unloads run here one at a time, in order, at
+// a lowered CPU priority, and the store watcher runs here between them.
+#ifndef MAAS_LIB_LIFECYCLE_H_
+#define MAAS_LIB_LIFECYCLE_H_
+
+#include <deque>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+#include "maas/internal/mutex.h"
+
+namespace maas::internal {
+
+// The nice value of the lifecycle thread (and of the OpenMP threads it starts): loading and
+// warming a version competes for the cores with the serving workers, and should take what they
+// leave. docs/server.md measures the effect on another model's p99 during a swap.
+inline constexpr int kLifecycleNice = 10;
+
+// One background thread running posted tasks in order. This class is thread-safe.
+class Lifecycle {
+ public:
+  // A task is called once: with true on the thread, or with false when the Lifecycle stops
+  // before running it (it should then answer whoever waits for it).
+  using Task = absl::AnyInvocable<void(bool run) &&>;
+
+  // Starts the thread. `periodic` runs on it every `interval` while no task is queued; a zero
+  // interval never runs it.
+  Lifecycle(absl::Duration interval, absl::AnyInvocable<void()> periodic);
+  // Stop, then frees.
+  ~Lifecycle();
+
+  // Lets the running task finish, calls the queued ones with false and joins the thread; later
+  // Posts call their task with false at once. Idempotent.
+  void Stop();
+
+  Lifecycle(const Lifecycle&) = delete;
+  Lifecycle& operator=(const Lifecycle&) = delete;
+
+  // Queues `task`; after Stop began, calls it with false at once.
+  void Post(Task task);
+
+  // Whether the caller is the lifecycle thread.
+  bool OnThread() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+ private:
+  void Loop();
+
+  const absl::Duration interval_;
+  absl::AnyInvocable<void()> periodic_;
+  Mutex mu_;
+  CondVar changed_;
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Mutex stop_mu_;       // Serializes Stop.
+  std::thread thread_;  // Last: started once the members above exist.
+};
+
+}  // namespace maas::internal
+
+#endif  // MAAS_LIB_LIFECYCLE_H_
