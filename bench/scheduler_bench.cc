@@ -295,16 +295,20 @@ int main(int argc, char** argv) {
       tuned_stats.batches ? static_cast<double>(tuned_stats.items) / tuned_stats.batches : 0,
       static_cast<long long>(limit_batch));
 
-  // 4 and 5: one client, closed loop, interleaved blocks of Session::Run and Scheduler::Infer.
+  // 4 and 5: one client, closed loop, interleaved blocks of Session::Run, Scheduler::Infer,
+  // Scheduler::Submit().get() and Server::Infer (the same path behind a version routing table).
+  auto server = maas::Server::Create(dir / "store");
+  Check(server.status(), "Server::Create");
   struct Lone {
-    double run_us, infer_us, submit_us;
+    double run_us, infer_us, submit_us, server_us;
   };
   auto lone_requests = [&](const std::string& model, const at::Tensor& x, int block) {
     auto session = maas::Session::Create(**store, model);
     Check(session.status(), "Session::Create");
     std::shared_ptr<maas::Session> shared = std::move(*session);
     Check((*scheduler)->AddModel(model + "-single", {shared}), "AddModel");
-    std::vector<double> run_us, infer_us, submit_us;
+    Check((*server)->Deploy(model), "Deploy");
+    std::vector<double> run_us, infer_us, submit_us, server_us;
     auto time = [](std::vector<double>& out, const std::function<void()>& call) {
       auto t0 = Clock::now();
       call();
@@ -319,27 +323,32 @@ int main(int argc, char** argv) {
       for (int i = 0; i < block; ++i) {
         time(submit_us, [&] { (void)(*scheduler)->Submit(model + "-single", {x}).get(); });
       }
+      for (int i = 0; i < block; ++i) time(server_us, [&] { (void)(*server)->Infer(model, {x}); });
     }
-    return Lone{Percentile(run_us, 0.5), Percentile(infer_us, 0.5), Percentile(submit_us, 0.5)};
+    return Lone{Percentile(run_us, 0.5), Percentile(infer_us, 0.5), Percentile(submit_us, 0.5),
+                Percentile(server_us, 0.5)};
   };
   Lone identity = lone_requests("identity", torch::randn({1, 4}), 500);
   Lone mlp = lone_requests("mlp", one, 50);
   std::printf(
       "| one client, closed loop, median us | Session::Run | Scheduler::Infer | added | "
-      "Submit(...).get() | added |\n");
-  std::printf("|---|---|---|---|---|---|\n");
+      "Submit(...).get() | added | Server::Infer | added |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
   for (auto [name, lone] :
        {std::make_pair("identity model", identity), std::make_pair("MLP, batch 1", mlp)}) {
-    std::printf("| %s | %.1f | %.1f | %+.1f us (%+.1f%%) | %.1f | %+.1f us (%+.1f%%) |\n", name,
-                lone.run_us, lone.infer_us, lone.infer_us - lone.run_us,
-                100 * (lone.infer_us - lone.run_us) / lone.run_us, lone.submit_us,
-                lone.submit_us - lone.run_us, 100 * (lone.submit_us - lone.run_us) / lone.run_us);
+    std::printf(
+        "| %s | %.1f | %.1f | %+.1f us (%+.1f%%) | %.1f | %+.1f us (%+.1f%%) | %.1f | %+.1f us |\n",
+        name, lone.run_us, lone.infer_us, lone.infer_us - lone.run_us,
+        100 * (lone.infer_us - lone.run_us) / lone.run_us, lone.submit_us,
+        lone.submit_us - lone.run_us, 100 * (lone.submit_us - lone.run_us) / lone.run_us,
+        lone.server_us, lone.server_us - lone.run_us);
   }
   std::printf(
       "\nfloor of the Submit path: a thread handoff round trip (condvar ping-pong) takes "
       "%.1f us here\n",
       HandoffRoundTripMicros(quick ? 2000 : 20000));
 
+  server->reset();
   scheduler->reset();
   std::error_code ec;
   fs::remove_all(dir, ec);

@@ -1,12 +1,15 @@
-// maas quickstart: a model store, a model in it, and a Scheduler serving it to many threads.
+// maas quickstart: a model store, a model in it, and a Server serving it to many threads while
+// a new version is published and swapped in.
 //
 //   scripts/demo                          # builds everything, then runs this in ./maas-demo-store
 //   build/examples/quickstart [store-folder] [seconds]
 //
-// It publishes an MLP (512-1024-1024-10) into the store, loads one Session per core, serves
-// them through a Scheduler to 16 client threads for a few seconds with a live progress line,
-// and ends with throughput, latency percentiles, the batch sizes the scheduler formed, and how
-// much faster that is than the same threads calling the model directly.
+// It publishes an MLP (512-1024-1024-10) into the store, deploys it on a Server (one instance
+// per core, following the alias "stable"), serves it to 16 client threads for a few seconds
+// with a live progress line, publishes a new version halfway and moves "stable" to it (the
+// Server swaps it in under load), and ends with throughput, failed requests (none), latency
+// percentiles, the batch sizes the Server formed, and how much faster that is than the same
+// threads calling the model directly.
 #include <torch/script.h>
 #include <unistd.h>
 
@@ -52,6 +55,22 @@ torch::jit::Module BuildMlp() {
   return mlp;
 }
 
+// Publishes a new MLP as the next version of "mlp" and points "stable" at it.
+absl::StatusOr<maas::ModelInfo> PublishStable(maas::ModelStore& store) {
+  fs::path artifact = fs::temp_directory_path() / "maas-quickstart-mlp.pt";
+  BuildMlp().save(artifact.string());
+  maas::ModelSignature signature{{{"features", torch::kFloat32, {kIn}}},
+                                 {{"scores", torch::kFloat32, {kOut}}}};
+  maas::PublishOptions publish_options;
+  publish_options.description = "MLP 512-1024-1024-10 with random weights, from the quickstart";
+  absl::StatusOr<maas::ModelInfo> published =
+      store.Publish("mlp", artifact, signature, publish_options);
+  fs::remove(artifact);
+  if (!published.ok()) return published.status();
+  if (absl::Status s = store.SetAlias("mlp", "stable", published->version); !s.ok()) return s;
+  return published;
+}
+
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "error: %s\n", status.ToString().c_str());
   return 1;
@@ -83,8 +102,9 @@ class Latencies {
 };
 
 // One client thread: keeps kInFlightPerClient requests of one item in flight through
-// Scheduler::Submit, refilling when half of them are answered.
-void Client(maas::Scheduler& scheduler, std::atomic<bool>& stop, Latencies& latencies) {
+// Server::Submit, refilling when half of them are answered.
+void Client(maas::Server& server, std::atomic<bool>& stop, Latencies& latencies,
+            std::atomic<int64_t>& failed) {
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0;
@@ -99,10 +119,12 @@ void Client(maas::Scheduler& scheduler, std::atomic<bool>& stop, Latencies& late
     }
     auto sent = SteadyClock::now();
     absl::Status accepted =
-        scheduler.Submit("mlp", {features}, {}, [&, sent](maas::InferenceResult result) {
+        server.Submit("mlp", {features}, {}, [&, sent](maas::InferenceResult result) {
           if (result.ok()) {
             latencies.Add(
                 std::chrono::duration<double, std::micro>(SteadyClock::now() - sent).count());
+          } else {
+            ++failed;
           }
           std::lock_guard<std::mutex> lock(mu);
           --in_flight;
@@ -129,19 +151,8 @@ int main(int argc, char** argv) {
   // 1. A model store in a folder: publish a new version of the MLP and point "stable" at it.
   absl::StatusOr<std::unique_ptr<maas::ModelStore>> store = maas::ModelStore::Open(root);
   if (!store.ok()) return Fail(store.status());
-  fs::path artifact = fs::temp_directory_path() / "maas-quickstart-mlp.pt";
-  BuildMlp().save(artifact.string());
-  maas::ModelSignature signature{{{"features", torch::kFloat32, {kIn}}},
-                                 {{"scores", torch::kFloat32, {kOut}}}};
-  maas::PublishOptions publish_options;
-  publish_options.description = "MLP 512-1024-1024-10 with random weights, from the quickstart";
-  absl::StatusOr<maas::ModelInfo> published =
-      (*store)->Publish("mlp", artifact, signature, publish_options);
-  fs::remove(artifact);
+  absl::StatusOr<maas::ModelInfo> published = PublishStable(**store);
   if (!published.ok()) return Fail(published.status());
-  if (absl::Status s = (*store)->SetAlias("mlp", "stable", published->version); !s.ok()) {
-    return Fail(s);
-  }
   // Keep the three newest versions.
   absl::StatusOr<std::vector<int64_t>> versions = (*store)->Versions("mlp");
   if (!versions.ok()) return Fail(versions.status());
@@ -151,40 +162,37 @@ int main(int argc, char** argv) {
               static_cast<long long>(published->version), published->size_bytes / 1e6,
               published->sha256.c_str(), static_cast<long long>(published->version));
 
-  // 2. One session per core, each verified against its SHA-256 and warmed up.
-  std::vector<std::shared_ptr<maas::Session>> instances;
-  maas::SessionOptions session_options;
-  session_options.version = "stable";
-  for (int i = 0; i < cores; ++i) {
-    absl::StatusOr<std::unique_ptr<maas::Session>> session =
-        maas::Session::Create(**store, "mlp", session_options);
-    if (!session.ok()) return Fail(session.status());
-    instances.push_back(std::move(*session));
-  }
-  std::printf("load      %d sessions of mlp@stable on the CPU, 1 thread each\n", cores);
+  // 2. A Server deploys mlp@stable: one instance per core (verified against its SHA-256,
+  //    prepared and warmed up), batches of up to 128 requests.
+  absl::StatusOr<std::unique_ptr<maas::Server>> server = maas::Server::Create(root);
+  if (!server.ok()) return Fail(server.status());
+  maas::DeployOptions deploy;
+  deploy.policy = maas::VersionPolicy::Specific({"stable"});
+  deploy.instances_per_device = cores;
+  deploy.batching.max_batch_size = 128;
+  if (absl::Status s = (*server)->Deploy("mlp", deploy); !s.ok()) return Fail(s);
+  std::printf("deploy    mlp@stable on the CPU, %d instances, 1 thread each\n", cores);
 
-  // 3. A Scheduler serving them: batches of up to 128 requests.
-  absl::StatusOr<std::unique_ptr<maas::Scheduler>> scheduler = maas::Scheduler::Create();
-  if (!scheduler.ok()) return Fail(scheduler.status());
-  maas::BatchingOptions batching;
-  batching.max_batch_size = 128;
-  if (absl::Status s = (*scheduler)->AddModel("mlp", instances, batching); !s.ok()) return Fail(s);
-
-  // A malformed request is refused at once, with a clear message.
+  // 3. A malformed request is refused at once, with a clear message.
   absl::StatusOr<std::vector<torch::Tensor>> bad =
-      (*scheduler)->Infer("mlp", {torch::randn({1, 100})});
+      (*server)->Infer("mlp", {torch::randn({1, 100})});
   std::printf("bad call  %s\n", bad.status().ToString().c_str());
 
   // 4. The baseline: the same client threads calling one session directly, one item each.
   std::atomic<bool> stop{false};
   std::atomic<int64_t> direct_calls{0};
   {
+    maas::SessionOptions session_options;
+    session_options.version = "stable";
+    absl::StatusOr<std::unique_ptr<maas::Session>> session =
+        maas::Session::Create(**store, "mlp", session_options);
+    if (!session.ok()) return Fail(session.status());
     std::vector<std::thread> threads;
     torch::Tensor one = torch::randn({1, kIn});
     for (int c = 0; c < kClients; ++c) {
       threads.emplace_back([&] {
         while (!stop) {
-          if (instances[0]->Run({one}).ok()) ++direct_calls;
+          if ((*session)->Run({one}).ok()) ++direct_calls;
         }
       });
     }
@@ -196,16 +204,30 @@ int main(int argc, char** argv) {
   std::printf("baseline  %d threads calling Session::Run directly, 1 item each: %.0f items/s\n\n",
               kClients, direct_rate);
 
-  // 5. The same threads through the Scheduler, with a live progress line.
+  // 5. The same threads through the Server, with a live progress line; halfway, a new version
+  //    is published, "stable" moves to it, and the Server swaps it in under load.
   std::printf("serving   %d client threads x %d requests in flight, 1 item each, %.0f s\n",
               kClients, kInFlightPerClient, seconds);
   Latencies latencies;
+  std::atomic<int64_t> failed{0};
   stop = false;
   std::vector<std::thread> clients;
   const auto start = SteadyClock::now();
   for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&] { Client(**scheduler, stop, latencies); });
+    clients.emplace_back([&] { Client(**server, stop, latencies, failed); });
   }
+  std::thread swapper([&] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds / 2));
+    absl::StatusOr<maas::ModelInfo> next = PublishStable(**store);
+    if (!next.ok()) return (void)Fail(next.status());
+    const auto swap_start = SteadyClock::now();
+    if (absl::Status s = (*server)->Refresh(); !s.ok()) return (void)Fail(s);
+    std::printf(
+        "%s  swap      stable -> version %lld: loaded, warmed up and switched under load "
+        "in %.0f ms\n",
+        ::isatty(STDOUT_FILENO) ? "\n" : "", static_cast<long long>(next->version),
+        std::chrono::duration<double, std::milli>(SteadyClock::now() - swap_start).count());
+  });
   const bool interactive = ::isatty(STDOUT_FILENO);
   size_t last_count = 0;
   auto last_time = start;
@@ -225,26 +247,33 @@ int main(int argc, char** argv) {
     last_count = count;
     last_time = now;
   }
+  swapper.join();
   stop = true;
   for (std::thread& client : clients) client.join();
   const double elapsed = std::chrono::duration<double>(SteadyClock::now() - start).count();
   std::printf(interactive ? "\n\n" : "\n");
 
-  // 6. The summary, from the clients and from the scheduler's own statistics.
-  absl::StatusOr<maas::ModelStats> stats = (*scheduler)->Stats("mlp");
-  if (!stats.ok()) return Fail(stats.status());
+  // 6. The summary, from the clients and from the Server's own statistics of the new version.
+  absl::StatusOr<maas::ModelStatus> status = (*server)->Describe("mlp");
+  if (!status.ok()) return Fail(status.status());
+  const maas::VersionStatus& serving = status->versions.back();
+  const maas::ModelStats* stats = &serving.stats;
   const double rate = static_cast<double>(latencies.Count()) / elapsed;
   std::printf("throughput   %.0f requests/s  (%.1fx the direct calls)\n", rate, rate / direct_rate);
+  std::printf("failed       %lld requests (across the swap)\n",
+              static_cast<long long>(failed.load()));
   std::printf("latency      p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   (submit to answer)\n",
               latencies.Percentile(0.50) / 1000, latencies.Percentile(0.90) / 1000,
               latencies.Percentile(0.99) / 1000);
   std::printf(
-      "scheduler    %lld requests in %lld batches; queue p50 %.2f ms, compute p50 %.2f ms "
-      "per batch\n",
+      "version %lld   %s, %.1f MB of weights; since the swap: %lld requests in %lld batches; "
+      "queue p50 %.2f ms, compute p50 %.2f ms per batch\n",
+      static_cast<long long>(serving.version),
+      std::string(maas::ModelStateName(serving.state)).c_str(), serving.memory_bytes / 1e6,
       static_cast<long long>(stats->requests), static_cast<long long>(stats->batches),
       absl::ToDoubleMilliseconds(stats->queue_time.p50),
       absl::ToDoubleMilliseconds(stats->compute_time.p50));
-  std::printf("\nbatch sizes (items per execution)\n");
+  std::printf("\nbatch sizes since the swap (items per execution)\n");
   // Buckets of powers of two: 1, 2-3, 4-7, ...
   const std::vector<int64_t>& histogram = stats->batch_size_histogram;
   std::vector<std::pair<std::string, int64_t>> buckets;
@@ -263,11 +292,12 @@ int main(int argc, char** argv) {
 
   std::printf(
       "\nTry next:\n"
-      "  - run it again: version %lld is published and served; old versions are removed\n"
+      "  - run it again: two more versions are published and served; old ones are removed\n"
       "  - look inside %s/mlp/%lld/manifest.json\n"
-      "  - read docs/scheduler.md (batching, deadlines, priorities) and docs/performance.md\n"
-      "  - build/bench/scheduler_bench compares maas with the limit and the naive approach\n",
-      static_cast<long long>(published->version + 1), (*store)->root().c_str(),
-      static_cast<long long>(published->version));
+      "  - read docs/server.md (policies, swaps, the watcher, memory), docs/scheduler.md\n"
+      "    (batching, deadlines, priorities) and docs/performance.md\n"
+      "  - build/bench/scheduler_bench compares maas with the limit and the naive approach;\n"
+      "    build/bench/swap_bench measures what a swap costs another model\n",
+      (*store)->root().c_str(), static_cast<long long>(serving.version));
   return 0;
 }
