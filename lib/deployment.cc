@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl_compat.h"
 #include "fmt/core.h"
+#include "lifecycle.h"
 #include "names.h"
 #include "status_macros.h"
 
@@ -277,17 +278,25 @@ absl::StatusOr<std::shared_ptr<ModelQueue>> Deployment::Load(const ModelStore& s
   // and the weights are then held once.
   std::vector<std::shared_ptr<Session>> instances;
   *memory_bytes = 0;
-  for (const c10::Device& device : options.devices) {
-    SessionOptions session_options = options.session;
-    session_options.version = number;
-    session_options.device = device;
-    absl::StatusOr<std::unique_ptr<Session>> session =
-        Session::Create(store, name_, session_options);
-    if (!session.ok()) return session.status();
-    *memory_bytes += (*session)->memory_bytes();
-    std::shared_ptr<Session> shared = std::move(*session);
-    for (int i = 0; i < options.instances_per_device; ++i) instances.push_back(shared);
-  }
+  absl::Status loaded;
+  RunNiced([&] {
+    for (const c10::Device& device : options.devices) {
+      SessionOptions session_options = options.session;
+      session_options.version = number;
+      session_options.device = device;
+      absl::StatusOr<std::unique_ptr<Session>> session =
+          Session::Create(store, name_, session_options);
+      if (!session.ok()) {
+        loaded = session.status();
+        return;
+      }
+      *memory_bytes += (*session)->memory_bytes();
+      std::shared_ptr<Session> shared = std::move(*session);
+      for (int i = 0; i < options.instances_per_device; ++i) instances.push_back(shared);
+    }
+  });
+  MAAS_RETURN_IF_ERROR(loaded);
+  // Started from this thread, so that the workers keep the application's priority.
   auto queue = std::make_shared<ModelQueue>(fmt::format("{} version {}", label_, version),
                                             std::move(instances), options.batching, clock_, cores_);
   queue->Start();

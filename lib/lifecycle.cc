@@ -4,6 +4,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <utility>
 
 namespace maas::internal {
@@ -41,10 +43,22 @@ void Lifecycle::Post(Task task) {
   std::move(task)(false);
 }
 
+void RunNiced(absl::AnyInvocable<void() &&> work) {
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+  const bool known = !(nice == -1 && errno != 0);  // -1 is also a valid nice value.
+  std::thread thread([&work, nice, known] {
+    // Failing to lower the priority only costs latency elsewhere: not checked.
+    if (known) {
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)),
+                        std::min(nice + kLoadNiceIncrement, 19));
+    }
+    std::move(work)();
+  });
+  thread.join();
+}
+
 void Lifecycle::Loop() {
-  // Linux applies nice values per thread; threads started from here inherit it. Failing to
-  // lower the priority only costs latency elsewhere, so the result is not checked.
-  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kLifecycleNice);
   const bool watching = interval_ > absl::ZeroDuration();
   absl::Time next_poll = watching ? absl::Now() + interval_ : absl::InfiniteFuture();
   while (true) {

@@ -1,5 +1,5 @@
-// The Server's lifecycle thread: loads, swaps and unloads run here one at a time, in order, at
-// a lowered CPU priority, and the store watcher runs here between them.
+// The Server's lifecycle thread: loads, swaps and unloads run here one at a time, in order, and
+// the store watcher runs here between them. Loads themselves run at a lowered CPU priority.
 #ifndef MAAS_LIB_LIFECYCLE_H_
 #define MAAS_LIB_LIFECYCLE_H_
 
@@ -13,10 +13,16 @@
 
 namespace maas::internal {
 
-// The nice value of the lifecycle thread (and of the OpenMP threads it starts): loading and
-// warming a version competes for the cores with the serving workers, and should take what they
-// leave. docs/server.md measures the effect on another model's p99 during a swap.
-inline constexpr int kLifecycleNice = 10;
+// How much nicer than its caller RunNiced runs work: loading and warming a version competes for
+// the cores with the serving workers, and should take what they leave. docs/server.md measures
+// the effect on another model's p99 during a swap.
+inline constexpr int kLoadNiceIncrement = 10;
+
+// Runs `work` on a new thread whose nice value is kLoadNiceIncrement above the caller's, and
+// waits for it. A new thread, because Linux applies nice per thread, threads inherit it, and an
+// unprivileged thread cannot lower it again: the lifecycle thread itself must keep the
+// application's priority, since the workers of the versions it loads are started from it.
+void RunNiced(absl::AnyInvocable<void() &&> work);
 
 // One background thread running posted tasks in order. This class is thread-safe.
 class Lifecycle {

@@ -6,6 +6,8 @@
 // version number it gets, so an answer says which version gave it.
 #include "maas/server.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <torch/script.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "fmt/core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lifecycle.h"
 #include "maas/model_store.h"
 #include "test_util.h"
 
@@ -393,6 +396,25 @@ TEST_F(ServerTest, RefusesBadCallsWithClearErrors) {
   EXPECT_TRUE(server->Undeploy("m").ok());
   EXPECT_TRUE(absl::IsNotFound(server->Infer("m", {Rows(1)}).status()));
   EXPECT_TRUE(server->Models().empty());
+}
+
+int ThreadNice() { return getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid))); }
+
+TEST_F(ServerTest, WorkersKeepTheApplicationsPriorityWhileLoadsRunNicer) {
+  PublishNext("m");
+  auto server = NewServer();
+  ASSERT_TRUE(server->Deploy("m").ok());
+  ASSERT_TRUE(server->Deploy("m", {VersionPolicy::Latest(1)}).ok());  // Started by a swap too.
+  std::promise<int> worker_nice;
+  ASSERT_TRUE(server
+                  ->Submit("m", {Rows(1)}, {},
+                           [&](InferenceResult) { worker_nice.set_value(ThreadNice()); })
+                  .ok());
+  EXPECT_EQ(worker_nice.get_future().get(), ThreadNice());
+
+  int load_nice = -100;
+  internal::RunNiced([&] { load_nice = ThreadNice(); });
+  EXPECT_EQ(load_nice, std::min(ThreadNice() + internal::kLoadNiceIncrement, 19));
 }
 
 TEST_F(ServerTest, ASchedulerRefusesRequestsThatNameAVersion) {
