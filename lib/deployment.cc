@@ -51,7 +51,8 @@ bool SameServing(const DeployOptions& a, const DeployOptions& b) {
          x.preferred_batch_sizes == y.preferred_batch_sizes &&
          x.max_queue_size == y.max_queue_size && x.default_timeout == y.default_timeout &&
          s.intra_op_threads == t.intra_op_threads && s.warm_up == t.warm_up &&
-         s.optimization == t.optimization && s.keep_outputs_on_device == t.keep_outputs_on_device;
+         s.optimization == t.optimization && s.keep_outputs_on_device == t.keep_outputs_on_device &&
+         s.precision == t.precision;
 }
 
 }  // namespace

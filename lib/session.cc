@@ -22,17 +22,35 @@ namespace {
 
 constexpr int kWarmUpRuns = 3;
 
-// Whether a prepared graph reproduces the reference outputs: floating-point outputs within
-// float32 rounding of a reordered computation, everything else exactly.
+// The dtype a precision computes in; nullopt for the module's own.
+std::optional<c10::ScalarType> ComputeDtype(Precision precision) {
+  switch (precision) {
+    case Precision::kFloat16:
+      return c10::ScalarType::Half;
+    case Precision::kBFloat16:
+      return c10::ScalarType::BFloat16;
+    case Precision::kAsSaved:
+      break;
+  }
+  return std::nullopt;
+}
+
+// Whether a prepared graph reproduces the reference outputs: floating-point outputs within the
+// rounding of a reordered computation in the session's precision, everything else exactly.
 bool SameResults(const absl::StatusOr<std::vector<at::Tensor>>& got,
-                 const std::vector<at::Tensor>& want) {
+                 const std::vector<at::Tensor>& want, Precision precision) {
+  // float32: a few hundred ulps; float16 (10-bit mantissa) and bfloat16 (7-bit) likewise.
+  const double rtol = precision == Precision::kAsSaved   ? 1e-4
+                      : precision == Precision::kFloat16 ? 1e-2
+                                                         : 5e-2;
+  const double atol = rtol / 10;
   if (!got.ok() || got->size() != want.size()) return false;
   for (size_t i = 0; i < want.size(); ++i) {
     const at::Tensor& a = (*got)[i];
     const at::Tensor& b = want[i];
     if (a.sizes() != b.sizes() || a.scalar_type() != b.scalar_type()) return false;
     bool same = a.is_floating_point()
-                    ? at::allclose(a.to(at::kFloat), b.to(at::kFloat), 1e-4, 1e-5, true)
+                    ? at::allclose(a.to(at::kFloat), b.to(at::kFloat), rtol, atol, true)
                     : at::equal(a, b);
     if (!same) return false;
   }
@@ -68,6 +86,18 @@ int64_t WeightBytes(const torch::jit::Module& module) {
   return bytes;
 }
 
+// Converts the floating-point parameters and buffers of a module, in place, to `dtype`; integer
+// and boolean ones (indices, counters) stay as they are, unlike Module::to(dtype).
+void ConvertFloatingWeights(torch::jit::Module& module, c10::ScalarType dtype) {
+  auto convert = [dtype](at::Tensor tensor) {
+    if (tensor.defined() && tensor.is_floating_point() && tensor.scalar_type() != dtype) {
+      tensor.set_data(tensor.to(dtype));
+    }
+  };
+  for (const at::Tensor& parameter : module.parameters(/*recurse=*/true)) convert(parameter);
+  for (const at::Tensor& buffer : module.buffers(/*recurse=*/true)) convert(buffer);
+}
+
 absl::StatusOr<c10::Device> CheckDevice(c10::Device device) {
   if (device.is_cpu()) return c10::Device(c10::DeviceType::CPU);
   if (!device.is_cuda()) {
@@ -99,6 +129,8 @@ struct Session::Impl {
   bool keep_outputs_on_device = false;
   GraphOptimization optimization = GraphOptimization::kNone;
   int64_t memory_bytes = 0;
+  Precision precision = Precision::kAsSaved;
+  std::optional<c10::ScalarType> compute_dtype;  // of kFloat16 and kBFloat16
   // Module::forward is not const but is safe to call concurrently: the graph executor is
   // thread-safe and the module's weights are only read.
   torch::jit::Module module;
@@ -112,6 +144,7 @@ c10::Device Session::device() const { return impl_->device; }
 GraphOptimization Session::optimization() const { return impl_->optimization; }
 int Session::intra_op_threads() const { return impl_->intra_op_threads; }
 int64_t Session::memory_bytes() const { return impl_->memory_bytes; }
+Precision Session::precision() const { return impl_->precision; }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store,
                                                          std::string_view name,
@@ -148,6 +181,9 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
         bytes.data(), static_cast<off_t>(bytes.size()));
     impl->module = torch::jit::load(reader, impl->device);
     impl->module.eval();
+    impl->precision = options.precision;
+    impl->compute_dtype = ComputeDtype(options.precision);
+    if (impl->compute_dtype) ConvertFloatingWeights(impl->module, *impl->compute_dtype);
     impl->memory_bytes = WeightBytes(impl->module);
   } catch (...) {
     return internal::StatusFromCurrentException(
@@ -197,7 +233,7 @@ absl::Status Session::PrepareGraph(const SessionOptions& options) {
       impl.module = reference;  // Some modules cannot be frozen; try the next level.
       continue;
     }
-    if (!expected || SameResults(Run(example), *expected)) {
+    if (!expected || SameResults(Run(example), *expected, impl.precision)) {
       impl.optimization = level;
       break;
     }
@@ -229,12 +265,15 @@ absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tenso
     std::vector<c10::IValue> arguments;
     arguments.reserve(inputs.size());
     for (const at::Tensor& input : inputs) {
-      arguments.emplace_back(input.device() == impl.device ? input : input.to(impl.device));
+      const c10::ScalarType dtype = impl.compute_dtype && input.is_floating_point()
+                                        ? *impl.compute_dtype
+                                        : input.scalar_type();
+      arguments.emplace_back(input.to(impl.device, dtype));  // No copy when nothing changes.
     }
     c10::IValue returned = impl_->module.forward(std::move(arguments));
-    MAAS_ASSIGN_OR_RETURN(
-        std::vector<at::Tensor> outputs,
-        internal::CollectOutputs(impl.info.signature, std::move(returned), batch, impl.label));
+    MAAS_ASSIGN_OR_RETURN(std::vector<at::Tensor> outputs,
+                          internal::CollectOutputs(impl.info.signature, std::move(returned), batch,
+                                                   impl.label, impl.compute_dtype));
     if (!impl.keep_outputs_on_device && !impl.device.is_cpu()) {
       for (at::Tensor& output : outputs) output = output.to(c10::Device(c10::DeviceType::CPU));
     }

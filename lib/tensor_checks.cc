@@ -76,9 +76,9 @@ absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
   return batch;
 }
 
-absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(const ModelSignature& signature,
-                                                       c10::IValue returned, int64_t batch,
-                                                       std::string_view label) {
+absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(
+    const ModelSignature& signature, c10::IValue returned, int64_t batch, std::string_view label,
+    std::optional<c10::ScalarType> compute_dtype) {
   const std::vector<TensorSpec>& specs = signature.outputs;
   std::vector<c10::IValue> values;
   if (returned.isTuple()) {
@@ -113,6 +113,9 @@ absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(const ModelSignature& sig
                                              label, values[i].tagKind(), spec.name));
     }
     at::Tensor t = std::move(values[i]).toTensor();
+    if (compute_dtype && t.scalar_type() == *compute_dtype && c10::isFloatingType(spec.dtype)) {
+      t = t.to(spec.dtype);
+    }
     if (t.scalar_type() != spec.dtype) {
       return absl::InternalError(
           fmt::format("{} returned output '{}' as {}; its signature declares {}", label, spec.name,

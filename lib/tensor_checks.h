@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/ivalue.h>
 
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -23,9 +24,11 @@ absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
 // Turns what forward returned (a Tensor, a tuple or list of Tensors, or a dict from output name
 // to Tensor) into the outputs in the signature's order, and checks each one's dtype, rank,
 // fixed dimensions and batch size. Internal "<label> returned ..." when they contradict it.
-absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(const ModelSignature& signature,
-                                                       c10::IValue returned, int64_t batch,
-                                                       std::string_view label);
+// With `compute_dtype` (a model run in reduced precision), outputs of that dtype declared as
+// another floating-point dtype are converted to it first.
+absl::StatusOr<std::vector<at::Tensor>> CollectOutputs(
+    const ModelSignature& signature, c10::IValue returned, int64_t batch, std::string_view label,
+    std::optional<c10::ScalarType> compute_dtype = std::nullopt);
 
 // Inputs matching the signature: wildcard dimensions 1, a batch of 1 when batchable; floating
 // point values spread over [0, 1], other dtypes zero (valid indices, false).

@@ -7,7 +7,9 @@
 #include <torch/script.h>
 
 #include <atomic>
+#include <iostream>
 #include <thread>
+#include <tuple>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -408,6 +410,82 @@ TEST_F(SessionTest, ConcurrentRunsEachGetTheirOwnResult) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+// A two-layer MLP with an integer index buffer that reduced precision must leave alone:
+// x float32 [64] -> y float32 [8].
+constexpr char kMixedSource[] = R"(
+def forward(self, x: Tensor) -> Tensor:
+  h = torch.relu(torch.matmul(x, self.w1))
+  return torch.matmul(h, self.w2) * self.scale[self.index]
+)";
+
+void PublishMixed(ModelStore& store, const fs::path& dir) {
+  torch::jit::Module module("Mixed");
+  torch::manual_seed(3);
+  module.register_parameter("w1", torch::randn({64, 128}) * 0.1, false);
+  module.register_parameter("w2", torch::randn({128, 8}) * 0.1, false);
+  module.register_buffer("scale", torch::tensor({0.5f, 2.0f, 3.0f, 4.0f}));
+  module.register_buffer("index", torch::tensor(int64_t{1}));
+  module.define(kMixedSource);
+  module.save((dir / "mixed.pt").string());
+  ModelSignature signature{{{"x", torch::kFloat32, {64}}}, {{"y", torch::kFloat32, {8}}}};
+  ASSERT_TRUE(store.Publish("mixed", dir / "mixed.pt", signature).ok());
+}
+
+// The largest difference between two sessions' outputs on `x`, relative to the largest output
+// of `reference`; printed, so that the test log reports it.
+double RelativeError(Session& reduced, Session& reference, const at::Tensor& x,
+                     const std::string& what) {
+  absl::StatusOr<std::vector<at::Tensor>> got = reduced.Run({x});
+  absl::StatusOr<std::vector<at::Tensor>> want = reference.Run({x});
+  EXPECT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(want.ok()) << want.status();
+  if (!got.ok() || !want.ok()) return 1e9;
+  const at::Tensor& a = (*got)[0];
+  const at::Tensor& b = (*want)[0];
+  EXPECT_EQ(a.scalar_type(), torch::kFloat32) << "outputs keep the signature's dtype";
+  EXPECT_TRUE(a.device().is_cpu());
+  const double error = ((a.cpu() - b.cpu()).abs().max() / b.abs().max()).item<double>();
+  std::cout << what << ": largest error against float32, relative to the largest output: " << error
+            << "\n";
+  return error;
+}
+
+TEST_F(SessionTest, BFloat16ComputesCloseToFloat32AndKeepsTheSignaturesDtypes) {
+  PublishMixed(*store_, dir_.path());
+  std::unique_ptr<Session> full = Create("mixed");
+  SessionOptions options;
+  options.precision = Precision::kBFloat16;
+  std::unique_ptr<Session> reduced = Create("mixed", options);
+  ASSERT_NE(full, nullptr);
+  ASSERT_NE(reduced, nullptr);
+  EXPECT_EQ(reduced->precision(), Precision::kBFloat16);
+  // Floating-point weights halve; the int64 index (8 bytes) stays, or indexing would fail.
+  const int64_t floats = 64 * 128 + 128 * 8 + 4;
+  EXPECT_EQ(full->memory_bytes(), floats * 4 + 8);
+  EXPECT_EQ(reduced->memory_bytes(), floats * 2 + 8);
+  torch::manual_seed(7);
+  EXPECT_LT(RelativeError(*reduced, *full, torch::randn({16, 64}), "bfloat16 on the CPU"), 0.03);
+  // Inputs of the signature's dtype only: a bfloat16 input is still refused.
+  absl::StatusOr<std::vector<at::Tensor>> wrong =
+      reduced->Run({torch::randn({1, 64}).to(torch::kBFloat16)});
+  EXPECT_TRUE(absl::IsInvalidArgument(wrong.status())) << wrong.status();
+}
+
+TEST_F(SessionTest, Float16OnTheCpuRunsOrIsRefusedWithAReason) {
+  PublishMixed(*store_, dir_.path());
+  SessionOptions options;
+  options.precision = Precision::kFloat16;
+  absl::StatusOr<std::unique_ptr<Session>> reduced = Session::Create(*store_, "mixed", options);
+  if (!reduced.ok()) {  // LibTorch 1.13 has no CPU float16 matmul.
+    std::cout << "float16 on the CPU refused: " << reduced.status() << "\n";
+    EXPECT_TRUE(absl::IsFailedPrecondition(reduced.status())) << reduced.status();
+    EXPECT_THAT(Message(reduced.status()), HasSubstr("warm-up failed"));
+    return;
+  }
+  std::unique_ptr<Session> full = Create("mixed");
+  EXPECT_LT(RelativeError(**reduced, *full, torch::randn({16, 64}), "float16 on the CPU"), 0.01);
+}
+
 // ---------------------------------------------------------------------------------------------
 // CUDA: run where a GPU is visible, skipped with the reason elsewhere.
 
@@ -464,6 +542,41 @@ TEST_F(SessionCudaTest, ConcurrentRunsOnTheGpu) {
   }
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(bad.load(), 0);
+}
+
+TEST_F(SessionCudaTest, ReducedPrecisionOnTheGpuStaysCloseToFloat32) {
+  PublishMixed(*store_, dir_.path());
+  std::unique_ptr<Session> full = Create("mixed");
+  ASSERT_NE(full, nullptr);
+  for (auto [precision, name, tolerance] :
+       {std::make_tuple(Precision::kFloat16, "float16 on the GPU", 0.01),
+        std::make_tuple(Precision::kBFloat16, "bfloat16 on the GPU", 0.03)}) {
+    SessionOptions options;
+    options.device = c10::Device(c10::DeviceType::CUDA, 0);
+    options.precision = precision;
+    std::unique_ptr<Session> reduced = Create("mixed", options);
+    ASSERT_NE(reduced, nullptr) << name;
+    torch::manual_seed(7);
+    EXPECT_LT(RelativeError(*reduced, *full, torch::randn({16, 64}), name), tolerance);
+  }
+}
+
+TEST_F(SessionCudaTest, AThrowingModelOnTheGpuFailsTheCallAndStaysUsable) {
+  Publish("picky",
+          "def forward(self, x: Tensor) -> Tensor:\n"
+          "  assert bool(torch.all(x >= 0)), \"negative input\"\n"
+          "  return x * 2.0\n",
+          testing::LinearSignature(4, 4));
+  SessionOptions options;
+  options.device = c10::Device(c10::DeviceType::CUDA, 0);
+  std::unique_ptr<Session> session = Create("picky", options);
+  ASSERT_NE(session, nullptr);
+  absl::StatusOr<std::vector<at::Tensor>> bad = session->Run({-torch::ones({2, 4})});
+  EXPECT_TRUE(absl::IsInternal(bad.status())) << bad.status();
+  EXPECT_THAT(Message(bad.status()), HasSubstr("negative input"));
+  absl::StatusOr<std::vector<at::Tensor>> good = session->Run({torch::ones({2, 4})});
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_TRUE(torch::equal((*good)[0], torch::full({2, 4}, 2.0f)));
 }
 
 }  // namespace

@@ -34,6 +34,20 @@ enum class GraphOptimization {
   kForInference,
 };
 
+// The floating-point precision a Session computes in. Inputs and outputs keep the dtypes of the
+// signature: floating-point inputs are converted on the way in and floating-point outputs on
+// the way out, so callers see no difference but the numbers.
+enum class Precision {
+  // The module's own dtypes, as saved (usually float32).
+  kAsSaved,
+  // Floating-point parameters and buffers converted to float16. For CUDA; LibTorch lacks CPU
+  // float16 kernels for many operators (Create then fails its warm-up, naming the operator).
+  kFloat16,
+  // Converted to bfloat16: float32's range with 8 bits of mantissa. CUDA (Ampere and later),
+  // and CPUs with AVX-512 BF16 or AMX through oneDNN.
+  kBFloat16,
+};
+
 // Options for Session::Create.
 struct SessionOptions {
   // Which version to load: "latest", a number such as "3", or an alias such as "stable".
@@ -63,6 +77,10 @@ struct SessionOptions {
   // Leave outputs on the session's device instead of copying them to the CPU. Only matters for
   // CUDA sessions. Default: false (outputs come back in host memory).
   bool keep_outputs_on_device = false;
+
+  // The precision the model computes in; see Precision. The graph preparation is then verified
+  // with that precision's tolerance. Default: kAsSaved.
+  Precision precision = Precision::kAsSaved;
 };
 
 // A Session is one immutable model version loaded on one device, ready to run.
@@ -119,8 +137,10 @@ class Session {
   // The graph preparation actually applied (possibly milder than requested).
   GraphOptimization optimization() const;
   // Bytes of the model's weights (parameters and buffers, each storage counted once) on its
-  // device, as loaded.
+  // device, as loaded (and converted to the session's precision).
   int64_t memory_bytes() const;
+  // The precision it computes in.
+  Precision precision() const;
 
  private:
   struct Impl;
