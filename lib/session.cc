@@ -2,10 +2,13 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <caffe2/serialize/in_memory_adapter.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <map>
 #include <optional>
 #include <thread>
 #include <unordered_set>
@@ -69,6 +72,19 @@ void UseIntraOpThreads(int threads) {
   (void)at::get_num_threads();
   at::set_num_threads(threads);
   current = threads;
+}
+
+// A stream from LibTorch's pool for the calling thread on `device`, the same on every call.
+// Device-generic (c10::Stream), so that this file needs no CUDA headers.
+c10::Stream ThreadStream(c10::Device device) {
+  thread_local std::map<std::pair<int, int>, c10::Stream> streams;
+  const std::pair<int, int> key(static_cast<int>(device.type()), device.index());
+  auto it = streams.find(key);
+  if (it == streams.end()) {
+    c10::impl::VirtualGuardImpl guard_impl(device.type());
+    it = streams.emplace(key, guard_impl.getStreamFromGlobalPool(device)).first;
+  }
+  return it->second;
 }
 
 // Bytes of a module's parameters and buffers, each storage once (tied weights share one).
@@ -260,7 +276,13 @@ absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tenso
     UseIntraOpThreads(impl.intra_op_threads);
     c10::InferenceMode inference_mode;
     c10::OptionalDeviceGuard device_guard;
-    if (!impl.device.is_cpu()) device_guard.reset_device(impl.device);
+    // On a GPU each calling thread (each Scheduler worker) runs on a stream of its own, so
+    // that instances overlap their copies and kernels instead of queueing on one stream.
+    std::optional<c10::StreamGuard> stream_guard;
+    if (!impl.device.is_cpu()) {
+      device_guard.reset_device(impl.device);
+      stream_guard.emplace(ThreadStream(impl.device));
+    }
 
     std::vector<c10::IValue> arguments;
     arguments.reserve(inputs.size());
@@ -268,14 +290,27 @@ absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tenso
       const c10::ScalarType dtype = impl.compute_dtype && input.is_floating_point()
                                         ? *impl.compute_dtype
                                         : input.scalar_type();
-      arguments.emplace_back(input.to(impl.device, dtype));  // No copy when nothing changes.
+      if (impl.device.is_cpu() || !input.is_cpu()) {
+        arguments.emplace_back(input.to(impl.device, dtype));  // No copy when nothing changes.
+        continue;
+      }
+      // Host to device through page-locked memory, asynchronously on the thread's stream (a
+      // batch the Scheduler assembled is already page-locked: no extra copy).
+      const at::Tensor staged = input.is_pinned() ? input : input.pin_memory();
+      arguments.emplace_back(staged.to(impl.device, dtype, /*non_blocking=*/true));
     }
     c10::IValue returned = impl_->module.forward(std::move(arguments));
     MAAS_ASSIGN_OR_RETURN(std::vector<at::Tensor> outputs,
                           internal::CollectOutputs(impl.info.signature, std::move(returned), batch,
                                                    impl.label, impl.compute_dtype));
-    if (!impl.keep_outputs_on_device && !impl.device.is_cpu()) {
-      for (at::Tensor& output : outputs) output = output.to(c10::Device(c10::DeviceType::CPU));
+    if (!impl.device.is_cpu()) {
+      if (impl.keep_outputs_on_device) {
+        // Callers use the outputs on their own streams: the work must be done first.
+        stream_guard->current_stream().synchronize();
+      } else {
+        // A copy to pageable host memory waits for the stream's work.
+        for (at::Tensor& output : outputs) output = output.to(c10::Device(c10::DeviceType::CPU));
+      }
     }
     return outputs;
   } catch (...) {
