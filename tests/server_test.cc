@@ -8,6 +8,7 @@
 
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 #include <unistd.h>
 
@@ -477,6 +478,43 @@ TEST_F(ServerTest, TheMemoryBudgetUnloadsTheLeastRecentlyUsedIdleModel) {
   absl::Status huge = server->Deploy("huge");
   EXPECT_TRUE(absl::IsResourceExhausted(huge)) << huge;
   EXPECT_THAT(Message(huge), HasSubstr("memory budget"));
+}
+
+// --- CUDA: run where a GPU is visible, skipped with the reason elsewhere ---------------------
+
+TEST_F(ServerTest, CudaInstancesEachAnswerTheirOwnRowsUnderConcurrency) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to LibTorch";
+  PublishScript("double", R"(
+    def forward(self, x: Tensor) -> Tensor:
+      return x * 2.0 + 1.0
+  )");
+  auto server = NewServer();
+  DeployOptions options;
+  options.devices = {c10::Device(c10::DeviceType::CUDA, 0)};
+  options.instances_per_device = 2;
+  options.batching.max_batch_size = 64;
+  ASSERT_TRUE(server->Deploy("double", options).ok());
+
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      std::vector<std::pair<at::Tensor, std::future<InferenceResult>>> pending;
+      for (int i = 0; i < 50; ++i) {
+        at::Tensor x = torch::full({1 + i % 3, 2}, static_cast<float>(c * 1000 + i));
+        pending.emplace_back(x, server->Submit("double", {x}));
+      }
+      for (auto& [x, future] : pending) {
+        InferenceResult y = future.get();
+        if (!y.ok() || !y->front().is_cpu() || !torch::equal(y->front(), x * 2.0 + 1.0)) ++wrong;
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(wrong.load(), 0);
+  absl::StatusOr<ModelStatus> status = server->Describe("double");
+  ASSERT_TRUE(status.ok());
+  EXPECT_GT(status->versions[0].stats.batches, 0);
 }
 
 // --- Concurrent (also run under ThreadSanitizer) --------------------------------------------
