@@ -1,7 +1,11 @@
 // The benchmark harness: maas beside the limit and the alternatives, on real architectures.
 //
-//   scripts/bench [--quick]          # scripts the models, builds, runs this, plots
-//   build/bench/harness MODELS_DIR OUT_DIR [--quick]
+//   scripts/bench [--quick] [--device cuda:0]   # scripts the models, builds, runs this, plots
+//   build/bench/harness MODELS_DIR OUT_DIR [--quick] [--device cuda:0]
+//
+// With --device, every system runs the models on that device, taking host inputs and giving
+// host outputs as maas does (the limit too: host to device, forward, device to host, on full
+// batches; its parallel setting is then one or two forwards at once, each on its own stream).
 //
 // For each model listed in MODELS_DIR/models.txt (written by bench/models/make_models.py):
 //   limit         direct forward on full batches, the best of batch sizes x thread settings,
@@ -17,6 +21,8 @@
 // latency (from the scheduled arrival) stays within the model's bound.
 // Prints markdown; writes OUT_DIR/results.csv and OUT_DIR/server_<model>_<system>.dat.
 #include <ATen/Parallel.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -31,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -47,6 +54,21 @@ using Clock = std::chrono::steady_clock;
 using Done = std::function<void(bool ok)>;  // ok: answered, not refused
 
 constexpr int kClients = 16;
+
+// Where the models run (--device); the CPU by default.
+c10::Device g_device(c10::DeviceType::CPU);
+
+// Runs `module` on a host tensor: to the device, forward, back to the host.
+at::Tensor ForwardOnDevice(torch::jit::Module& module, const at::Tensor& x) {
+  return module.forward({x.to(g_device)}).toTensor().to(c10::Device(c10::DeviceType::CPU));
+}
+
+// On a GPU, gives the calling thread a stream of its own from LibTorch's pool.
+std::optional<c10::StreamGuard> OwnStream() {
+  if (g_device.is_cpu()) return std::nullopt;
+  c10::impl::VirtualGuardImpl impl(g_device.type());
+  return std::optional<c10::StreamGuard>(std::in_place, impl.getStreamFromGlobalPool(g_device));
+}
 
 double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
@@ -131,7 +153,7 @@ class Naive : public System {
   }
   void Call(const at::Tensor& x) override {
     c10::InferenceMode guard;
-    module_.forward({x});
+    ForwardOnDevice(module_, x);
   }
   void Async(const at::Tensor& x, Done done) override {
     {
@@ -175,7 +197,7 @@ class SimpleBatcher : public System {
         }
         std::vector<at::Tensor> inputs;
         for (auto& item : batch) inputs.push_back(item.first);
-        at::Tensor out = module_.forward({at::cat(inputs, 0)}).toTensor();
+        at::Tensor out = ForwardOnDevice(module_, at::cat(inputs, 0));
         for (size_t i = 0; i < batch.size(); ++i) {
           at::Tensor row = out.narrow(0, static_cast<int64_t>(i), 1);  // the caller's answer
           (void)row;
@@ -216,8 +238,10 @@ class Maas : public System {
   Maas(const maas::ModelStore& store, const std::string& model, int instances,
        maas::BatchingOptions options) {
     std::vector<std::shared_ptr<maas::Session>> sessions;
+    maas::SessionOptions session_options;
+    session_options.device = g_device;
     for (int i = 0; i < instances; ++i) {
-      auto session = maas::Session::Create(store, model);
+      auto session = maas::Session::Create(store, model, session_options);
       Check(session.status(), "Session::Create " + model);
       sessions.push_back(std::move(*session));
     }
@@ -324,7 +348,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path models_dir = argv[1], out_dir = argv[2];
-  const bool quick = argc > 3 && std::strcmp(argv[3], "--quick") == 0;
+  bool quick = false;
+  for (int i = 3; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      quick = true;
+    } else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+      g_device = c10::Device(argv[++i]);
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
   const double closed_seconds = quick ? 0.3 : 3.0;
   const double limit_seconds = quick ? 0.2 : 1.0;
   const double server_seconds = quick ? 0.3 : 2.0;
@@ -348,13 +382,15 @@ int main(int argc, char** argv) {
   std::ofstream csv(out_dir / "results.csv");
   csv << "scenario,model,system,offered_per_s,items_per_s,p50_us,p99_us,ratio_to_limit\n";
 
-  std::printf("# maas %s benchmark harness%s: %d cores, %d clients\n\n", maas::Version(),
-              quick ? " (quick mode)" : "", cores, kClients);
+  // On a GPU, instances and parallel forwards are per device, not per core.
+  const int parallelism = g_device.is_cpu() ? cores : 2;
+  std::printf("# maas %s benchmark harness%s: %d cores, %d clients, device %s\n\n", maas::Version(),
+              quick ? " (quick mode)" : "", cores, kClients, g_device.str().c_str());
   for (const ModelSpec& spec : specs) {
     maas::ModelSignature signature{{{"input", torch::kFloat32, spec.input}},
                                    {{"output", torch::kFloat32, spec.output}}};
     Check((*store)->Publish(spec.name, spec.file, signature).status(), "Publish " + spec.name);
-    torch::jit::Module module = torch::jit::load(spec.file);
+    torch::jit::Module module = torch::jit::load(spec.file, g_device);
     module.eval();
     // The limit runs the graph as maas prepares it (optimize_for_inference), so that it stays
     // the best LibTorch can do; naive and simple use the module as loaded, as users would.
@@ -372,7 +408,7 @@ int main(int argc, char** argv) {
     std::string limit_setting;
     for (int64_t batch : spec.batches) {
       at::Tensor x = example(batch);
-      for (int parallel : {1, cores}) {
+      for (int parallel : {1, parallelism}) {
         const int threads = parallel == 1 ? cores : 1;  // one forward on all cores, or one per core
         std::atomic<bool> stop{false};
         std::atomic<int64_t> calls{0};
@@ -381,9 +417,10 @@ int main(int argc, char** argv) {
           runners.emplace_back([&] {
             at::set_num_threads(threads);
             c10::InferenceMode guard;
-            for (int i = 0; i < 3; ++i) prepared.forward({x});  // warm up the executor
+            std::optional<c10::StreamGuard> stream = OwnStream();
+            for (int i = 0; i < 3; ++i) ForwardOnDevice(prepared, x);  // warm up the executor
             while (!stop) {
-              prepared.forward({x});
+              ForwardOnDevice(prepared, x);
               ++calls;
             }
           });
@@ -401,8 +438,11 @@ int main(int argc, char** argv) {
         if (items > limit) {
           limit = items;
           limit_batch = batch;
-          limit_setting = "batch " + std::to_string(batch) + ", " +
-                          (parallel == 1 ? "one forward on all cores" : "one forward per core");
+          limit_setting =
+              "batch " + std::to_string(batch) + ", " +
+              (!g_device.is_cpu() ? (parallel == 1 ? "one forward at a time" : "two streams")
+               : parallel == 1    ? "one forward on all cores"
+                                  : "one forward per core");
         }
       }
     }
@@ -420,9 +460,10 @@ int main(int argc, char** argv) {
          [&] { return std::make_unique<SimpleBatcher>(module, tuned.max_batch_size, 1); }},
         {"maas-default",
          [&] {
-           return std::make_unique<Maas>(**store, spec.name, cores, maas::BatchingOptions());
+           return std::make_unique<Maas>(**store, spec.name, parallelism, maas::BatchingOptions());
          }},
-        {"maas-tuned", [&] { return std::make_unique<Maas>(**store, spec.name, cores, tuned); }},
+        {"maas-tuned",
+         [&] { return std::make_unique<Maas>(**store, spec.name, parallelism, tuned); }},
     };
 
     std::printf("## %s (per item: input [%s])\n\nlimit: %.0f items/s (%s)\n\n", spec.name.c_str(),
