@@ -133,19 +133,25 @@ Deployment::Route Deployment::Pick(std::string_view version) {
   if (it == routes->queues.end()) {
     std::vector<int64_t> served;
     for (const auto& [v, queue] : routes->queues) served.push_back(v);
-    route.status = absl::NotFoundError(fmt::format("{} does not serve version {} (serving: {})",
-                                                   label_, version, Numbers(served)));
+    const std::string asked = std::to_string(number) == version
+                                  ? std::string(version)
+                                  : fmt::format("{} ('{}')", number, version);
+    route.status = absl::NotFoundError(
+        fmt::format("{} does not serve version {} (serving: {})", label_, asked, Numbers(served)));
     return route;
   }
   route.queue = it->second;
   return route;
 }
 
-bool Deployment::Wait(Waiting& waiting) {
+Deployment::WaitResult Deployment::Wait(Waiting& waiting) {
   bool ask = false;
   {
     MutexLock lock(&mu_);
-    if (!routes_->unloaded) return false;  // Loaded again meanwhile: route it.
+    if (!routes_->unloaded) return WaitResult::kRouteAgain;  // Loaded again meanwhile.
+    if (static_cast<int64_t>(waiting_.size()) >= options_.batching.max_queue_size) {
+      return WaitResult::kFull;
+    }
     // A timeout counts from now, not from when the request is routed after the reload.
     if (waiting.options.timeout != absl::InfiniteDuration()) {
       waiting.options.deadline =
@@ -157,7 +163,14 @@ bool Deployment::Wait(Waiting& waiting) {
     reload_asked_ = true;
   }
   if (ask) on_unloaded_request_();
-  return true;
+  return WaitResult::kWaiting;
+}
+
+absl::Status Deployment::WaitingFull() const {
+  return absl::UnavailableError(fmt::format(
+      "{} is loading again after it was unloaded for memory, and max_queue_size requests already "
+      "wait for it; retry later",
+      label_));
 }
 
 absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, RequestOptions options,
@@ -167,7 +180,9 @@ absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, RequestOptions o
     Route route = Pick(options.version);
     if (route.wait) {
       Waiting waiting{std::move(inputs), std::move(options), std::move(done)};
-      if (Wait(waiting)) return absl::OkStatus();
+      const WaitResult waited = Wait(waiting);
+      if (waited == WaitResult::kWaiting) return absl::OkStatus();
+      if (waited == WaitResult::kFull) return WaitingFull();
       inputs = std::move(waiting.inputs);
       options = std::move(waiting.options);
       done = std::move(waiting.done);
@@ -189,11 +204,29 @@ InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, RequestOptions
   while (true) {
     Route route = Pick(options.version);
     if (route.wait) {
+      absl::Time deadline = options.deadline;
+      if (options.timeout != absl::InfiniteDuration()) {
+        deadline = std::min(deadline, clock_->Now() + options.timeout);
+      }
       auto promise = std::make_shared<std::promise<InferenceResult>>();
       std::future<InferenceResult> future = promise->get_future();
       Waiting waiting{std::move(inputs), std::move(options),
                       [promise](InferenceResult result) { promise->set_value(std::move(result)); }};
-      if (Wait(waiting)) return future.get();
+      const WaitResult waited = Wait(waiting);
+      if (waited == WaitResult::kFull) return WaitingFull();
+      if (waited == WaitResult::kWaiting) {
+        if (deadline == absl::InfiniteFuture()) return future.get();
+        // Not past the deadline: the request itself is answered (DeadlineExceeded, not run)
+        // once the model is loaded, to nobody.
+        const absl::Duration left = std::max(deadline - clock_->Now(), absl::ZeroDuration());
+        if (future.wait_for(absl::ToChronoNanoseconds(left)) == std::future_status::ready) {
+          return future.get();
+        }
+        return absl::DeadlineExceededError(fmt::format(
+            "{}: the deadline passed while the model was loading again after it was unloaded "
+            "for memory",
+            label_));
+      }
       inputs = std::move(waiting.inputs);
       options = std::move(waiting.options);
       continue;
@@ -212,11 +245,22 @@ InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, RequestOptions
 
 void Deployment::SetOptions(DeployOptions options) {
   MutexLock lock(&mu_);
-  if (!SameServing(options, options_)) reload_all_ = true;
+  const bool reload = !SameServing(options, options_);
   options_ = std::move(options);
   for (auto it = versions_.begin(); it != versions_.end();) {
-    it = it->second.state == ModelState::kFailed ? versions_.erase(it) : std::next(it);
+    Version& v = it->second;
+    if (v.state == ModelState::kFailed) {
+      it = versions_.erase(it);
+      continue;
+    }
+    if (reload && v.queue != nullptr) v.stale = true;
+    v.stale_error.clear();
+    ++it;
   }
+}
+
+absl::Status Deployment::CheckPolicy(const ModelStore& store, const VersionPolicy& policy) const {
+  return Resolve(store, policy).status();
 }
 
 void Deployment::SetState(int64_t version, ModelState state, std::string reason) {
@@ -306,11 +350,9 @@ absl::StatusOr<std::shared_ptr<ModelQueue>> Deployment::Load(const ModelStore& s
 
 absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
   DeployOptions options;
-  bool reload_all = false;
   {
     MutexLock lock(&mu_);
     options = options_;
-    reload_all = reload_all_;
   }
   absl::StatusOr<Target> target = Resolve(store, options.policy);
   if (!target.ok()) {
@@ -319,23 +361,56 @@ absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
     last_refresh_ = clock_->Now();
     return target.status();
   }
+  return ApplyTarget(store, reserve, options, *target);
+}
 
-  // Load what the target adds (everything, when the options changed), one version at a time.
+absl::Status Deployment::Restore(const ModelStore& store, Reserve reserve) {
+  DeployOptions options;
+  Target target;
+  {
+    MutexLock lock(&mu_);
+    options = options_;
+    for (const auto& [version, v] : versions_) {
+      if (v.state == ModelState::kUnloaded) target.versions.push_back(version);
+    }
+    double previous = 0;
+    for (const auto& [version, cumulative] : unloaded_split_) {
+      target.split.emplace_back(version, cumulative - previous);
+      previous = cumulative;
+    }
+    target.aliases = routes_->aliases;
+  }
+  if (target.versions.empty()) return Apply(store, reserve);
+  return ApplyTarget(store, reserve, options, target);
+}
+
+absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
+                                     const DeployOptions& options, const Target& target_in) {
+  const Target* target = &target_in;
+  // Load what the target adds, and reload what new options made stale, one version at a time.
   std::map<int64_t, std::shared_ptr<ModelQueue>> fresh;
   std::map<int64_t, int64_t> fresh_bytes;
   absl::Status first_error;
+  auto note = [&first_error](absl::Status status) {
+    if (first_error.ok()) first_error = std::move(status);
+  };
   for (int64_t version : target->versions) {
     {
       MutexLock lock(&mu_);
       auto it = versions_.find(version);
       if (it != versions_.end()) {
         const Version& v = it->second;
-        if (v.state == ModelState::kReady && !reload_all) continue;
+        if (v.state == ModelState::kReady && !v.stale) continue;
+        if (v.state == ModelState::kReady && !v.stale_error.empty()) {
+          note(absl::FailedPreconditionError(
+              fmt::format("{} version {} serves with its previous options: loading it with the "
+                          "new ones failed: {}",
+                          label_, version, v.stale_error)));
+          continue;
+        }
         if (v.state == ModelState::kFailed && !v.retry) {
-          if (first_error.ok()) {
-            first_error = absl::FailedPreconditionError(
-                fmt::format("{} version {} failed to load earlier: {}", label_, version, v.reason));
-          }
+          note(absl::FailedPreconditionError(
+              fmt::format("{} version {} failed to load earlier: {}", label_, version, v.reason)));
           continue;
         }
       }
@@ -346,15 +421,21 @@ absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
     int64_t bytes = 0;
     absl::StatusOr<std::shared_ptr<ModelQueue>> queue =
         Load(store, version, options, reserve, &bytes);
+    MutexLock lock(&mu_);
     if (queue.ok()) {
       fresh[version] = *std::move(queue);
       fresh_bytes[version] = bytes;
+      pending_bytes_ += bytes;  // Counted by the budget from now on.
       continue;
     }
-    if (first_error.ok()) first_error = queue.status();
-    MutexLock lock(&mu_);
+    note(queue.status());
     Version& v = versions_[version];
-    if (v.state == ModelState::kReady) continue;  // Reloading with new options: keep the old.
+    if (v.state == ModelState::kReady) {  // Reloading with new options: keep the old.
+      if (!absl::IsResourceExhausted(queue.status())) {
+        v.stale_error = std::string(queue.status().message());
+      }
+      continue;
+    }
     SetState(version, ModelState::kFailed, std::string(queue.status().message()));
     v.retry = absl::IsResourceExhausted(queue.status());
   }
@@ -414,8 +495,10 @@ absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
       v.queue = queue;
       v.memory_bytes = fresh_bytes[version];
       v.retry = false;
+      v.stale = false;
       if (v.state != ModelState::kReady) SetState(version, ModelState::kReady, "");
     }
+    pending_bytes_ = 0;
     for (auto it = versions_.begin(); it != versions_.end();) {
       Version& v = it->second;
       const bool targeted =
@@ -431,7 +514,6 @@ absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
       }
     }
     routes_ = std::move(routes);
-    reload_all_ = false;
     last_error_ = first_error.ok() ? "" : std::string(first_error.message());
     last_refresh_ = clock_->Now();
   }
@@ -468,6 +550,7 @@ void Deployment::Unload(const std::string& reason) {
     auto routes = std::make_shared<Routes>();
     routes->unloaded = true;
     routes->aliases = routes_->aliases;
+    unloaded_split_ = routes_->split;  // Restore brings back exactly what served.
     routes_ = std::move(routes);
     for (auto& [version, v] : versions_) {
       if (v.queue == nullptr) continue;
@@ -545,6 +628,10 @@ ModelStatus Deployment::Describe() const {
     vs.version = version;
     vs.state = v.state;
     vs.reason = v.reason;
+    if (!v.stale_error.empty()) {
+      vs.reason =
+          "serves with its previous options; loading it with the new ones failed: " + v.stale_error;
+    }
     vs.since = v.since;
     vs.memory_bytes = v.memory_bytes;
     for (const auto& [alias, target] : routes_->aliases) {
@@ -563,7 +650,7 @@ ModelStatus Deployment::Describe() const {
 
 int64_t Deployment::memory_bytes() const {
   MutexLock lock(&mu_);
-  int64_t bytes = 0;
+  int64_t bytes = pending_bytes_;
   for (const auto& [version, v] : versions_) bytes += v.memory_bytes;
   return bytes;
 }

@@ -68,10 +68,16 @@ class Deployment {
   // Replaces the options; the next Apply reloads every version when they change how versions
   // are loaded or batched. Clears the failures so that failed versions are tried again.
   void SetOptions(DeployOptions options);
+  // Whether `policy` resolves against the store (its versions and aliases exist).
+  absl::Status CheckPolicy(const ModelStore& store, const VersionPolicy& policy) const;
   // Brings the served versions in line with the policy and the store: loads what it newly
-  // names, switches the routes, unloads what it no longer names. Returns the first error; what
-  // served before keeps serving in place of a version that failed.
+  // names (and reloads what new options made stale), switches the routes, unloads what it no
+  // longer names. Returns the first error; what served before keeps serving in place of a
+  // version that failed.
   absl::Status Apply(const ModelStore& store, Reserve reserve);
+  // After Unload: loads again exactly the versions that served, with the same split (Apply
+  // follows the policy on the next refresh); Apply when there is nothing to restore.
+  absl::Status Restore(const ModelStore& store, Reserve reserve);
   // Unloads every version (memory budget); requests then wait for Apply.
   void Unload(const std::string& reason);
   // Re-routes the requests that waited for a reload after Apply, or answers them with
@@ -97,7 +103,9 @@ class Deployment {
     absl::Time since;
     std::shared_ptr<ModelQueue> queue;  // While ready (or being unloaded).
     int64_t memory_bytes = 0;
-    bool retry = false;  // kFailed for a passing reason (memory budget): try again on Apply.
+    bool retry = false;       // kFailed for a passing reason (memory budget): try again on Apply.
+    bool stale = false;       // Ready, but loaded with options that changed since.
+    std::string stale_error;  // Why reloading it with the new options failed (not retried).
   };
   // Where the store says the policy points.
   struct Target {
@@ -118,9 +126,15 @@ class Deployment {
     bool wait = false;    // Unloaded for memory: wait for a reload.
   };
 
+  enum class WaitResult { kWaiting, kRouteAgain, kFull };
+
   Route Pick(std::string_view version);
-  // Queues `waiting` for a reload, unless the routes changed meanwhile (then false).
-  bool Wait(Waiting& waiting);
+  // Queues `waiting` for a reload (kWaiting), unless the routes changed meanwhile (kRouteAgain:
+  // `waiting` is left as it was) or max_queue_size requests already wait (kFull).
+  WaitResult Wait(Waiting& waiting);
+  absl::Status WaitingFull() const;
+  absl::Status ApplyTarget(const ModelStore& store, Reserve reserve, const DeployOptions& options,
+                           const Target& target);
   absl::StatusOr<Target> Resolve(const ModelStore& store, const VersionPolicy& policy) const;
   absl::StatusOr<std::shared_ptr<ModelQueue>> Load(const ModelStore& store, int64_t version,
                                                    const DeployOptions& options, Reserve reserve,
@@ -144,7 +158,10 @@ class Deployment {
   mutable Mutex mu_;
   std::shared_ptr<const Routes> routes_ ABSL_GUARDED_BY(mu_);
   DeployOptions options_ ABSL_GUARDED_BY(mu_);
-  bool reload_all_ ABSL_GUARDED_BY(mu_) = false;  // Options changed since the last Apply.
+  // Bytes of versions loaded by the running Apply and not yet published in versions_.
+  int64_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // The split when the model was unloaded for memory, for Restore.
+  std::vector<std::pair<int64_t, double>> unloaded_split_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, Version> versions_ ABSL_GUARDED_BY(mu_);
   std::vector<Waiting> waiting_ ABSL_GUARDED_BY(mu_);
   bool reload_asked_ ABSL_GUARDED_BY(mu_) = false;

@@ -11,7 +11,10 @@
 namespace maas::internal {
 
 Lifecycle::Lifecycle(absl::Duration interval, absl::AnyInvocable<void()> periodic)
-    : interval_(interval), periodic_(std::move(periodic)), thread_([this] { Loop(); }) {}
+    : interval_(interval),
+      periodic_(std::move(periodic)),
+      thread_([this] { Loop(); }),
+      thread_id_(thread_.get_id()) {}
 
 Lifecycle::~Lifecycle() { Stop(); }
 

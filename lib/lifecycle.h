@@ -48,7 +48,7 @@ class Lifecycle {
   void Post(Task task);
 
   // Whether the caller is the lifecycle thread.
-  bool OnThread() const { return std::this_thread::get_id() == thread_.get_id(); }
+  bool OnThread() const { return std::this_thread::get_id() == thread_id_; }
 
  private:
   void Loop();
@@ -59,8 +59,9 @@ class Lifecycle {
   CondVar changed_;
   std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  Mutex stop_mu_;       // Serializes Stop.
-  std::thread thread_;  // Last: started once the members above exist.
+  Mutex stop_mu_;                    // Serializes Stop.
+  std::thread thread_;               // Started once the members above exist.
+  const std::thread::id thread_id_;  // Kept apart: Stop's join resets thread_.
 };
 
 }  // namespace maas::internal

@@ -137,12 +137,17 @@ absl::Status Server::Deploy(std::string_view name, DeployOptions options) {
         MAAS_RETURN_IF_ERROR(store_->Versions(name).status());
         std::shared_ptr<internal::Deployment> deployment = Find(name);
         if (deployment != nullptr) {
+          // A redeploy whose policy does not resolve changes nothing.
+          MAAS_RETURN_IF_ERROR(deployment->CheckPolicy(*store_, options.policy));
           deployment->SetOptions(std::move(options));
         } else {
+          // The reload callback finds the deployment through a weak pointer: a stale reload
+          // task must not act on a later deployment of the same name.
+          auto self = std::make_shared<std::weak_ptr<internal::Deployment>>();
           deployment = std::make_shared<internal::Deployment>(
-              name, std::move(options), options_.clock, cores_.get(), [this, name] {
-                lifecycle_->Post([this, name](bool run) {
-                  std::shared_ptr<internal::Deployment> d = Find(name);
+              name, std::move(options), options_.clock, cores_.get(), [this, self] {
+                lifecycle_->Post([this, self](bool run) {
+                  std::shared_ptr<internal::Deployment> d = self->lock();
                   if (d == nullptr) return;
                   if (!run) {
                     d->ReleaseWaiting(absl::CancelledError("the server is shutting down"));
@@ -151,6 +156,7 @@ absl::Status Server::Deploy(std::string_view name, DeployOptions options) {
                   Reload(d);
                 });
               });
+          *self = deployment;
           internal::MutexLock lock(&mu_);
           models_.emplace(name, deployment);
         }
@@ -204,8 +210,11 @@ absl::Status Server::RefreshAll() {
 void Server::Reload(const std::shared_ptr<internal::Deployment>& deployment) {
   internal::Deployment* self = deployment.get();
   absl::Status loaded =
-      deployment->Apply(*store_, [this, self](int64_t bytes) { return Reserve(bytes, self); });
-  if (loaded.ok() && deployment->unloaded()) {
+      deployment->Restore(*store_, [this, self](int64_t bytes) { return Reserve(bytes, self); });
+  // A partial failure (one version of several) still serves the waiting requests.
+  if (!deployment->unloaded()) {
+    loaded = absl::OkStatus();
+  } else if (loaded.ok()) {
     loaded = absl::UnavailableError("no version of the policy could be loaded");
   }
   deployment->ReleaseWaiting(loaded);
@@ -219,26 +228,35 @@ absl::Status Server::Reserve(int64_t bytes, const internal::Deployment* requeste
     internal::MutexLock lock(&mu_);
     for (const auto& [name, deployment] : models_) deployments.push_back(deployment);
   }
-  int64_t used = 0;
-  for (const auto& deployment : deployments) used += deployment->memory_bytes();
-  while (used + bytes > budget) {
-    std::shared_ptr<internal::Deployment> victim;
-    std::vector<std::string> busy;
-    for (const auto& deployment : deployments) {
-      if (deployment.get() == requester || deployment->memory_bytes() == 0) continue;
-      if (!deployment->Idle()) {
-        busy.push_back(deployment->name());
-        continue;
-      }
-      if (victim == nullptr || deployment->last_used() < victim->last_used()) victim = deployment;
+  // What is in use, and what unloading every idle model but the requester would free.
+  int64_t used = 0, freeable = 0;
+  std::vector<std::string> busy;
+  std::vector<std::pair<absl::Time, std::shared_ptr<internal::Deployment>>> idle;
+  for (const auto& deployment : deployments) {
+    const int64_t bytes_in_use = deployment->memory_bytes();
+    used += bytes_in_use;
+    if (deployment.get() == requester || bytes_in_use == 0) continue;
+    if (deployment->Idle()) {
+      freeable += bytes_in_use;
+      idle.emplace_back(deployment->last_used(), deployment);
+    } else {
+      busy.push_back(deployment->name());
     }
-    if (victim == nullptr) {
-      return absl::ResourceExhaustedError(fmt::format(
-          "memory budget of {} bytes: {} in use, {} more needed for model '{}', and no idle model "
-          "can be unloaded (busy: {})",
-          budget, used, bytes, requester->name(),
-          busy.empty() ? "none" : absl::StrJoin(busy, ", ")));
-    }
+  }
+  if (used + bytes <= budget) return absl::OkStatus();
+  if (used - freeable + bytes > budget) {
+    // Unloading would not make room: unload nothing.
+    return absl::ResourceExhaustedError(fmt::format(
+        "memory budget of {} bytes: {} in use, {} more needed for model '{}'; unloading every "
+        "idle model would free only {} (busy models: {})",
+        budget, used, bytes, requester->name(), freeable,
+        busy.empty() ? "none" : absl::StrJoin(busy, ", ")));
+  }
+  // Least recently used first.
+  std::sort(idle.begin(), idle.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [last_used, victim] : idle) {
+    if (used + bytes <= budget) break;
     used -= victim->memory_bytes();
     victim->Unload(fmt::format("unloaded to make room for model '{}' (memory budget {} bytes)",
                                requester->name(), budget));
@@ -280,7 +298,7 @@ std::future<InferenceResult> Server::Submit(std::string_view name, std::vector<a
 
 InferenceResult Server::Infer(std::string_view name, std::vector<at::Tensor> inputs,
                               RequestOptions options) {
-  if (internal::InSchedulerWorker()) {
+  if (internal::InSchedulerWorker() || lifecycle_->OnThread()) {
     return absl::FailedPreconditionError(
         "Infer called from a completion callback (a worker thread) would block it; use Submit "
         "with a callback there");

@@ -473,11 +473,87 @@ TEST_F(ServerTest, TheMemoryBudgetUnloadsTheLeastRecentlyUsedIdleModel) {
   EXPECT_EQ(server->Describe("c")->versions[0].state, ModelState::kReady);
   EXPECT_EQ(Tag(server->Infer("a", {Rows(1)})), 1);
 
-  // A model that cannot fit at all is refused.
+  // A model that cannot fit at all is refused, and nothing is unloaded for it.
   PublishHeavy("huge", 1, /*megabytes=*/12);
   absl::Status huge = server->Deploy("huge");
   EXPECT_TRUE(absl::IsResourceExhausted(huge)) << huge;
   EXPECT_THAT(Message(huge), HasSubstr("memory budget"));
+  EXPECT_EQ(server->Describe("a")->versions[0].state, ModelState::kReady);
+  EXPECT_EQ(server->Describe("c")->versions[0].state, ModelState::kUnloaded);
+  EXPECT_EQ(server->Describe("b")->versions[0].state, ModelState::kReady);
+}
+
+TEST_F(ServerTest, TheMemoryBudgetCountsEveryVersionOfOneLoad) {
+  PublishHeavy("m", 1, /*megabytes=*/4);
+  PublishHeavy("m", 2, /*megabytes=*/4);
+  ServerOptions options;
+  options.memory_budget_bytes = 6 << 20;  // One version, not two.
+  auto server = NewServer(options);
+  absl::Status deployed = server->Deploy("m", {VersionPolicy::Latest(2)});
+  EXPECT_TRUE(absl::IsResourceExhausted(deployed)) << deployed;
+  absl::StatusOr<ModelStatus> status = server->Describe("m");
+  ASSERT_TRUE(status.ok());
+  int64_t loaded = 0;
+  for (const VersionStatus& v : status->versions) loaded += v.memory_bytes;
+  EXPECT_LE(loaded, options.memory_budget_bytes);
+  EXPECT_EQ(FindVersion(*status, 1)->state, ModelState::kReady);
+  EXPECT_EQ(FindVersion(*status, 2)->state, ModelState::kFailed);
+  EXPECT_EQ(Tag(server->Infer("m", {Rows(1)})), 1) << "the version that fits serves";
+}
+
+TEST_F(ServerTest, AModelUnloadedForMemoryComesBackAsItServedDespiteABrokenVersion) {
+  PublishHeavy("a", 1, /*megabytes=*/4);
+  ASSERT_EQ(PublishScript("a", kThrowingModel), 2);
+  ASSERT_TRUE(store_->SetAlias("a", "stable", 1).ok());
+  ASSERT_TRUE(store_->SetAlias("a", "canary", 2).ok());
+  PublishHeavy("b", 1, /*megabytes=*/4);
+  PublishHeavy("c", 1, /*megabytes=*/4);
+  ServerOptions options;
+  options.memory_budget_bytes = 10 << 20;
+  auto server = NewServer(options);
+  // The canary fails to load; the stable version serves all unnamed requests.
+  EXPECT_FALSE(server->Deploy("a", {VersionPolicy::Canary("stable", "canary", 50)}).ok());
+  ASSERT_TRUE(server->Deploy("b").ok());
+  EXPECT_EQ(Tag(server->Infer("b", {Rows(1)})), 1);
+  ASSERT_TRUE(server->Deploy("c").ok());  // Unloads a, the least recently used.
+  ASSERT_EQ(FindVersion(*server->Describe("a"), 1)->state, ModelState::kUnloaded);
+
+  // Its next requests load version 1 again and are answered, whatever version 2 does.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Tag(server->Infer("a", {Rows(1)})), 1);
+  EXPECT_EQ(FindVersion(*server->Describe("a"), 1)->state, ModelState::kReady);
+}
+
+TEST_F(ServerTest, ARedeployThatCannotLoadKeepsServingWithThePreviousOptions) {
+  PublishNext("m");
+  auto server = NewServer();
+  ASSERT_TRUE(server->Deploy("m").ok());
+  DeployOptions options;
+  options.session.intra_op_threads = 100000;  // Session::Create refuses it.
+  absl::Status redeploy = server->Deploy("m", options);
+  EXPECT_TRUE(absl::IsInvalidArgument(redeploy)) << redeploy;
+  EXPECT_EQ(Tag(server->Infer("m", {Rows(1)})), 1);
+  absl::StatusOr<ModelStatus> status = server->Describe("m");
+  ASSERT_TRUE(status.ok());
+  ASSERT_EQ(status->versions.size(), 1u);
+  EXPECT_EQ(status->versions[0].state, ModelState::kReady);
+  EXPECT_THAT(status->versions[0].reason, HasSubstr("previous options"));
+  EXPECT_THAT(Message(server->Refresh()), HasSubstr("previous options"));
+  // Deploying again with options that load clears it.
+  ASSERT_TRUE(server->Deploy("m").ok());
+  EXPECT_TRUE(server->Describe("m")->versions[0].reason.empty());
+}
+
+TEST_F(ServerTest, ARedeployWhosePolicyDoesNotResolveChangesNothing) {
+  PublishNext("m");
+  auto server = NewServer();
+  ASSERT_TRUE(server->Deploy("m").ok());
+  absl::Status redeploy = server->Deploy("m", {VersionPolicy::Specific({"nope"})});
+  EXPECT_TRUE(absl::IsNotFound(redeploy)) << redeploy;
+  absl::StatusOr<ModelStatus> status = server->Describe("m");
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->policy, VersionPolicy::Latest());
+  EXPECT_TRUE(server->Refresh().ok());
+  EXPECT_EQ(Tag(server->Infer("m", {Rows(1)})), 1);
 }
 
 // --- CUDA: run where a GPU is visible, skipped with the reason elsewhere ---------------------
