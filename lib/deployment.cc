@@ -20,14 +20,6 @@
 namespace maas::internal {
 namespace {
 
-// Answers one request outside every lock; an exception from the callback is dropped.
-void Answer(InferenceCallback& done, InferenceResult result) {
-  try {
-    std::move(done)(std::move(result));
-  } catch (...) {
-  }
-}
-
 // A uniform draw in [0, 1) from a generator of the calling thread's own.
 double Uniform() {
   thread_local std::minstd_rand generator(

@@ -12,15 +12,15 @@
 #include "torch_errors.h"
 
 namespace maas::internal {
-namespace {
 
-// Answers one request. Never under a library lock; an exception from the callback is dropped.
 void Answer(InferenceCallback& done, InferenceResult result) {
   try {
     std::move(done)(std::move(result));
   } catch (...) {
   }
 }
+
+namespace {
 
 std::string Millis(absl::Duration d) {
   return fmt::format("{:.3f} ms", absl::ToDoubleMilliseconds(d));

@@ -62,6 +62,10 @@ struct Request {
 // Scheduler::AddModel and Server::Deploy.
 absl::Status ValidateBatchingOptions(const BatchingOptions& options);
 
+// Answers one request: calls `done` once. Call it outside every library lock; an exception from
+// the callback is dropped.
+void Answer(InferenceCallback& done, InferenceResult result);
+
 // Whether the calling thread is a Scheduler worker (completion callbacks run there).
 bool InSchedulerWorker();
 

@@ -648,6 +648,28 @@ TEST_F(ServerTest, ConcurrentSwapsUnderLoadFailNoRequestAndMixNoVersions) {
   EXPECT_TRUE(status->versions[0].stats.failures.empty());
 }
 
+TEST_F(ServerTest, ConcurrentDescribeSeesAVersionLoadingThenReady) {
+  PublishHeavy("big", 1, /*megabytes=*/32);  // Slow enough to load that a poller sees it.
+  auto server = NewServer();
+  std::atomic<bool> deployed{false}, saw_loading{false};
+  std::thread poller([&] {
+    while (!deployed.load()) {
+      absl::StatusOr<ModelStatus> status = server->Describe("big");
+      if (status.ok() && !status->versions.empty() &&
+          status->versions[0].state == ModelState::kLoading) {
+        saw_loading = true;
+        EXPECT_FALSE(status->ready);
+        EXPECT_EQ(ModelStateName(status->versions[0].state), "loading");
+      }
+    }
+  });
+  EXPECT_TRUE(server->Deploy("big").ok());
+  deployed = true;
+  poller.join();
+  EXPECT_TRUE(saw_loading.load());
+  EXPECT_EQ(server->Describe("big")->versions[0].state, ModelState::kReady);
+}
+
 TEST_F(ServerTest, ConcurrentUndeployFinishesTheRequestsItAccepted) {
   // Slow enough that requests pile up behind one instance.
   PublishScript("slow", R"(
