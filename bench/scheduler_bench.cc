@@ -87,11 +87,12 @@ LoadResult ClosedLoop(int clients, double seconds, const std::function<void(int)
 }
 
 // Each of `clients` threads keeps up to `window` batch-1 requests in flight through
-// Scheduler::Submit with a callback, for `seconds`, refilling when half of them are answered
-// (as an asynchronous front end would; waking a client per answer would cost more than the
-// inference on 2 cores). Latency: Submit to callback.
-LoadResult PipelinedLoad(maas::Scheduler& scheduler, const std::string& model, int clients,
-                         int window, double seconds, const at::Tensor& input) {
+// Submit with a callback (of a Scheduler or a Server), for `seconds`, refilling when half of
+// them are answered (as an asynchronous front end would; waking a client per answer would cost
+// more than the inference on 2 cores). Latency: Submit to callback.
+template <typename Target>
+LoadResult PipelinedLoad(Target& scheduler, const std::string& model, int clients, int window,
+                         double seconds, const at::Tensor& input) {
   struct Client {
     std::mutex mu;
     std::condition_variable cv;
@@ -271,6 +272,14 @@ int main(int argc, char** argv) {
   LoadResult maas_pipelined =
       PipelinedLoad(**scheduler, "mlp-tuned", clients, window, seconds, one);
   maas::ModelStats tuned_stats = *(*scheduler)->Stats("mlp-tuned");
+  // The same through a Server (version routing in front of the same batching).
+  auto server = maas::Server::Create(dir / "store");
+  Check(server.status(), "Server::Create");
+  maas::DeployOptions deploy;
+  deploy.instances_per_device = cores;
+  deploy.batching = tuned;
+  Check((*server)->Deploy("mlp", deploy), "Deploy");
+  LoadResult server_pipelined = PipelinedLoad(**server, "mlp", clients, window, seconds, one);
   double mean_batch = stats.batches ? static_cast<double>(stats.items) / stats.batches : 0;
 
   const double best_naive = std::max(naive_default.items_per_second, naive_sane.items_per_second);
@@ -290,6 +299,7 @@ int main(int argc, char** argv) {
       static_cast<long long>(limit_batch), window, maas_pipelined.items_per_second,
       maas_pipelined.p50_us, maas_pipelined.p99_us, maas_pipelined.items_per_second / limit,
       maas_pipelined.items_per_second / best_naive);
+  row("the same through a Server", server_pipelined);
   std::printf(
       "\nmean batch: %.1f items blocking (max 64), %.1f items pipelined (max %lld)\n\n", mean_batch,
       tuned_stats.batches ? static_cast<double>(tuned_stats.items) / tuned_stats.batches : 0,
@@ -297,8 +307,6 @@ int main(int argc, char** argv) {
 
   // 4 and 5: one client, closed loop, interleaved blocks of Session::Run, Scheduler::Infer,
   // Scheduler::Submit().get() and Server::Infer (the same path behind a version routing table).
-  auto server = maas::Server::Create(dir / "store");
-  Check(server.status(), "Server::Create");
   struct Lone {
     double run_us, infer_us, submit_us, server_us;
   };
