@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_join.h"
 #include "fmt/core.h"
@@ -46,12 +47,12 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions op
   return std::unique_ptr<Scheduler>(new Scheduler(std::move(clock), cores));
 }
 
-absl::Status Scheduler::AddModel(std::string_view name,
-                                 std::vector<std::shared_ptr<Session>> instances,
-                                 BatchingOptions options) {
+absl::StatusOr<std::shared_ptr<internal::ModelQueue>> Scheduler::MakeQueue(
+    std::string_view name, std::vector<std::shared_ptr<Session>> instances, BatchingOptions options,
+    std::string_view verb) const {
   if (absl::Status s = internal::ValidateModelName(name); !s.ok()) return s;
   auto invalid = [&](const std::string& why) {
-    return absl::InvalidArgumentError(fmt::format("cannot add model '{}': {}", name, why));
+    return absl::InvalidArgumentError(fmt::format("cannot {} model '{}': {}", verb, name, why));
   };
   if (instances.empty()) return invalid("no instances given");
   for (size_t i = 0; i < instances.size(); ++i) {
@@ -66,20 +67,56 @@ absl::Status Scheduler::AddModel(std::string_view name,
   if (absl::Status s = internal::ValidateBatchingOptions(options); !s.ok()) {
     return invalid(std::string(s.message()));
   }
+  return std::make_shared<internal::ModelQueue>(fmt::format("model '{}'", name),
+                                                std::move(instances), std::move(options), clock_,
+                                                cores_.get());
+}
 
+absl::Status Scheduler::AddModel(std::string_view name,
+                                 std::vector<std::shared_ptr<Session>> instances,
+                                 BatchingOptions options) {
+  absl::StatusOr<std::shared_ptr<internal::ModelQueue>> queue =
+      MakeQueue(name, std::move(instances), std::move(options), "add");
+  if (!queue.ok()) return queue.status();
   internal::MutexLock lock(&mu_);
   if (models_.find(name) != models_.end()) {
     return absl::AlreadyExistsError(fmt::format("model '{}' is already served", name));
   }
-  auto queue =
-      std::make_shared<internal::ModelQueue>(fmt::format("model '{}'", name), std::move(instances),
-                                             std::move(options), clock_, cores_.get());
-  queue->Start();
-  models_.emplace(std::string(name), std::move(queue));
+  (*queue)->Start();
+  models_.emplace(std::string(name), *std::move(queue));
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::ReplaceModel(std::string_view name,
+                                     std::vector<std::shared_ptr<Session>> instances,
+                                     BatchingOptions options) {
+  if (internal::InSchedulerWorker()) {
+    return absl::FailedPreconditionError(
+        "ReplaceModel called from a completion callback would wait for its own worker thread");
+  }
+  absl::StatusOr<std::shared_ptr<internal::ModelQueue>> queue =
+      MakeQueue(name, std::move(instances), std::move(options), "replace");
+  if (!queue.ok()) return queue.status();
+  std::shared_ptr<internal::ModelQueue> old;
+  {
+    internal::MutexLock lock(&mu_);
+    auto it = models_.find(name);
+    if (it == models_.end()) {
+      return absl::NotFoundError(fmt::format("model '{}' is not served", name));
+    }
+    (*queue)->Start();
+    old = std::exchange(it->second, *std::move(queue));
+  }
+  // Requests that found the old queue closed are handed back and routed to the new one.
+  old->Stop(/*drain=*/true);
   return absl::OkStatus();
 }
 
 absl::Status Scheduler::RemoveModel(std::string_view name) {
+  if (internal::InSchedulerWorker()) {
+    return absl::FailedPreconditionError(
+        "RemoveModel called from a completion callback would wait for its own worker thread");
+  }
   std::shared_ptr<internal::ModelQueue> queue;
   {
     internal::MutexLock lock(&mu_);
@@ -94,6 +131,13 @@ absl::Status Scheduler::RemoveModel(std::string_view name) {
   return absl::OkStatus();
 }
 
+absl::Status Scheduler::NotServed(std::string_view name) const {
+  std::vector<std::string> served = Models();
+  return absl::NotFoundError(fmt::format("model '{}' is not served by this scheduler (served: {})",
+                                         name,
+                                         served.empty() ? "none" : absl::StrJoin(served, ", ")));
+}
+
 std::shared_ptr<internal::ModelQueue> Scheduler::Find(std::string_view name) const {
   internal::MutexLock lock(&mu_);
   auto it = models_.find(name);
@@ -103,19 +147,21 @@ std::shared_ptr<internal::ModelQueue> Scheduler::Find(std::string_view name) con
 absl::Status Scheduler::Submit(std::string_view name, std::vector<at::Tensor> inputs,
                                RequestOptions options, InferenceCallback done) {
   if (!done) return absl::InvalidArgumentError("Submit needs a completion callback");
-  std::shared_ptr<internal::ModelQueue> queue = Find(name);
-  if (queue == nullptr) {
-    std::vector<std::string> served = Models();
-    return absl::NotFoundError(
-        fmt::format("model '{}' is not served by this scheduler (served: {})", name,
-                    served.empty() ? "none" : absl::StrJoin(served, ", ")));
-  }
   if (!options.version.empty()) return VersionRefused(name, options.version);
-  absl::StatusOr<std::unique_ptr<internal::Request>> request =
-      queue->Prepare(std::move(inputs), options);
-  if (!request.ok()) return request.status();
-  (*request)->done = std::move(done);
-  return queue->Enqueue(&*request);
+  // Loops only when the queue found was closed in between (ReplaceModel, RemoveModel): the
+  // request comes back and goes to what serves the name now.
+  while (true) {
+    std::shared_ptr<internal::ModelQueue> queue = Find(name);
+    if (queue == nullptr) return NotServed(name);
+    absl::StatusOr<std::unique_ptr<internal::Request>> request =
+        queue->Prepare(std::move(inputs), options);
+    if (!request.ok()) return request.status();
+    (*request)->done = std::move(done);
+    absl::Status queued = queue->Enqueue(&*request);
+    if (*request == nullptr) return queued;
+    inputs = std::move((*request)->inputs);
+    done = std::move((*request)->done);
+  }
 }
 
 std::future<InferenceResult> Scheduler::Submit(std::string_view name,
@@ -138,13 +184,17 @@ InferenceResult Scheduler::Infer(std::string_view name, std::vector<at::Tensor> 
         "Infer called from a completion callback (a scheduler worker thread) would block it; "
         "use Submit with a callback there");
   }
-  std::shared_ptr<internal::ModelQueue> queue = Find(name);
-  if (queue == nullptr) return Submit(name, std::move(inputs), options).get();  // NotFound
   if (!options.version.empty()) return VersionRefused(name, options.version);
-  absl::StatusOr<std::unique_ptr<internal::Request>> request =
-      queue->Prepare(std::move(inputs), options);
-  if (!request.ok()) return request.status();
-  return queue->Infer(&*request);
+  while (true) {  // As in Submit.
+    std::shared_ptr<internal::ModelQueue> queue = Find(name);
+    if (queue == nullptr) return NotServed(name);
+    absl::StatusOr<std::unique_ptr<internal::Request>> request =
+        queue->Prepare(std::move(inputs), options);
+    if (!request.ok()) return request.status();
+    InferenceResult result = queue->Infer(&*request);
+    if (*request == nullptr) return result;
+    inputs = std::move((*request)->inputs);
+  }
 }
 
 absl::StatusOr<ModelStats> Scheduler::Stats(std::string_view name) const {

@@ -628,5 +628,65 @@ TEST_F(SchedulerTest, NonBatchableModelsRunOneRequestAtATime) {
   EXPECT_EQ(scheduler->Stats("t")->batches, 2);
 }
 
+TEST_F(SchedulerTest, ConcurrentReplaceModelSwapsInstancesUnderLoadWithoutFailures) {
+  // Three versions of a model that answers with its version number.
+  std::vector<std::shared_ptr<Session>> versions;
+  for (int v = 1; v <= 3; ++v) {
+    fs::path file = dir_.path() / ("tagged-" + std::to_string(v) + ".pt");
+    testing::SaveTaggedModel(file, static_cast<float>(v));
+    ASSERT_TRUE(store_->Publish("tagged", file, testing::TaggedSignature()).ok());
+    absl::StatusOr<std::unique_ptr<Session>> session = Session::Create(*store_, "tagged", [&] {
+      SessionOptions options;
+      options.version = std::to_string(v);
+      return options;
+    }());
+    ASSERT_TRUE(session.ok()) << session.status();
+    versions.push_back(std::move(*session));
+  }
+  auto scheduler = Scheduler::Create();
+  ASSERT_TRUE(scheduler.ok());
+  ASSERT_TRUE((*scheduler)->AddModel("tagged", {versions[0], versions[0]}).ok());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> answers{0}, failures{0}, went_back{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      float newest = 0;
+      for (int i = 0; !stop.load(); ++i) {
+        at::Tensor x = torch::ones({1 + (i + c) % 3, 2});
+        InferenceResult y = i % 2 == 0 ? (*scheduler)->Infer("tagged", {x})
+                                       : (*scheduler)->Submit("tagged", {x}).get();
+        if (!y.ok() || y->front().size(0) != x.size(0)) {
+          ++failures;
+          continue;
+        }
+        const float tag = y->front()[0][0].item<float>();
+        if (!torch::equal(y->front(), torch::full_like(x, tag))) ++failures;
+        if (tag < newest) ++went_back;
+        newest = std::max(newest, tag);
+        ++answers;
+      }
+    });
+  }
+  auto wait_for_answers = [&](int n) {
+    const absl::Time give_up = absl::Now() + absl::Minutes(1);
+    while (answers.load() < n && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
+  };
+  wait_for_answers(50);
+  ASSERT_TRUE((*scheduler)->ReplaceModel("tagged", {versions[1]}).ok());
+  wait_for_answers(answers.load() + 50);
+  ASSERT_TRUE((*scheduler)->ReplaceModel("tagged", {versions[2], versions[2]}).ok());
+  wait_for_answers(answers.load() + 50);
+  stop = true;
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(went_back.load(), 0);
+  EXPECT_EQ((*scheduler)->Infer("tagged", {torch::ones({1, 2})})->front()[0][0].item<float>(), 3);
+
+  EXPECT_TRUE(absl::IsNotFound((*scheduler)->ReplaceModel("nope", {versions[0]})));
+  EXPECT_TRUE(absl::IsInvalidArgument((*scheduler)->ReplaceModel("tagged", {})));
+}
+
 }  // namespace
 }  // namespace maas

@@ -121,7 +121,9 @@ using InferenceCallback = absl::AnyInvocable<void(InferenceResult) &&>;
 // throw (an exception from one is caught and dropped). CPU workers together keep at most
 // SchedulerOptions::cpu_cores cores busy.
 //
-// Lifetime: RemoveModel drains (finishes queued and running requests). Destroying the scheduler
+// Lifetime: RemoveModel drains (finishes queued and running requests); ReplaceModel swaps in new
+// instances under load and drains the old ones; neither may be called from a callback
+// (FailedPrecondition). Destroying the scheduler
 // answers queued requests with Cancelled, lets running batches finish and joins every worker.
 // Every accepted request gets exactly one answer.
 //
@@ -153,16 +155,26 @@ class Scheduler {
   absl::Status AddModel(std::string_view name, std::vector<std::shared_ptr<Session>> instances,
                         BatchingOptions options = {});
 
+  // Serves `name` with new instances (typically a newer version's sessions) from now on,
+  // under load: requests submitted after it starts go to the new instances; what the old ones
+  // had queued and running finishes on them; no request fails because of the swap. Returns once
+  // the old instances are drained and their workers joined (the caller's references to the old
+  // sessions are then the last). The model's statistics start afresh. Errors as AddModel, and
+  // NotFound: unknown model. For swaps driven by a store's versions and aliases, see Server.
+  absl::Status ReplaceModel(std::string_view name, std::vector<std::shared_ptr<Session>> instances,
+                            BatchingOptions options = {});
+
   // Stops accepting requests for `name` (Submit then answers NotFound), finishes what is queued
-  // and running, joins its workers and returns. NotFound: unknown model.
+  // and running, joins its workers and returns. NotFound: unknown model. FailedPrecondition:
+  // called from a completion callback.
   absl::Status RemoveModel(std::string_view name);
 
   // Submits a request; `done` is called exactly once, later, on a worker thread, with the
   // outputs (the request's own rows, in the signature's order) or an error (DeadlineExceeded,
   // Internal, Cancelled). When Submit itself fails it returns the error and `done` is never
-  // called: NotFound (unknown model), InvalidArgument (inputs against the signature; more items
-  // than max_batch_size; an empty callback), Unavailable (queue full, or the model is being
-  // removed), DeadlineExceeded (the deadline had already passed). Never blocks.
+  // called: NotFound (unknown model, or removed meanwhile), InvalidArgument (inputs against the
+  // signature; more items than max_batch_size; an empty callback; a version named),
+  // Unavailable (queue full), DeadlineExceeded (the deadline had already passed). Never blocks.
   absl::Status Submit(std::string_view name, std::vector<at::Tensor> inputs, RequestOptions options,
                       InferenceCallback done);
 
@@ -188,6 +200,11 @@ class Scheduler {
  private:
   Scheduler(std::shared_ptr<Clock> clock, int cpu_cores);
   std::shared_ptr<internal::ModelQueue> Find(std::string_view name) const;
+  absl::Status NotServed(std::string_view name) const;
+  // Checks instances and options and builds (without starting) a queue for them.
+  absl::StatusOr<std::shared_ptr<internal::ModelQueue>> MakeQueue(
+      std::string_view name, std::vector<std::shared_ptr<Session>> instances,
+      BatchingOptions options, std::string_view verb) const;
 
   const std::shared_ptr<Clock> clock_;
   const std::unique_ptr<internal::CoreBudget> cores_;
