@@ -58,9 +58,11 @@ constexpr int kClients = 16;
 // Where the models run (--device); the CPU by default.
 c10::Device g_device(c10::DeviceType::CPU);
 
-// Runs `module` on a host tensor: to the device, forward, back to the host.
+// Runs `module` on a host tensor: to the device (asynchronously when `x` is page-locked),
+// forward, back to the host.
 at::Tensor ForwardOnDevice(torch::jit::Module& module, const at::Tensor& x) {
-  return module.forward({x.to(g_device)}).toTensor().to(c10::Device(c10::DeviceType::CPU));
+  at::Tensor on_device = x.to(g_device, x.scalar_type(), /*non_blocking=*/x.is_pinned());
+  return module.forward({on_device}).toTensor().to(c10::Device(c10::DeviceType::CPU));
 }
 
 // On a GPU, gives the calling thread a stream of its own from LibTorch's pool.
@@ -353,7 +355,12 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
     } else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
-      g_device = c10::Device(argv[++i]);
+      try {
+        g_device = c10::Device(argv[++i]);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "bad --device %s: %s\n", argv[i], e.what());
+        return 2;
+      }
     } else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return 2;
@@ -395,6 +402,11 @@ int main(int argc, char** argv) {
     // The limit runs the graph as maas prepares it (optimize_for_inference), so that it stays
     // the best LibTorch can do; naive and simple use the module as loaded, as users would.
     torch::jit::Module prepared = torch::jit::optimize_for_inference(module);
+    if (!g_device.is_cpu()) {
+      // The limit's runners use streams of their own, which do not wait for this one.
+      c10::impl::VirtualGuardImpl impl(g_device.type());
+      impl.synchronizeStream(impl.getStream(g_device));
+    }
     auto example = [&](int64_t batch) {
       std::vector<int64_t> shape{batch};
       shape.insert(shape.end(), spec.input.begin(), spec.input.end());
@@ -408,6 +420,7 @@ int main(int argc, char** argv) {
     std::string limit_setting;
     for (int64_t batch : spec.batches) {
       at::Tensor x = example(batch);
+      if (!g_device.is_cpu()) x = x.pin_memory();  // as maas stages its batches
       for (int parallel : {1, parallelism}) {
         const int threads = parallel == 1 ? cores : 1;  // one forward on all cores, or one per core
         std::atomic<bool> stop{false};

@@ -526,6 +526,7 @@ TEST_F(SessionCudaTest, ConcurrentRunsOnTheGpu) {
   SessionOptions options;
   options.device = c10::Device(c10::DeviceType::CUDA, 0);
   std::unique_ptr<Session> session = Create("linear", options);
+  ASSERT_NE(session, nullptr);
   std::atomic<int> bad{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {

@@ -75,7 +75,10 @@ struct SessionOptions {
   GraphOptimization optimization = GraphOptimization::kForInference;
 
   // Leave outputs on the session's device instead of copying them to the CPU. Only matters for
-  // CUDA sessions. Default: false (outputs come back in host memory).
+  // CUDA sessions. The outputs are complete when Run returns; their memory belongs to the
+  // stream of the thread that ran them, so before dropping the last reference to one that
+  // another stream still uses, call record_stream on it or synchronize that stream.
+  // Default: false (outputs come back in host memory).
   bool keep_outputs_on_device = false;
 
   // The precision the model computes in; see Precision. The graph preparation is then verified
@@ -146,6 +149,9 @@ class Session {
   struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);
   absl::Status PrepareGraph(const SessionOptions& options);
+  // Run after CheckInputs; may throw (Run turns that into a Status).
+  absl::StatusOr<std::vector<at::Tensor>> RunValidated(const std::vector<at::Tensor>& inputs,
+                                                       int64_t batch) const;
 
   std::unique_ptr<Impl> impl_;
 };
