@@ -181,14 +181,9 @@ absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, RequestOptions o
       continue;
     }
     if (route.queue == nullptr) return route.status;
-    absl::StatusOr<std::unique_ptr<Request>> request =
-        route.queue->Prepare(std::move(inputs), options);
-    if (!request.ok()) return request.status();
-    (*request)->done = std::move(done);
-    absl::Status queued = route.queue->Enqueue(&*request);
-    if (*request == nullptr) return queued;
-    inputs = std::move((*request)->inputs);
-    done = std::move((*request)->done);
+    if (std::optional<absl::Status> submitted = route.queue->TrySubmit(inputs, options, done)) {
+      return *submitted;
+    }
   }
 }
 
@@ -224,12 +219,9 @@ InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, RequestOptions
       continue;
     }
     if (route.queue == nullptr) return route.status;
-    absl::StatusOr<std::unique_ptr<Request>> request =
-        route.queue->Prepare(std::move(inputs), options);
-    if (!request.ok()) return request.status();
-    InferenceResult result = route.queue->Infer(&*request);
-    if (*request == nullptr) return result;
-    inputs = std::move((*request)->inputs);
+    if (std::optional<InferenceResult> result = route.queue->TryInfer(inputs, options)) {
+      return *std::move(result);
+    }
   }
 }
 

@@ -187,6 +187,29 @@ absl::Status ModelQueue::Push(std::unique_ptr<Request>* taken) {
   return absl::OkStatus();
 }
 
+std::optional<absl::Status> ModelQueue::TrySubmit(std::vector<at::Tensor>& inputs,
+                                                  const RequestOptions& options,
+                                                  InferenceCallback& done) {
+  absl::StatusOr<std::unique_ptr<Request>> request = Prepare(std::move(inputs), options);
+  if (!request.ok()) return request.status();
+  (*request)->done = std::move(done);
+  absl::Status queued = Enqueue(&*request);
+  if (*request == nullptr) return queued;
+  inputs = std::move((*request)->inputs);  // Stopped first: hand the request back.
+  done = std::move((*request)->done);
+  return std::nullopt;
+}
+
+std::optional<InferenceResult> ModelQueue::TryInfer(std::vector<at::Tensor>& inputs,
+                                                    const RequestOptions& options) {
+  absl::StatusOr<std::unique_ptr<Request>> request = Prepare(std::move(inputs), options);
+  if (!request.ok()) return request.status();
+  InferenceResult result = Infer(&*request);
+  if (*request == nullptr) return result;
+  inputs = std::move((*request)->inputs);  // Stopped first: hand the request back.
+  return std::nullopt;
+}
+
 absl::Status ModelQueue::Enqueue(std::unique_ptr<Request>* request) {
   MutexLock lock(&mu_);
   return Push(request);

@@ -9,6 +9,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,22 +81,19 @@ class ModelQueue {
   // Starts one worker thread per instance.
   void Start();
 
-  // Validates a request against the signature and options (InvalidArgument, DeadlineExceeded;
-  // counted as failures) and fills in what the queue needs.
-  absl::StatusOr<std::unique_ptr<Request>> Prepare(std::vector<at::Tensor> inputs,
-                                                   const RequestOptions& options);
+  // Validates and queues a request, taking `inputs` and `done`; see Scheduler::Submit for the
+  // errors. Returns nullopt, with `inputs` and `done` left as they were, when the queue was
+  // stopped before the request got in: the caller routes it again (to a newer queue of the
+  // model, or to NotFound), so that a swap or a removal fails no request.
+  std::optional<absl::Status> TrySubmit(std::vector<at::Tensor>& inputs,
+                                        const RequestOptions& options, InferenceCallback& done);
 
-  // Queues a prepared request with its callback set, taking it. Unavailable when the queue is
-  // full. When the queue was stopped, returns Unavailable and leaves *request in place, so
-  // that the caller may route it elsewhere (a newer version of the model).
-  absl::Status Enqueue(std::unique_ptr<Request>* request);
-
-  // Runs a prepared request and waits for its answer, taking it. When the model is idle
-  // (nothing queued, no instance running), its cores are free and it does not wait for company
-  // (max_queue_delay 0), the request runs at once on the calling thread: no handoff to a worker
-  // and back. Otherwise it is queued. When the queue was stopped, leaves *request in place, as
-  // Enqueue.
-  InferenceResult Infer(std::unique_ptr<Request>* request);
+  // Validates a request and waits for its answer. When the model is idle (nothing queued, no
+  // instance running), its cores are free and it does not wait for company (max_queue_delay
+  // 0), the request runs at once on the calling thread: no handoff to a worker and back.
+  // Otherwise it is queued. nullopt as TrySubmit.
+  std::optional<InferenceResult> TryInfer(std::vector<at::Tensor>& inputs,
+                                          const RequestOptions& options);
 
   // Refuses new requests, then either lets the workers finish every queued request (`drain`) or
   // answers the queued ones with Cancelled; running batches finish. Joins the workers.
@@ -115,6 +113,16 @@ class ModelQueue {
     bool exit = false;
   };
 
+  // Validates a request against the signature and options (InvalidArgument, DeadlineExceeded;
+  // counted as failures) and fills in what the queue needs.
+  absl::StatusOr<std::unique_ptr<Request>> Prepare(std::vector<at::Tensor> inputs,
+                                                   const RequestOptions& options);
+  // Queues a prepared request with its callback set, taking it. Unavailable when the queue is
+  // full. When the queue was stopped, leaves *request in place.
+  absl::Status Enqueue(std::unique_ptr<Request>* request);
+  // Runs (on the caller's thread when idle) or queues a prepared request and waits for its
+  // answer, taking it; when the queue was stopped, leaves *request in place.
+  InferenceResult Infer(std::unique_ptr<Request>* request);
   // Queues a prepared request, as Enqueue.
   absl::Status Push(std::unique_ptr<Request>* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Under mu_: DeadlineExceeded if the learned execution time says `request` cannot make it.

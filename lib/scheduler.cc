@@ -153,14 +153,9 @@ absl::Status Scheduler::Submit(std::string_view name, std::vector<at::Tensor> in
   while (true) {
     std::shared_ptr<internal::ModelQueue> queue = Find(name);
     if (queue == nullptr) return NotServed(name);
-    absl::StatusOr<std::unique_ptr<internal::Request>> request =
-        queue->Prepare(std::move(inputs), options);
-    if (!request.ok()) return request.status();
-    (*request)->done = std::move(done);
-    absl::Status queued = queue->Enqueue(&*request);
-    if (*request == nullptr) return queued;
-    inputs = std::move((*request)->inputs);
-    done = std::move((*request)->done);
+    if (std::optional<absl::Status> submitted = queue->TrySubmit(inputs, options, done)) {
+      return *submitted;
+    }
   }
 }
 
@@ -188,12 +183,9 @@ InferenceResult Scheduler::Infer(std::string_view name, std::vector<at::Tensor> 
   while (true) {  // As in Submit.
     std::shared_ptr<internal::ModelQueue> queue = Find(name);
     if (queue == nullptr) return NotServed(name);
-    absl::StatusOr<std::unique_ptr<internal::Request>> request =
-        queue->Prepare(std::move(inputs), options);
-    if (!request.ok()) return request.status();
-    InferenceResult result = queue->Infer(&*request);
-    if (*request == nullptr) return result;
-    inputs = std::move((*request)->inputs);
+    if (std::optional<InferenceResult> result = queue->TryInfer(inputs, options)) {
+      return *std::move(result);
+    }
   }
 }
 
