@@ -45,6 +45,7 @@
 
 #include "absl/strings/str_join.h"
 #include "maas/maas.h"
+#include "posix_files.h"
 
 namespace fs = std::filesystem;
 
@@ -370,7 +371,12 @@ int main(int argc, char** argv) {
   const double limit_seconds = quick ? 0.2 : 1.0;
   const double server_seconds = quick ? 0.3 : 2.0;
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  fs::create_directories(out_dir);
+  std::error_code made;
+  maas::internal::posix::CreateDirectories(out_dir, made);
+  if (made) {
+    std::fprintf(stderr, "cannot create %s: %s\n", out_dir.c_str(), made.message().c_str());
+    return 1;
+  }
 
   std::vector<ModelSpec> specs;
   std::ifstream index(models_dir / "models.txt");

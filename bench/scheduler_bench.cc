@@ -28,6 +28,7 @@
 
 #include "maas/maas.h"
 #include "mlp.h"
+#include "scratch_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -175,8 +176,8 @@ int main(int argc, char** argv) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int clients = 16;
 
-  std::string pattern = (fs::temp_directory_path() / "maas-scheduler-bench-XXXXXX").string();
-  fs::path dir = ::mkdtemp(pattern.data());
+  const maas::bench::ScratchDir scratch("maas-scheduler-bench");
+  const fs::path& dir = scratch.path();
   auto store = maas::ModelStore::Open(dir / "store");
   Check(store.status(), "ModelStore::Open");
   fs::path mlp_file = dir / "mlp.pt";
@@ -358,7 +359,5 @@ int main(int argc, char** argv) {
 
   server->reset();
   scheduler->reset();
-  std::error_code ec;
-  fs::remove_all(dir, ec);
   return 0;
 }

@@ -27,6 +27,7 @@
 
 #include "maas/maas.h"
 #include "mlp.h"
+#include "scratch_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -118,8 +119,8 @@ int main(int argc, char** argv) {
   const int rounds = quick ? 3 : 15;
   const double block_seconds = quick ? 0.005 : 0.025;
 
-  std::string pattern = (fs::temp_directory_path() / "maas-session-bench-XXXXXX").string();
-  fs::path dir = ::mkdtemp(pattern.data());
+  const maas::bench::ScratchDir scratch("maas-session-bench");
+  const fs::path& dir = scratch.path();
   auto store = maas::ModelStore::Open(dir / "store");
   Check(store.status(), "ModelStore::Open");
 
@@ -213,7 +214,5 @@ int main(int argc, char** argv) {
   std::printf("| model | warm-up | first call us |\n|---|---|---|\n");
   for (const std::string& row : first_call_rows) std::printf("%s\n", row.c_str());
 
-  std::error_code ec;
-  fs::remove_all(dir, ec);
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "maas/maas.h"
+#include "scratch_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -17,10 +18,7 @@ namespace {
 // A store in a fresh temporary folder holding "mlp" versions 1..3 with alias "stable" -> 2.
 class BenchStore {
  public:
-  BenchStore() {
-    std::string pattern = (fs::temp_directory_path() / "maas-bench-XXXXXX").string();
-    dir_ = ::mkdtemp(pattern.data());
-    artifact_ = dir_ / "mlp.pt";
+  BenchStore() : dir_("maas-store-bench"), artifact_(dir_.path() / "mlp.pt") {
     torch::jit::Module mlp("Mlp");
     mlp.register_parameter("w1", torch::randn({1024, 512}), false);
     mlp.register_parameter("w2", torch::randn({1024, 1024}), false);
@@ -32,15 +30,10 @@ class BenchStore {
         return torch.matmul(x, self.w3.t())
     )");
     mlp.save(artifact_.string());
-    store_ = std::move(*maas::ModelStore::Open(dir_ / "store"));
+    store_ = std::move(*maas::ModelStore::Open(dir_.path() / "store"));
     for (int i = 0; i < 3; ++i) Publish();
     (void)store_->SetAlias("mlp", "stable", 2);
   }
-  ~BenchStore() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   maas::ModelStore& store() { return *store_; }
   void Publish() {
     maas::ModelSignature signature{{{"x", torch::kFloat32, {512}}}, {{"y", torch::kFloat32, {10}}}};
@@ -48,8 +41,8 @@ class BenchStore {
   }
 
  private:
-  fs::path dir_;
-  fs::path artifact_;
+  const maas::bench::ScratchDir dir_;
+  const fs::path artifact_;
   std::unique_ptr<maas::ModelStore> store_;
 };
 

@@ -27,6 +27,7 @@
 
 #include "maas/maas.h"
 #include "mlp.h"
+#include "scratch_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -81,8 +82,8 @@ int main(int argc, char** argv) {
   const int rounds = quick ? 1 : 3;
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-  char pattern[] = "/tmp/maas-swap-bench-XXXXXX";
-  const fs::path dir = ::mkdtemp(pattern);
+  const maas::bench::ScratchDir scratch("maas-swap-bench");
+  const fs::path& dir = scratch.path();
   const fs::path root = dir / "store";
   auto store = maas::ModelStore::Open(root);
   Check(store.status(), "open store");
@@ -187,7 +188,5 @@ int main(int argc, char** argv) {
   std::printf("failed requests: A %d, B %d (B was swapped %d times under its own traffic)\n",
               failures_a.load(), failures_b.load(), results[kSwap].loads);
   server->reset();
-  std::error_code ec;
-  fs::remove_all(dir, ec);
   return failures_a.load() + failures_b.load() == 0 ? 0 : 1;
 }

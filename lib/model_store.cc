@@ -15,6 +15,7 @@
 #include "maas/version.h"
 #include "manifest.h"
 #include "names.h"
+#include "posix_files.h"
 #include "publish_hook.h"
 #include "sha256.h"
 #include "status_macros.h"
@@ -66,12 +67,16 @@ std::string VersionList(const std::vector<int64_t>& versions) {
 std::vector<int64_t> ListVersions(const fs::path& root, const fs::path& model_dir) {
   std::vector<int64_t> versions;
   std::error_code ec;
-  for (fs::directory_iterator it(model_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    int64_t version = internal::ParseVersionFolderName(it->path().filename().string());
+  for (const std::string& name : internal::posix::ListFolder(model_dir, ec)) {
+    int64_t version = internal::ParseVersionFolderName(name);
     if (version < 1) continue;
+    const fs::path entry = model_dir / name;
     std::error_code type_ec;
-    if (it->is_symlink(type_ec) && !internal::ResolveInside(root, it->path()).ok()) continue;
-    if (!it->is_directory(type_ec)) continue;
+    if (internal::posix::LinkTypeOf(entry, type_ec) == internal::posix::FileType::kSymlink &&
+        !internal::ResolveInside(root, entry).ok()) {
+      continue;
+    }
+    if (!internal::posix::IsDirectory(entry, type_ec)) continue;
     versions.push_back(version);
   }
   std::sort(versions.begin(), versions.end());
@@ -101,22 +106,22 @@ absl::Status WriteModelMeta(const fs::path& model_dir, std::string_view name,
 void CleanUpAbandoned(const fs::path& model_dir) {
   std::error_code ec;
   std::vector<fs::path> abandoned;
-  for (fs::directory_iterator it(model_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
+  for (const std::string& name : internal::posix::ListFolder(model_dir, ec)) {
+    const fs::path entry = model_dir / name;
     if (absl::StartsWith(name, kStagingPrefix)) {
       absl::StatusOr<std::optional<FileLock>> lock =
-          FileLock::TryAcquireExisting(it->path() / kLockFile);
+          FileLock::TryAcquireExisting(entry / kLockFile);
       if (absl::IsNotFound(lock.status()) || (lock.ok() && lock->has_value())) {
-        abandoned.push_back(it->path());
+        abandoned.push_back(entry);
       }
     } else if (absl::StartsWith(name, kRemovingPrefix) ||
                absl::StartsWith(name, std::string(kModelMetaFile) + ".tmp-")) {
-      abandoned.push_back(it->path());
+      abandoned.push_back(entry);
     }
   }
   for (const fs::path& path : abandoned) {
     std::error_code ignored;
-    fs::remove_all(path, ignored);
+    internal::posix::RemoveAll(path, ignored);
   }
 }
 
@@ -135,21 +140,21 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const fs::path& roo
                                                              Options options) {
   if (root.empty()) return absl::InvalidArgumentError("store root is an empty path");
   std::error_code ec;
-  fs::path absolute = fs::absolute(root, ec);
+  fs::path absolute = internal::posix::Absolute(root, ec);
   if (ec) return internal::FileError("resolve", root, ec);
-  if (!fs::exists(absolute, ec)) {
+  if (!internal::posix::Exists(absolute, ec)) {
     if (!options.create_if_missing || options.read_only) {
       return absl::NotFoundError(fmt::format(
           "store root {} does not exist (and the options forbid creating it)", absolute.string()));
     }
-    fs::create_directories(absolute, ec);
+    internal::posix::CreateDirectories(absolute, ec);
     if (ec) return internal::FileError("create the store root", absolute, ec);
   }
-  if (!fs::is_directory(absolute, ec)) {
+  if (!internal::posix::IsDirectory(absolute, ec)) {
     return absl::FailedPreconditionError(
         fmt::format("store root {} exists but is not a folder", absolute.string()));
   }
-  fs::path canonical = fs::canonical(absolute, ec);
+  fs::path canonical = internal::posix::Canonical(absolute, ec);
   if (ec) return internal::FileError("resolve", absolute, ec);
 
   fs::path marker = canonical / kMarkerFile;
@@ -190,18 +195,18 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
     return absl::InvalidArgumentError(fmt::format("cannot publish '{}': {}", name, s.message()));
   }
   std::error_code ec;
-  if (!fs::exists(torchscript_file, ec)) {
+  if (!internal::posix::Exists(torchscript_file, ec)) {
     return absl::NotFoundError(
         fmt::format("cannot publish '{}': {} does not exist", name, torchscript_file.string()));
   }
-  if (!fs::is_regular_file(torchscript_file, ec)) {
+  if (!internal::posix::IsRegularFile(torchscript_file, ec)) {
     return absl::InvalidArgumentError(fmt::format("cannot publish '{}': {} is not a regular file",
                                                   name, torchscript_file.string()));
   }
 
   // The model folder: created on first publish; an existing one must not lead out of the store.
   fs::path model_dir = root_ / std::string(name);
-  fs::create_directory(model_dir, ec);
+  internal::posix::CreateDirectory(model_dir, ec);
   if (ec) return internal::FileError("create", model_dir, ec);
   MAAS_ASSIGN_OR_RETURN(model_dir, internal::ResolveInside(root_, model_dir));
 
@@ -212,7 +217,7 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   {
     MAAS_ASSIGN_OR_RETURN(FileLock model_lock, FileLock::Acquire(model_dir / kLockFile));
     CleanUpAbandoned(model_dir);
-    fs::create_directory(staging, ec);
+    internal::posix::CreateDirectory(staging, ec);
     if (ec) return internal::FileError("create", staging, ec);
     MAAS_ASSIGN_OR_RETURN(staging_lock, FileLock::Acquire(staging / kLockFile));
   }
@@ -220,7 +225,7 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
     fs::path path;
     ~RemoveOnExit() {
       std::error_code ignored;
-      fs::remove_all(path, ignored);  // A no-op once the folder was renamed into place.
+      internal::posix::RemoveAll(path, ignored);  // A no-op once the folder was renamed into place.
     }
   } remove_staging{staging};
 
@@ -252,7 +257,7 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
                                                   internal::ManifestToText(info),
                                                   /*read_only=*/true));
   RunPublishHook("committing");
-  fs::remove(staging / kLockFile, ec);  // Safe: cleaners need the model lock, which we hold.
+  internal::posix::Remove(staging / kLockFile, ec);  // Safe: cleaners need the model lock, which we hold.
   staging_lock.reset();
   MAAS_RETURN_IF_ERROR(internal::SyncFolder(staging));
   fs::path version_dir = model_dir / std::to_string(info.version);
@@ -295,7 +300,7 @@ absl::StatusOr<ModelInfo> ReadVersion(const fs::path& root, std::string_view nam
   // folder away first, so a vanished folder tells the two apart.
   auto missing = [&](absl::Status data_loss) {
     std::error_code ec;
-    if (!fs::exists(version_dir, ec)) {
+    if (!internal::posix::Exists(version_dir, ec)) {
       return absl::NotFoundError(
           fmt::format("model '{}' version {} was removed while being read", name, version));
     }
@@ -395,12 +400,11 @@ absl::StatusOr<std::vector<int64_t>> ModelStore::Versions(std::string_view name)
 absl::StatusOr<std::vector<std::string>> ModelStore::Models() const {
   std::vector<std::string> models;
   std::error_code ec;
-  for (fs::directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
+  for (std::string& name : internal::posix::ListFolder(root_, ec)) {
     if (!internal::ValidateModelName(name).ok()) continue;
-    absl::StatusOr<fs::path> dir = internal::ResolveInside(root_, it->path());
+    absl::StatusOr<fs::path> dir = internal::ResolveInside(root_, root_ / name);
     std::error_code type_ec;
-    if (!dir.ok() || !fs::is_directory(*dir, type_ec)) continue;
+    if (!dir.ok() || !internal::posix::IsDirectory(*dir, type_ec)) continue;
     if (!ListVersions(root_, *dir).empty()) models.push_back(std::move(name));
   }
   if (ec) return internal::FileError("list", root_, ec);
@@ -466,7 +470,7 @@ absl::Status ModelStore::Remove(std::string_view name, int64_t version) {
   }
   MAAS_RETURN_IF_ERROR(internal::SyncFolder(model.dir));
   std::error_code ec;
-  fs::remove_all(doomed, ec);
+  internal::posix::RemoveAll(doomed, ec);
   if (ec) return internal::FileError("delete", doomed, ec);
   return absl::OkStatus();
 }
@@ -474,7 +478,7 @@ absl::Status ModelStore::Remove(std::string_view name, int64_t version) {
 absl::Status ModelStore::Verify(std::string_view name, std::string_view version) const {
   MAAS_ASSIGN_OR_RETURN(ModelInfo info, Get(name, version));
   std::error_code ec;
-  uintmax_t size = fs::file_size(info.artifact_path, ec);
+  uintmax_t size = internal::posix::FileSize(info.artifact_path, ec);
   if (ec) return internal::FileError("read the size of", info.artifact_path, ec);
   if (static_cast<int64_t>(size) != info.size_bytes) {
     return absl::DataLossError(

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fmt/core.h"
+#include "posix_files.h"
 #include "sha256.h"
 
 namespace maas::internal {
@@ -142,7 +143,7 @@ absl::StatusOr<std::string> ReadSmallFile(const fs::path& path, size_t max_bytes
 
 absl::StatusOr<std::string> ReadFileBytes(const fs::path& path) {
   std::error_code ec;
-  uintmax_t size = fs::file_size(path, ec);
+  uintmax_t size = posix::FileSize(path, ec);
   if (ec == std::errc::no_such_file_or_directory) {
     return absl::NotFoundError(fmt::format("{} does not exist", path.string()));
   }
@@ -171,13 +172,13 @@ absl::Status ReplaceFileAtomically(const fs::path& path, const std::string& cont
   temporary += ".tmp-" + UniqueName();
   if (absl::Status s = WriteFileDurably(temporary, contents, /*read_only=*/false); !s.ok()) {
     std::error_code ignored;
-    fs::remove(temporary, ignored);
+    posix::Remove(temporary, ignored);
     return s;
   }
   if (::rename(temporary.c_str(), path.c_str()) != 0) {
     std::error_code ec = LastError();
     std::error_code ignored;
-    fs::remove(temporary, ignored);
+    posix::Remove(temporary, ignored);
     return FileError("rename onto", path, ec);
   }
   return SyncFolder(path.parent_path());
@@ -223,7 +224,7 @@ absl::StatusOr<CopyResult> CopyAndHash(const fs::path& from, const fs::path& to)
 
 absl::StatusOr<fs::path> ResolveInside(const fs::path& root, const fs::path& path) {
   std::error_code ec;
-  fs::path resolved = fs::canonical(path, ec);
+  fs::path resolved = posix::Canonical(path, ec);
   if (ec) {
     if (ec == std::errc::no_such_file_or_directory) {
       return absl::NotFoundError(fmt::format("{} does not exist", path.string()));

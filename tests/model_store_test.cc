@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "json.h"
+#include "posix_files.h"
 #include "sha256.h"
 #include "test_util.h"
 
@@ -44,7 +45,7 @@ class ModelStoreTest : public ::testing::Test {
   // Publishes a model whose artifact differs per seed.
   ModelInfo PublishSeed(const std::string& name, int seed) {
     fs::path file = dir_.path() / ("linear-" + std::to_string(seed) + ".pt");
-    if (!fs::exists(file)) testing::SaveLinearModel(file, 4, 2, seed);
+    if (!testing::Exists(file)) testing::SaveLinearModel(file, 4, 2, seed);
     absl::StatusOr<ModelInfo> info = store_->Publish(name, file, testing::LinearSignature());
     EXPECT_TRUE(info.ok()) << info.status();
     return info.ok() ? *info : ModelInfo{};
@@ -70,9 +71,10 @@ TEST_F(ModelStoreTest, OpenCreatesTheRootAndAMarker) {
   fs::path nested = dir_.path() / "a" / "b" / "store";
   auto store = ModelStore::Open(nested);
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_TRUE(fs::is_directory(nested));
-  EXPECT_TRUE(fs::exists(nested / ".maas-store.json"));
-  EXPECT_EQ((*store)->root(), fs::canonical(nested));
+  EXPECT_TRUE(testing::IsDirectory(nested));
+  EXPECT_TRUE(testing::Exists(nested / ".maas-store.json"));
+  std::error_code ec;
+  EXPECT_EQ((*store)->root(), internal::posix::Canonical(nested, ec));
   EXPECT_THAT(*(*store)->Models(), IsEmpty());
 }
 
@@ -82,7 +84,7 @@ TEST_F(ModelStoreTest, OpenMissingRootFailsWhenCreationIsForbidden) {
   auto store = ModelStore::Open(dir_.path() / "absent", options);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(Message(store.status()), HasSubstr("absent"));
-  EXPECT_FALSE(fs::exists(dir_.path() / "absent"));
+  EXPECT_FALSE(testing::Exists(dir_.path() / "absent"));
 }
 
 TEST_F(ModelStoreTest, OpenRefusesAFileAsRoot) {
@@ -94,7 +96,7 @@ TEST_F(ModelStoreTest, OpenRefusesAFileAsRoot) {
 }
 
 TEST_F(ModelStoreTest, OpenRefusesAStoreFromANewerFormat) {
-  fs::permissions(root_ / ".maas-store.json", fs::perms::owner_write, fs::perm_options::add);
+  testing::MakeWritable(root_ / ".maas-store.json");
   testing::WriteBytes(root_ / ".maas-store.json", R"({"format": 99})");
   auto store = ModelStore::Open(root_);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -123,7 +125,7 @@ TEST_F(ModelStoreTest, ReadOnlyStoreReadsButRefusesEveryChange) {
 
   auto missing = ModelStore::Open(dir_.path() / "absent", options);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_FALSE(fs::exists(dir_.path() / "absent"));
+  EXPECT_FALSE(testing::Exists(dir_.path() / "absent"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,7 +144,7 @@ TEST_F(ModelStoreTest, PublishNumbersVersionsAndRecordsEverything) {
   EXPECT_EQ(v1->name, "mlp");
   EXPECT_EQ(v1->version, 1);
   EXPECT_EQ(v1->sha256, *internal::Sha256OfFile(model_file_));
-  EXPECT_EQ(v1->size_bytes, static_cast<int64_t>(fs::file_size(model_file_)));
+  EXPECT_EQ(v1->size_bytes, testing::FileSize(model_file_));
   EXPECT_EQ(v1->signature, testing::LinearSignature());
   EXPECT_GE(v1->created, before);
   EXPECT_LE(v1->created, after);
@@ -369,7 +371,7 @@ TEST_F(ModelStoreTest, RemoveRefusesAnAliasedVersionNamingTheAlias) {
   EXPECT_THAT(*store_->Versions("mlp"), ElementsAre(1));
   EXPECT_EQ(store_->Get("mlp", "2").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->Remove("mlp", 2).code(), absl::StatusCode::kNotFound);
-  EXPECT_FALSE(fs::exists(root_ / "mlp" / "2"));
+  EXPECT_FALSE(testing::Exists(root_ / "mlp" / "2"));
 }
 
 TEST_F(ModelStoreTest, VersionNumbersAreNeverReused) {
@@ -393,7 +395,7 @@ TEST_F(ModelStoreTest, VerifyFindsAFlippedByteAndATruncation) {
   EXPECT_TRUE(store_->Verify("mlp", "1").ok());
   std::string bytes = testing::ReadBytes(v1.artifact_path);
 
-  fs::permissions(v1.artifact_path, fs::perms::owner_write, fs::perm_options::add);
+  testing::MakeWritable(v1.artifact_path);
   std::string flipped = bytes;
   flipped[flipped.size() / 2] ^= 0x01;
   testing::WriteBytes(v1.artifact_path, flipped);
@@ -414,7 +416,7 @@ TEST_F(ModelStoreTest, VerifyFindsAFlippedByteAndATruncation) {
 TEST_F(ModelStoreTest, CorruptManifestGivesAnErrorNamingTheFile) {
   PublishSeed("mlp", 1);
   fs::path manifest = root_ / "mlp" / "1" / "manifest.json";
-  fs::permissions(manifest, fs::perms::owner_write, fs::perm_options::add);
+  testing::MakeWritable(manifest);
   std::string original = testing::ReadBytes(manifest);
 
   for (const std::string& nonsense :
@@ -436,7 +438,7 @@ TEST_F(ModelStoreTest, CorruptManifestGivesAnErrorNamingTheFile) {
   testing::WriteBytes(manifest, wrong_version);
   EXPECT_THAT(Message(store_->Get("mlp").status()), HasSubstr("version 5"));
 
-  fs::remove(manifest);
+  testing::RemoveFile(manifest);
   absl::StatusOr<ModelInfo> info = store_->Get("mlp");
   EXPECT_EQ(info.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(Message(info.status()), HasSubstr("manifest.json is missing"));
@@ -444,7 +446,7 @@ TEST_F(ModelStoreTest, CorruptManifestGivesAnErrorNamingTheFile) {
 
 TEST_F(ModelStoreTest, MissingArtifactGivesAnErrorNamingTheFile) {
   ModelInfo v1 = PublishSeed("mlp", 1);
-  fs::remove(v1.artifact_path);
+  testing::RemoveFile(v1.artifact_path);
   absl::StatusOr<ModelInfo> info = store_->Get("mlp");
   EXPECT_EQ(info.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(Message(info.status()), HasSubstr(v1.artifact_path.string()));
@@ -468,12 +470,12 @@ TEST_F(ModelStoreTest, CorruptModelJsonGivesAnErrorNamingTheFile) {
 
 TEST_F(ModelStoreTest, ForeignEntriesInTheStoreAreIgnored) {
   PublishSeed("mlp", 1);
-  fs::create_directories(root_ / "mlp" / "notes");
-  fs::create_directories(root_ / "mlp" / "007");
+  testing::MakeFolders(root_ / "mlp" / "notes");
+  testing::MakeFolders(root_ / "mlp" / "007");
   testing::WriteBytes(root_ / "mlp" / "README", "hi");
   testing::WriteBytes(root_ / "stray-file", "x");
-  fs::create_directories(root_ / ".trash" / "1");
-  fs::create_directories(root_ / "empty-model");
+  testing::MakeFolders(root_ / ".trash" / "1");
+  testing::MakeFolders(root_ / "empty-model");
   EXPECT_THAT(*store_->Models(), ElementsAre("mlp"));
   EXPECT_THAT(*store_->Versions("mlp"), ElementsAre(1));
 }
@@ -485,7 +487,7 @@ TEST_F(ModelStoreTest, LinksLeadingOutsideTheRootAreNotFollowed) {
   // A complete, valid model outside the store, linked in as a model folder.
   auto outside = ModelStore::Open(dir_.path() / "elsewhere");
   ASSERT_TRUE((*outside)->Publish("evil", model_file_, testing::LinearSignature()).ok());
-  fs::create_directory_symlink(dir_.path() / "elsewhere" / "evil", root_ / "evil");
+  testing::MakeSymlink(dir_.path() / "elsewhere" / "evil", root_ / "evil");
   EXPECT_THAT(*store_->Models(), IsEmpty());
   absl::StatusOr<ModelInfo> info = store_->Get("evil");
   EXPECT_FALSE(info.ok());
@@ -494,8 +496,8 @@ TEST_F(ModelStoreTest, LinksLeadingOutsideTheRootAreNotFollowed) {
 
   // An artifact that is a link to a file outside the store.
   ModelInfo v1 = PublishSeed("mlp", 1);
-  fs::remove(v1.artifact_path);
-  fs::create_symlink(model_file_, v1.artifact_path);
+  testing::RemoveFile(v1.artifact_path);
+  testing::MakeSymlink(model_file_, v1.artifact_path);
   info = store_->Get("mlp");
   EXPECT_EQ(info.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(Message(info.status()), HasSubstr("links that leave the store are not followed"));
@@ -504,11 +506,11 @@ TEST_F(ModelStoreTest, LinksLeadingOutsideTheRootAreNotFollowed) {
 
 TEST_F(ModelStoreTest, LinksInsideTheRootAreFollowed) {
   ModelInfo v1 = PublishSeed("mlp", 1);
-  fs::create_directories(root_ / "blobs");
+  testing::MakeFolders(root_ / "blobs");
   fs::path blob = root_ / "blobs" / "mlp-1.pt";
-  fs::copy_file(v1.artifact_path, blob);
-  fs::remove(v1.artifact_path);
-  fs::create_symlink(fs::relative(blob, v1.artifact_path.parent_path()), v1.artifact_path);
+  testing::WriteBytes(blob, testing::ReadBytes(v1.artifact_path));
+  testing::RemoveFile(v1.artifact_path);
+  testing::MakeSymlink(fs::path("..") / ".." / "blobs" / "mlp-1.pt", v1.artifact_path);
   absl::StatusOr<ModelInfo> info = store_->Get("mlp");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->artifact_path, blob);

@@ -269,7 +269,7 @@ TEST_F(ServerTest, BrokenVersionsAreRefusedAndTheOldOneKeepsServing) {
   ASSERT_EQ(PublishNext("m"), 3);
   absl::StatusOr<ModelInfo> v3 = store_->Get("m", "3");
   ASSERT_TRUE(v3.ok());
-  fs::permissions(v3->artifact_path, fs::perms::owner_write, fs::perm_options::add);
+  testing::MakeWritable(v3->artifact_path);
   std::string bytes = testing::ReadBytes(v3->artifact_path);
   bytes[bytes.size() / 2] ^= 0x5a;
   testing::WriteBytes(v3->artifact_path, bytes);

@@ -281,7 +281,7 @@ TEST_F(SessionTest, CorruptOrTruncatedArtifactIsDataLoss) {
   absl::StatusOr<ModelInfo> info = store_->Publish("linear", file, testing::LinearSignature());
   ASSERT_TRUE(info.ok());
   std::string bytes = testing::ReadBytes(info->artifact_path);
-  fs::permissions(info->artifact_path, fs::perms::owner_write, fs::perm_options::add);
+  testing::MakeWritable(info->artifact_path);
 
   std::string flipped = bytes;
   flipped[flipped.size() / 3] ^= 0x40;

@@ -1,11 +1,14 @@
 #include "test_util.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <torch/script.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -13,13 +16,14 @@
 
 #include "gtest/gtest.h"
 #include "maas/model_store.h"
+#include "posix_files.h"
 #include "publish_hook.h"
 
 namespace maas::testing {
 namespace fs = std::filesystem;
 
 TempDir::TempDir() {
-  std::string pattern = (fs::temp_directory_path() / "maas-test-XXXXXX").string();
+  std::string pattern = (internal::posix::TempDirectory() / "maas-test-XXXXXX").string();
   char* made = ::mkdtemp(pattern.data());
   if (made == nullptr) {
     std::perror("mkdtemp");
@@ -30,8 +34,8 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   std::error_code ec;
-  // Store artifacts are read-only; their folders are not, so remove_all works.
-  fs::remove_all(path_, ec);
+  // Store artifacts are read-only; their folders are not, so they can be removed.
+  internal::posix::RemoveAll(path_, ec);
 }
 
 void SaveLinearModel(const fs::path& path, int64_t in, int64_t out, int seed) {
@@ -86,12 +90,56 @@ std::string ReadBytes(const fs::path& path) {
 }
 
 std::vector<std::string> ListNames(const fs::path& folder) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(folder)) {
-    names.push_back(entry.path().filename().string());
-  }
+  std::error_code ec;
+  std::vector<std::string> names = internal::posix::ListFolder(folder, ec);
+  EXPECT_FALSE(ec) << "cannot list " << folder << ": " << ec.message();
   std::sort(names.begin(), names.end());
   return names;
+}
+
+bool Exists(const fs::path& path) {
+  std::error_code ec;
+  const bool exists = internal::posix::Exists(path, ec);
+  EXPECT_FALSE(ec) << path << ": " << ec.message();
+  return exists;
+}
+
+bool IsDirectory(const fs::path& path) {
+  std::error_code ec;
+  const bool is_directory = internal::posix::IsDirectory(path, ec);
+  EXPECT_FALSE(ec) << path << ": " << ec.message();
+  return is_directory;
+}
+
+int64_t FileSize(const fs::path& path) {
+  std::error_code ec;
+  const auto size = internal::posix::FileSize(path, ec);
+  EXPECT_FALSE(ec) << path << ": " << ec.message();
+  return static_cast<int64_t>(size);
+}
+
+void MakeFolders(const fs::path& path) {
+  std::error_code ec;
+  internal::posix::CreateDirectories(path, ec);
+  EXPECT_FALSE(ec) << "cannot create " << path << ": " << ec.message();
+}
+
+void RemoveFile(const fs::path& path) {
+  std::error_code ec;
+  EXPECT_TRUE(internal::posix::Remove(path, ec)) << "cannot remove " << path << ": "
+                                                  << ec.message();
+}
+
+void MakeWritable(const fs::path& path) {
+  struct stat info;
+  ASSERT_EQ(::stat(path.c_str(), &info), 0) << path << ": " << std::strerror(errno);
+  EXPECT_EQ(::chmod(path.c_str(), info.st_mode | S_IWUSR), 0) << path << ": "
+                                                                << std::strerror(errno);
+}
+
+void MakeSymlink(const fs::path& target, const fs::path& link) {
+  EXPECT_EQ(::symlink(target.c_str(), link.c_str()), 0)
+      << link << " -> " << target << ": " << std::strerror(errno);
 }
 
 int StartChild(const std::vector<std::string>& args, int* stdout_fd) {

@@ -54,6 +54,18 @@ std::string ReadBytes(const std::filesystem::path& path);
 // Lists a folder's entry names (not recursive), sorted.
 std::vector<std::string> ListNames(const std::filesystem::path& folder);
 
+// File helpers for the tests, on POSIX calls: like the library, the tests call no
+// std::filesystem operation (see lib/posix_files.h); they fail the test on error.
+bool Exists(const std::filesystem::path& path);
+bool IsDirectory(const std::filesystem::path& path);
+int64_t FileSize(const std::filesystem::path& path);
+void MakeFolders(const std::filesystem::path& path);
+void RemoveFile(const std::filesystem::path& path);
+// Makes a file writable by its owner (store artifacts and manifests are read-only).
+void MakeWritable(const std::filesystem::path& path);
+// Creates the link `link` leading to `target` (as written: relative targets stay relative).
+void MakeSymlink(const std::filesystem::path& target, const std::filesystem::path& link);
+
 // A one-shot event, on std primitives so that ThreadSanitizer sees its ordering (Debian's
 // Abseil, and so absl::Notification, is not built for TSan).
 class Notification {

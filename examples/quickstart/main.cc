@@ -57,7 +57,8 @@ torch::jit::Module BuildMlp() {
 
 // Publishes a new MLP as the next version of "mlp" and points "stable" at it.
 absl::StatusOr<maas::ModelInfo> PublishStable(maas::ModelStore& store) {
-  fs::path artifact = fs::temp_directory_path() / "maas-quickstart-mlp.pt";
+  // Next to the store's folder; removed once published (the store keeps its own copy).
+  const fs::path artifact = store.root().parent_path() / "maas-quickstart-mlp.pt";
   BuildMlp().save(artifact.string());
   maas::ModelSignature signature{{{"features", torch::kFloat32, {kIn}}},
                                  {{"scores", torch::kFloat32, {kOut}}}};
@@ -65,7 +66,7 @@ absl::StatusOr<maas::ModelInfo> PublishStable(maas::ModelStore& store) {
   publish_options.description = "MLP 512-1024-1024-10 with random weights, from the quickstart";
   absl::StatusOr<maas::ModelInfo> published =
       store.Publish("mlp", artifact, signature, publish_options);
-  fs::remove(artifact);
+  std::remove(artifact.c_str());
   if (!published.ok()) return published.status();
   if (absl::Status s = store.SetAlias("mlp", "stable", published->version); !s.ok()) return s;
   return published;
@@ -143,7 +144,7 @@ void Client(maas::Server& server, std::atomic<bool>& stop, Latencies& latencies,
 }  // namespace
 
 int main(int argc, char** argv) {
-  const fs::path root = argc > 1 ? fs::path(argv[1]) : fs::current_path() / "maas-demo-store";
+  const fs::path root = argc > 1 ? fs::path(argv[1]) : fs::path("maas-demo-store");
   const double seconds = argc > 2 ? std::atof(argv[2]) : 4.0;
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::printf("maas %s quickstart\n\n", maas::Version());
