@@ -626,7 +626,15 @@ ModelStatus Deployment::Describe() const {
       if (routed == version) vs.traffic_share += cumulative - previous;
       previous = cumulative;
     }
-    if (v.queue != nullptr) vs.stats = v.queue->Stats();
+    if (v.queue != nullptr) {
+      vs.stats = v.queue->Stats();
+      std::set<const Session*> sessions;  // Instances on one device share one.
+      for (const std::shared_ptr<Session>& session : v.queue->instances()) {
+        if (sessions.insert(session.get()).second) {
+          vs.device_reserved_bytes += session->device_reserved_bytes();
+        }
+      }
+    }
     status.versions.push_back(std::move(vs));
   }
   return status;

@@ -104,6 +104,9 @@ class ModelQueue {
   // Whether nothing is queued and no instance is running.
   bool Idle() const;
 
+  // The sessions it runs on, one per instance (instances may share a session).
+  const std::vector<std::shared_ptr<Session>>& instances() const { return instances_; }
+
  private:
   // What a worker takes out of the queue in one go: requests to run together, and requests to
   // answer with an error without running.

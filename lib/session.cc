@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "device_memory.h"
 #include "fmt/core.h"
 #include "sha256.h"
 #include "status_macros.h"
@@ -148,6 +149,7 @@ struct Session::Impl {
   bool keep_outputs_on_device = false;
   GraphOptimization optimization = GraphOptimization::kNone;
   int64_t memory_bytes = 0;
+  int64_t device_reserved_bytes = 0;
   Precision precision = Precision::kAsSaved;
   std::optional<c10::ScalarType> compute_dtype;  // of kFloat16 and kBFloat16
   // Module::forward is not const but is safe to call concurrently: the graph executor is
@@ -163,6 +165,7 @@ c10::Device Session::device() const { return impl_->device; }
 GraphOptimization Session::optimization() const { return impl_->optimization; }
 int Session::intra_op_threads() const { return impl_->intra_op_threads; }
 int64_t Session::memory_bytes() const { return impl_->memory_bytes; }
+int64_t Session::device_reserved_bytes() const { return impl_->device_reserved_bytes; }
 Precision Session::precision() const { return impl_->precision; }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store,
@@ -195,6 +198,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
   }
 
   UseIntraOpThreads(impl->intra_op_threads);
+  const int64_t reserved_before = internal::DeviceReservedBytes(impl->device);
   try {
     auto reader = std::make_shared<caffe2::serialize::MemoryReadAdapter>(
         bytes.data(), static_cast<off_t>(bytes.size()));
@@ -225,6 +229,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
           fmt::format("{}: cannot synchronize the device", session->info().name));
     }
   }
+  session->impl_->device_reserved_bytes =
+      std::max<int64_t>(0, internal::DeviceReservedBytes(session->device()) - reserved_before);
   return session;
 }
 

@@ -144,6 +144,7 @@ TEST_F(ServerTest, DeploysTheLatestVersionInOneLine) {
   EXPECT_EQ(ModelStateName(v.state), "ready");
   EXPECT_DOUBLE_EQ(v.traffic_share, 1.0);
   EXPECT_GT(v.memory_bytes, 0);
+  EXPECT_EQ(v.device_reserved_bytes, 0) << "no device memory on the CPU";
   EXPECT_EQ(v.stats.succeeded, 2);
   EXPECT_TRUE(status->last_error.empty());
 }
@@ -591,6 +592,9 @@ TEST_F(ServerTest, CudaInstancesEachAnswerTheirOwnRowsUnderConcurrency) {
   absl::StatusOr<ModelStatus> status = server->Describe("double");
   ASSERT_TRUE(status.ok());
   EXPECT_GT(status->versions[0].stats.batches, 0);
+  // GPU memory per version: the weights and what the caching allocator reserved for them.
+  EXPECT_GT(status->versions[0].memory_bytes, 0);
+  EXPECT_GE(status->versions[0].device_reserved_bytes, status->versions[0].memory_bytes);
 }
 
 // --- Concurrent (also run under ThreadSanitizer) --------------------------------------------

@@ -506,6 +506,9 @@ TEST_F(SessionCudaTest, RunsOnTheGpuAndReturnsHostTensors) {
   std::unique_ptr<Session> session = Create("linear", options);
   ASSERT_NE(session, nullptr);
   EXPECT_TRUE(session->device().is_cuda());
+  // The caching allocator grew by at least the weights (4x2 + 2 floats) while it loaded.
+  EXPECT_GE(session->device_reserved_bytes(), session->memory_bytes());
+  EXPECT_GT(session->memory_bytes(), 0);
   at::Tensor x = torch::randn({8, 4});
   absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x});
   ASSERT_TRUE(out.ok()) << out.status();

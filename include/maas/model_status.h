@@ -35,8 +35,14 @@ struct VersionStatus {
   std::vector<std::string> aliases;
   // The share of requests naming no version that it answers, 0 to 1.
   double traffic_share = 0;
-  // Bytes of the weights (parameters and buffers) of all its instances, while loaded.
+  // Bytes of the weights (parameters and buffers) of all its instances, while loaded: on the
+  // instances' devices (host memory for the CPU, GPU memory for CUDA devices).
   int64_t memory_bytes = 0;
+  // GPU memory that the CUDA caching allocator reserved for it: the growth of the allocator
+  // while it loaded and warmed up on each device (weights, warm-up workspace, cached blocks;
+  // Session::device_reserved_bytes). 0 on the CPU. Batches larger than the warm-up's grow the
+  // allocator's cache further, shared by every version on the device.
+  int64_t device_reserved_bytes = 0;
   // Its requests and batches since it became ready (zero when not loaded).
   ModelStats stats;
 };

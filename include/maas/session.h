@@ -142,6 +142,12 @@ class Session {
   // Bytes of the model's weights (parameters and buffers, each storage counted once) on its
   // device, as loaded (and converted to the session's precision).
   int64_t memory_bytes() const;
+  // Bytes by which the device's memory allocator grew while the session loaded, prepared and
+  // warmed up: the weights, the warm-up's workspace and the allocator's caching (CUDA only; 0
+  // on the CPU). Later batches may grow the allocator's cache further; it is shared by
+  // everything on the device, so this is the session's own share only when nothing else
+  // allocated there during its load.
+  int64_t device_reserved_bytes() const;
   // The precision it computes in.
   Precision precision() const;
 
