@@ -18,8 +18,7 @@ namespace maas::bench {
 class ScratchDir {
  public:
   explicit ScratchDir(const std::string& prefix) {
-    std::string pattern =
-        (internal::posix::TempDirectory() / (prefix + "-XXXXXX")).string();
+    std::string pattern = (internal::posix::TempDirectory() / (prefix + "-XXXXXX")).string();
     if (::mkdtemp(pattern.data()) == nullptr) {
       std::perror("mkdtemp");
       std::exit(1);

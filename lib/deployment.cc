@@ -32,19 +32,23 @@ std::string Numbers(const std::vector<int64_t>& versions) {
   return versions.empty() ? "none" : absl::StrJoin(versions, ", ");
 }
 
-// Whether two sets of options load and batch versions the same way (the policy aside).
-bool SameServing(const DeployOptions& a, const DeployOptions& b) {
-  const BatchingOptions& x = a.batching;
-  const BatchingOptions& y = b.batching;
-  const SessionOptions& s = a.session;
-  const SessionOptions& t = b.session;
-  return a.devices == b.devices && a.instances_per_device == b.instances_per_device &&
-         x.max_batch_size == y.max_batch_size && x.max_queue_delay == y.max_queue_delay &&
-         x.preferred_batch_sizes == y.preferred_batch_sizes &&
-         x.max_queue_size == y.max_queue_size && x.default_timeout == y.default_timeout &&
-         s.intra_op_threads == t.intra_op_threads && s.warm_up == t.warm_up &&
-         s.optimization == t.optimization && s.keep_outputs_on_device == t.keep_outputs_on_device &&
-         s.precision == t.precision;
+// The options' operator== list every field by hand (C++17 has no defaulted comparisons). A field
+// added without updating them would be silently ignored by SameServing; their sizes catch it:
+// update operator== and these sizes together.
+#if defined(__GLIBCXX__) && (defined(__x86_64__) || defined(__aarch64__))
+static_assert(sizeof(BatchingOptions) == 72, "BatchingOptions changed: update its operator==");
+static_assert(sizeof(SessionOptions) == 56, "SessionOptions changed: update its operator==");
+static_assert(sizeof(VersionPolicy) == 40, "VersionPolicy changed: update its operator==");
+static_assert(sizeof(DeployOptions) == 200, "DeployOptions changed: update its operator==");
+#endif
+
+// Whether two sets of options load and batch versions the same way: all but the policy, and
+// the session's version and device, which the policy and the devices choose.
+bool SameServing(DeployOptions a, DeployOptions b) {
+  a.policy = b.policy;
+  a.session.version = b.session.version;
+  a.session.device = b.session.device;
+  return a == b;
 }
 
 }  // namespace
@@ -165,7 +169,7 @@ absl::Status Deployment::WaitingFull() const {
       label_));
 }
 
-absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, RequestOptions options,
+absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, ServerRequestOptions options,
                                 InferenceCallback done) {
   // Loops only when a swap retired the chosen queue in between: the next Pick sees newer routes.
   while (true) {
@@ -187,7 +191,7 @@ absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, RequestOptions o
   }
 }
 
-InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, RequestOptions options) {
+InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, ServerRequestOptions options) {
   while (true) {
     Route route = Pick(options.version);
     if (route.wait) {

@@ -20,11 +20,12 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "maas/clock.h"
-#include "maas/internal/mutex.h"
+#include "maas/deploy_options.h"
 #include "maas/model_status.h"
 #include "maas/model_store.h"
-#include "maas/server.h"
+#include "maas/request.h"
 #include "model_queue.h"
+#include "mutex.h"
 
 namespace maas::internal {
 
@@ -60,9 +61,9 @@ class Deployment {
   ~Deployment();
 
   // --- Request path ---
-  absl::Status Submit(std::vector<at::Tensor> inputs, RequestOptions options,
+  absl::Status Submit(std::vector<at::Tensor> inputs, ServerRequestOptions options,
                       InferenceCallback done);
-  InferenceResult Infer(std::vector<at::Tensor> inputs, RequestOptions options);
+  InferenceResult Infer(std::vector<at::Tensor> inputs, ServerRequestOptions options);
 
   // --- Lifecycle thread ---
   // Replaces the options; the next Apply reloads every version when they change how versions
@@ -116,7 +117,7 @@ class Deployment {
   // A request waiting for the model to be loaded again.
   struct Waiting {
     std::vector<at::Tensor> inputs;
-    RequestOptions options;
+    ServerRequestOptions options;
     InferenceCallback done;
   };
   // What routing decided for one request.

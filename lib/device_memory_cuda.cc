@@ -9,7 +9,8 @@ namespace maas::internal {
 int64_t DeviceReservedBytes(c10::Device device) {
   if (!device.is_cuda()) return 0;
   try {
-    const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
+    const c10::DeviceIndex index =
+        device.has_index() ? device.index() : c10::cuda::current_device();
     // Index 0 is StatType::AGGREGATE in every LibTorch version; the enum itself moved from
     // c10::cuda::CUDACachingAllocator to c10::CachingDeviceAllocator in 2.6, the struct stayed.
     return c10::cuda::CUDACachingAllocator::getDeviceStats(index).reserved_bytes[0].current;

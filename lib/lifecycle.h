@@ -9,7 +9,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
-#include "maas/internal/mutex.h"
+#include "mutex.h"
 
 namespace maas::internal {
 

@@ -1,13 +1,12 @@
-// One model inside the Scheduler: its request queue, its instances' worker threads, the batch
-// forming policy and its statistics.
+// ModelQueue: one model's requests run on its instances: the worker threads, the run-on-caller
+// fast path, the executions and the statistics. Which requests run together, and when, is
+// decided by its BatchQueue; the tensors are joined and split by batch_tensors.h.
 #ifndef MAAS_LIB_MODEL_QUEUE_H_
 #define MAAS_LIB_MODEL_QUEUE_H_
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <list>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,51 +16,23 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "execution_time_model.h"
+#include "batch_queue.h"
+#include "core_budget.h"
 #include "histogram.h"
+#include "maas/batching_options.h"
 #include "maas/clock.h"
-#include "maas/internal/mutex.h"
-#include "maas/scheduler.h"
+#include "maas/request.h"
 #include "maas/session.h"
 #include "maas/stats.h"
+#include "mutex.h"
 
 namespace maas::internal {
 
-// A counting semaphore of CPU cores shared by every CPU worker of a Scheduler.
-// This class is thread-safe.
-class CoreBudget {
- public:
-  explicit CoreBudget(int cores) : total_(cores), available_(cores) {}
-  int total() const { return total_; }
-  // Blocks until `n` cores (at most total()) are free and takes them.
-  void Acquire(int n);
-  // Takes `n` cores if they are free now.
-  bool TryAcquire(int n);
-  void Release(int n);
-
- private:
-  const int total_;
-  Mutex mu_;
-  CondVar released_;
-  int available_ ABSL_GUARDED_BY(mu_);
-};
-
 // One submitted request, owned by the queue until it is answered.
-struct Request {
+struct Request : BatchTask {
   std::vector<at::Tensor> inputs;
-  int64_t items = 1;  // Rows in dimension 0 (1 for models that are not batchable).
-  int priority = 0;
-  absl::Time enqueued;
-  absl::Time deadline = absl::InfiniteFuture();
-  // Requests share a batch only when these match: the non-batch dimensions and the device of
-  // every input.
-  std::vector<int64_t> batch_key;
   InferenceCallback done;
 };
-
-// Checks batching options; InvalidArgument naming the field otherwise. Shared by
-// Scheduler::AddModel and Server::Deploy.
-absl::Status ValidateBatchingOptions(const BatchingOptions& options);
 
 // Answers one request: calls `done` once. Call it outside every library lock; an exception from
 // the callback is dropped.
@@ -112,12 +83,12 @@ class ModelQueue {
   // answer with an error without running.
   struct Work {
     std::vector<std::unique_ptr<Request>> batch;
-    std::vector<std::pair<std::unique_ptr<Request>, absl::Status>> refused;
+    std::vector<BatchQueue<Request>::Refused> refused;
     bool exit = false;
   };
 
   // Validates a request against the signature and options (InvalidArgument, DeadlineExceeded;
-  // counted as failures) and fills in what the queue needs.
+  // counted as failures) and fills in what the batch queue needs.
   absl::StatusOr<std::unique_ptr<Request>> Prepare(std::vector<at::Tensor> inputs,
                                                    const RequestOptions& options);
   // Queues a prepared request with its callback set, taking it. Unavailable when the queue is
@@ -128,18 +99,8 @@ class ModelQueue {
   InferenceResult Infer(std::unique_ptr<Request>* request);
   // Queues a prepared request, as Enqueue.
   absl::Status Push(std::unique_ptr<Request>* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Under mu_: DeadlineExceeded if the learned execution time says `request` cannot make it.
-  absl::Status CheckPredictedDeadline(const Request& request, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop(size_t instance);
   Work NextWork(size_t instance);
-  // Under mu_: moves expired and hopeless requests into `refused`; returns the earliest
-  // deadline still queued.
-  absl::Time RefuseLateRequests(absl::Time now, Work* work) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Under mu_: picks the next batch. Returns true and fills work->batch when it should run now;
-  // otherwise sets *wake_at to when it will be ready at the latest.
-  bool FormBatch(absl::Time now, Work* work, absl::Time* wake_at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs a batch on instance `instance` (which the caller has marked busy) and answers it.
   void Execute(size_t instance, std::vector<std::unique_ptr<Request>> batch);
   void CountAnswer(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -157,16 +118,11 @@ class ModelQueue {
 
   mutable Mutex mu_;
   CondVar work_available_;
-  // Queued requests by priority, highest first; arrival order within one priority.
-  std::map<int, std::list<std::unique_ptr<Request>>, std::greater<int>> queue_ ABSL_GUARDED_BY(mu_);
-  int64_t queued_requests_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t queued_items_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t queued_with_deadline_ ABSL_GUARDED_BY(mu_) = 0;
+  BatchQueue<Request> queue_ ABSL_GUARDED_BY(mu_);
   // busy_[i]: instance i is running a batch, on its worker or on a caller's thread (Infer).
   std::vector<bool> busy_ ABSL_GUARDED_BY(mu_);
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // workers exit once the queue is empty
-  ExecutionTimeModel execution_time_ ABSL_GUARDED_BY(mu_);
   ModelStats stats_ ABSL_GUARDED_BY(mu_);
   DurationHistogram queue_time_ ABSL_GUARDED_BY(mu_);
   DurationHistogram compute_time_ ABSL_GUARDED_BY(mu_);

@@ -101,7 +101,7 @@ void CreateDirectories(const fs::path& path, std::error_code& ec) {
   ec.clear();
   const std::string& text = path.native();
   // Each prefix ending before a '/', then the whole path.
-  for (size_t slash = text.find('/', 1); ; slash = text.find('/', slash + 1)) {
+  for (size_t slash = text.find('/', 1);; slash = text.find('/', slash + 1)) {
     const std::string prefix = text.substr(0, slash);
     if (!prefix.empty() && prefix.back() != '/') {
       CreateDirectory(prefix, ec);

@@ -7,6 +7,7 @@
 #include "absl_compat.h"
 #include "deployment.h"
 #include "fmt/core.h"
+#include "front_end.h"
 #include "lifecycle.h"
 #include "model_queue.h"
 #include "names.h"
@@ -69,23 +70,44 @@ absl::Status CalledFromCallback(std::string_view what) {
 
 }  // namespace
 
-Server::Server(std::unique_ptr<ModelStore> store, ServerOptions options, int cores)
-    : store_(std::move(store)),
-      options_(std::move(options)),
-      cores_(std::make_unique<internal::CoreBudget>(cores)) {
-  lifecycle_ = std::make_unique<internal::Lifecycle>(options_.watch_interval,
-                                                     [this] { (void)RefreshAll(); });
-}
+struct Server::Impl {
+  Impl(std::unique_ptr<ModelStore> store, ServerOptions options, int cores)
+      : store(std::move(store)), options(std::move(options)), cores(cores) {
+    lifecycle = std::make_unique<internal::Lifecycle>(this->options.watch_interval,
+                                                      [this] { (void)RefreshAll(); });
+  }
+
+  // Runs `task` on the lifecycle thread and waits for its status.
+  absl::Status RunOnLifecycle(absl::AnyInvocable<absl::Status() &&> task, std::string_view what);
+  // On the lifecycle thread: Deploy.
+  absl::Status DeployNow(const std::string& name, DeployOptions options);
+  // On the lifecycle thread: makes room for `bytes` more under the memory budget by unloading
+  // idle models other than `requester`, least recently used first.
+  absl::Status Reserve(int64_t bytes, const internal::Deployment* requester);
+  // Reserve on behalf of `requester`, as a Deployment::Reserve (valid for one full expression).
+  auto ReserveFor(const internal::Deployment* requester) {
+    return [this, requester](int64_t bytes) { return Reserve(bytes, requester); };
+  }
+  // On the lifecycle thread: loads an unloaded model again for the requests waiting for it.
+  void Reload(const std::shared_ptr<internal::Deployment>& deployment);
+  // On the lifecycle thread: Refresh.
+  absl::Status RefreshAll();
+  // Whether the calling thread must not wait for the lifecycle thread or a worker.
+  bool OnServingThread() const { return internal::InSchedulerWorker() || lifecycle->OnThread(); }
+
+  const std::unique_ptr<ModelStore> store;
+  const ServerOptions options;
+  internal::CoreBudget cores;
+  internal::ModelRegistry<internal::Deployment> models{"deployed", "deployed"};
+  // Last: destroyed first, so that no task runs once the members above go.
+  std::unique_ptr<internal::Lifecycle> lifecycle;
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
-  lifecycle_->Stop();  // Finishes the running task; no other starts.
-  std::vector<std::shared_ptr<internal::Deployment>> deployments;
-  {
-    internal::MutexLock lock(&mu_);
-    for (auto& [name, deployment] : models_) deployments.push_back(std::move(deployment));
-    models_.clear();
-  }
-  for (const auto& deployment : deployments) deployment->Shutdown(/*drain=*/false);
+  impl_->lifecycle->Stop();  // Finishes the running task; no other starts.
+  for (const auto& deployment : impl_->models.TakeAll()) deployment->Shutdown(/*drain=*/false);
 }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const std::filesystem::path& store_root,
@@ -109,15 +131,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const std::filesystem::pa
   int cores = options.cpu_cores;
   if (cores == 0) cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (!options.clock) options.clock = RealClock();
-  return std::unique_ptr<Server>(new Server(std::move(store), std::move(options), cores));
+  return std::unique_ptr<Server>(
+      new Server(std::make_unique<Impl>(std::move(store), std::move(options), cores)));
 }
 
-absl::Status Server::RunOnLifecycle(absl::AnyInvocable<absl::Status() &&> task,
-                                    std::string_view what) {
-  if (internal::InSchedulerWorker() || lifecycle_->OnThread()) return CalledFromCallback(what);
+absl::Status Server::Impl::RunOnLifecycle(absl::AnyInvocable<absl::Status() &&> task,
+                                          std::string_view what) {
+  if (OnServingThread()) return CalledFromCallback(what);
   auto promise = std::make_shared<std::promise<absl::Status>>();
   std::future<absl::Status> future = promise->get_future();
-  lifecycle_->Post([task = std::move(task), promise, what = std::string(what)](bool run) mutable {
+  lifecycle->Post([task = std::move(task), promise, what = std::string(what)](bool run) mutable {
     promise->set_value(run ? std::move(task)()
                            : absl::CancelledError(fmt::format(
                                  "{}: the server shut down before it could run", what)));
@@ -131,55 +154,48 @@ absl::Status Server::Deploy(std::string_view name, DeployOptions options) {
     return absl::InvalidArgumentError(
         fmt::format("cannot deploy model '{}': {}", name, s.message()));
   }
-  return RunOnLifecycle(
-      [this, name = std::string(name), options = std::move(options)]() mutable -> absl::Status {
-        // Fail fast, and deploy nothing, when the store has no such model.
-        MAAS_RETURN_IF_ERROR(store_->Versions(name).status());
-        std::shared_ptr<internal::Deployment> deployment = Find(name);
-        if (deployment != nullptr) {
-          // A redeploy whose policy does not resolve changes nothing.
-          MAAS_RETURN_IF_ERROR(deployment->CheckPolicy(*store_, options.policy));
-          deployment->SetOptions(std::move(options));
-        } else {
-          // The reload callback finds the deployment through a weak pointer: a stale reload
-          // task must not act on a later deployment of the same name.
-          auto self = std::make_shared<std::weak_ptr<internal::Deployment>>();
-          deployment = std::make_shared<internal::Deployment>(
-              name, std::move(options), options_.clock, cores_.get(), [this, self] {
-                lifecycle_->Post([this, self](bool run) {
-                  std::shared_ptr<internal::Deployment> d = self->lock();
-                  if (d == nullptr) return;
-                  if (!run) {
-                    d->ReleaseWaiting(absl::CancelledError("the server is shutting down"));
-                    return;
-                  }
-                  Reload(d);
-                });
-              });
-          *self = deployment;
-          internal::MutexLock lock(&mu_);
-          models_.emplace(name, deployment);
-        }
-        internal::Deployment* self = deployment.get();
-        return deployment->Apply(*store_,
-                                 [this, self](int64_t bytes) { return Reserve(bytes, self); });
+  return impl_->RunOnLifecycle(
+      [impl = impl_.get(), name = std::string(name), options = std::move(options)]() mutable {
+        return impl->DeployNow(name, std::move(options));
       },
       "Deploy");
 }
 
+absl::Status Server::Impl::DeployNow(const std::string& name, DeployOptions deploy_options) {
+  // Fail fast, and deploy nothing, when the store has no such model.
+  MAAS_RETURN_IF_ERROR(store->Versions(name).status());
+  std::shared_ptr<internal::Deployment> deployment = models.Find(name);
+  if (deployment != nullptr) {
+    // A redeploy whose policy does not resolve changes nothing.
+    MAAS_RETURN_IF_ERROR(deployment->CheckPolicy(*store, deploy_options.policy));
+    deployment->SetOptions(std::move(deploy_options));
+  } else {
+    // The reload callback finds the deployment through a weak pointer: a stale reload task
+    // must not act on a later deployment of the same name.
+    auto self = std::make_shared<std::weak_ptr<internal::Deployment>>();
+    deployment = std::make_shared<internal::Deployment>(
+        name, std::move(deploy_options), options.clock, &cores, [this, self] {
+          lifecycle->Post([this, self](bool run) {
+            std::shared_ptr<internal::Deployment> d = self->lock();
+            if (d == nullptr) return;
+            if (!run) {
+              d->ReleaseWaiting(absl::CancelledError("the server is shutting down"));
+              return;
+            }
+            Reload(d);
+          });
+        });
+    *self = deployment;
+    models.Add(name, deployment);  // Only this thread adds: the name is free.
+  }
+  return deployment->Apply(*store, ReserveFor(deployment.get()));
+}
+
 absl::Status Server::Undeploy(std::string_view name) {
-  return RunOnLifecycle(
-      [this, name = std::string(name)]() -> absl::Status {
-        std::shared_ptr<internal::Deployment> deployment;
-        {
-          internal::MutexLock lock(&mu_);
-          auto it = models_.find(name);
-          if (it != models_.end()) {
-            deployment = std::move(it->second);
-            models_.erase(it);
-          }
-        }
-        if (deployment == nullptr) return NotDeployed(name);
+  return impl_->RunOnLifecycle(
+      [impl = impl_.get(), name = std::string(name)]() -> absl::Status {
+        std::shared_ptr<internal::Deployment> deployment = impl->models.Remove(name);
+        if (deployment == nullptr) return impl->models.NotFound(name);
         deployment->Shutdown(/*drain=*/true);
         return absl::OkStatus();
       },
@@ -187,30 +203,21 @@ absl::Status Server::Undeploy(std::string_view name) {
 }
 
 absl::Status Server::Refresh() {
-  return RunOnLifecycle([this] { return RefreshAll(); }, "Refresh");
+  return impl_->RunOnLifecycle([impl = impl_.get()] { return impl->RefreshAll(); }, "Refresh");
 }
 
-absl::Status Server::RefreshAll() {
-  std::vector<std::shared_ptr<internal::Deployment>> deployments;
-  {
-    internal::MutexLock lock(&mu_);
-    for (const auto& [name, deployment] : models_) deployments.push_back(deployment);
-  }
+absl::Status Server::Impl::RefreshAll() {
   absl::Status first_error;
-  for (const auto& deployment : deployments) {
+  for (const auto& deployment : models.All()) {
     if (deployment->unloaded()) continue;  // Loads again on demand, as the store is then.
-    internal::Deployment* self = deployment.get();
-    absl::Status applied =
-        deployment->Apply(*store_, [this, self](int64_t bytes) { return Reserve(bytes, self); });
+    absl::Status applied = deployment->Apply(*store, ReserveFor(deployment.get()));
     if (first_error.ok()) first_error = applied;
   }
   return first_error;
 }
 
-void Server::Reload(const std::shared_ptr<internal::Deployment>& deployment) {
-  internal::Deployment* self = deployment.get();
-  absl::Status loaded =
-      deployment->Restore(*store_, [this, self](int64_t bytes) { return Reserve(bytes, self); });
+void Server::Impl::Reload(const std::shared_ptr<internal::Deployment>& deployment) {
+  absl::Status loaded = deployment->Restore(*store, ReserveFor(deployment.get()));
   // A partial failure (one version of several) still serves the waiting requests.
   if (!deployment->unloaded()) {
     loaded = absl::OkStatus();
@@ -220,19 +227,14 @@ void Server::Reload(const std::shared_ptr<internal::Deployment>& deployment) {
   deployment->ReleaseWaiting(loaded);
 }
 
-absl::Status Server::Reserve(int64_t bytes, const internal::Deployment* requester) {
-  const int64_t budget = options_.memory_budget_bytes;
+absl::Status Server::Impl::Reserve(int64_t bytes, const internal::Deployment* requester) {
+  const int64_t budget = options.memory_budget_bytes;
   if (budget == 0) return absl::OkStatus();
-  std::vector<std::shared_ptr<internal::Deployment>> deployments;
-  {
-    internal::MutexLock lock(&mu_);
-    for (const auto& [name, deployment] : models_) deployments.push_back(deployment);
-  }
   // What is in use, and what unloading every idle model but the requester would free.
   int64_t used = 0, freeable = 0;
   std::vector<std::string> busy;
   std::vector<std::pair<absl::Time, std::shared_ptr<internal::Deployment>>> idle;
-  for (const auto& deployment : deployments) {
+  for (const auto& deployment : models.All()) {
     const int64_t bytes_in_use = deployment->memory_bytes();
     used += bytes_in_use;
     if (deployment.get() == requester || bytes_in_use == 0) continue;
@@ -264,62 +266,40 @@ absl::Status Server::Reserve(int64_t bytes, const internal::Deployment* requeste
   return absl::OkStatus();
 }
 
-std::shared_ptr<internal::Deployment> Server::Find(std::string_view name) const {
-  internal::MutexLock lock(&mu_);
-  auto it = models_.find(name);
-  return it == models_.end() ? nullptr : it->second;
-}
-
-absl::Status Server::NotDeployed(std::string_view name) const {
-  std::vector<std::string> deployed = Models();
-  return absl::NotFoundError(
-      fmt::format("model '{}' is not deployed (deployed: {})", name,
-                  deployed.empty() ? "none" : absl::StrJoin(deployed, ", ")));
-}
-
 absl::Status Server::Submit(std::string_view name, std::vector<at::Tensor> inputs,
-                            RequestOptions options, InferenceCallback done) {
-  if (!done) return absl::InvalidArgumentError("Submit needs a completion callback");
-  std::shared_ptr<internal::Deployment> deployment = Find(name);
-  if (deployment == nullptr) return NotDeployed(name);
+                            ServerRequestOptions options, InferenceCallback done) {
+  if (absl::Status s = internal::CheckCallback(done); !s.ok()) return s;
+  std::shared_ptr<internal::Deployment> deployment = impl_->models.Find(name);
+  if (deployment == nullptr) return impl_->models.NotFound(name);
   return deployment->Submit(std::move(inputs), std::move(options), std::move(done));
 }
 
 std::future<InferenceResult> Server::Submit(std::string_view name, std::vector<at::Tensor> inputs,
-                                            RequestOptions options) {
-  auto promise = std::make_shared<std::promise<InferenceResult>>();
-  std::future<InferenceResult> future = promise->get_future();
-  absl::Status submitted =
-      Submit(name, std::move(inputs), std::move(options),
-             [promise](InferenceResult result) { promise->set_value(std::move(result)); });
-  if (!submitted.ok()) promise->set_value(std::move(submitted));
-  return future;
+                                            ServerRequestOptions options) {
+  return internal::SubmitForFuture([&](InferenceCallback done) {
+    return Submit(name, std::move(inputs), std::move(options), std::move(done));
+  });
 }
 
 InferenceResult Server::Infer(std::string_view name, std::vector<at::Tensor> inputs,
-                              RequestOptions options) {
-  if (internal::InSchedulerWorker() || lifecycle_->OnThread()) {
+                              ServerRequestOptions options) {
+  if (impl_->OnServingThread()) {
     return absl::FailedPreconditionError(
         "Infer called from a completion callback (a worker thread) would block it; use Submit "
         "with a callback there");
   }
-  std::shared_ptr<internal::Deployment> deployment = Find(name);
-  if (deployment == nullptr) return NotDeployed(name);
+  std::shared_ptr<internal::Deployment> deployment = impl_->models.Find(name);
+  if (deployment == nullptr) return impl_->models.NotFound(name);
   return deployment->Infer(std::move(inputs), std::move(options));
 }
 
 absl::StatusOr<ModelStatus> Server::Describe(std::string_view name) const {
-  std::shared_ptr<internal::Deployment> deployment = Find(name);
-  if (deployment == nullptr) return NotDeployed(name);
+  std::shared_ptr<internal::Deployment> deployment = impl_->models.Find(name);
+  if (deployment == nullptr) return impl_->models.NotFound(name);
   return deployment->Describe();
 }
 
-std::vector<std::string> Server::Models() const {
-  internal::MutexLock lock(&mu_);
-  std::vector<std::string> names;
-  for (const auto& [name, deployment] : models_) names.push_back(name);
-  return names;
-}
+std::vector<std::string> Server::Models() const { return impl_->models.Names(); }
 
 // --- Small value types --------------------------------------------------------------------
 

@@ -84,8 +84,7 @@ TEST(PosixFilesTest, CreatesListsMeasuresAndRemovesTrees) {
   testing::MakeSymlink(nested, dir.path() / "link");
   EXPECT_EQ(posix::LinkTypeOf(dir.path() / "link", ec), posix::FileType::kSymlink);
   EXPECT_EQ(posix::TypeOf(dir.path() / "link", ec), posix::FileType::kDirectory);
-  EXPECT_EQ(posix::Canonical(dir.path() / "link" / ".." / "c", ec),
-            posix::Canonical(nested, ec));
+  EXPECT_EQ(posix::Canonical(dir.path() / "link" / ".." / "c", ec), posix::Canonical(nested, ec));
   EXPECT_THAT(testing::ListNames(dir.path()), ::testing::ElementsAre("a", "link"));
 
   // RemoveAll removes a link, never what it leads to.

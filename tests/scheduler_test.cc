@@ -12,8 +12,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "maas/internal/mutex.h"
 #include "maas/model_store.h"
+#include "mutex.h"
 #include "test_util.h"
 
 namespace maas {

@@ -15,12 +15,14 @@
 #include <atomic>
 #include <fstream>
 #include <thread>
+#include <type_traits>
 
 #include "fmt/core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lifecycle.h"
 #include "maas/model_store.h"
+#include "maas/scheduler.h"
 #include "test_util.h"
 
 namespace maas {
@@ -107,8 +109,8 @@ class ServerTest : public ::testing::Test {
     return server.ok() ? std::move(*server) : nullptr;
   }
 
-  static RequestOptions Version(const std::string& version) {
-    RequestOptions options;
+  static ServerRequestOptions Version(const std::string& version) {
+    ServerRequestOptions options;
     options.version = version;
     return options;
   }
@@ -419,16 +421,28 @@ TEST_F(ServerTest, WorkersKeepTheApplicationsPriorityWhileLoadsRunNicer) {
   EXPECT_EQ(load_nice, std::min(ThreadNice() + internal::kLoadNiceIncrement, 19));
 }
 
-TEST_F(ServerTest, ASchedulerRefusesRequestsThatNameAVersion) {
+// Whether `Front` accepts a request naming a version: a Server does; a Scheduler, which serves
+// exactly the sessions it was given, refuses it at compile time (not at run time, and never by
+// silently dropping the version).
+template <typename Front, typename = void>
+struct AcceptsVersionedRequests : std::false_type {};
+template <typename Front>
+struct AcceptsVersionedRequests<
+    Front, std::void_t<decltype(std::declval<Front&>().Infer(
+               "m", std::vector<at::Tensor>{}, std::declval<const ServerRequestOptions&>()))>>
+    : std::true_type {};
+
+TEST_F(ServerTest, OnlyAServerTakesRequestsThatNameAVersion) {
+  static_assert(AcceptsVersionedRequests<Server>::value);
+  static_assert(!AcceptsVersionedRequests<Scheduler>::value);
+  // Plain options work with both.
   PublishNext("m");
   auto session = Session::Create(*store_, "m");
   ASSERT_TRUE(session.ok());
   auto scheduler = Scheduler::Create();
   ASSERT_TRUE(scheduler.ok());
   ASSERT_TRUE((*scheduler)->AddModel("m", {std::move(*session)}).ok());
-  InferenceResult named = (*scheduler)->Infer("m", {Rows(1)}, Version("1"));
-  EXPECT_TRUE(absl::IsInvalidArgument(named.status())) << named.status();
-  EXPECT_EQ(Tag((*scheduler)->Infer("m", {Rows(1)})), 1);
+  EXPECT_EQ(Tag((*scheduler)->Infer("m", {Rows(1)}, RequestOptions{})), 1);
 }
 
 TEST_F(ServerTest, UnloadingGivesMemoryBackOver200LoadsAndUnloads) {

@@ -8,8 +8,8 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -126,15 +126,15 @@ void MakeFolders(const fs::path& path) {
 
 void RemoveFile(const fs::path& path) {
   std::error_code ec;
-  EXPECT_TRUE(internal::posix::Remove(path, ec)) << "cannot remove " << path << ": "
-                                                  << ec.message();
+  EXPECT_TRUE(internal::posix::Remove(path, ec))
+      << "cannot remove " << path << ": " << ec.message();
 }
 
 void MakeWritable(const fs::path& path) {
   struct stat info;
   ASSERT_EQ(::stat(path.c_str(), &info), 0) << path << ": " << std::strerror(errno);
-  EXPECT_EQ(::chmod(path.c_str(), info.st_mode | S_IWUSR), 0) << path << ": "
-                                                                << std::strerror(errno);
+  EXPECT_EQ(::chmod(path.c_str(), info.st_mode | S_IWUSR), 0)
+      << path << ": " << std::strerror(errno);
 }
 
 void MakeSymlink(const fs::path& target, const fs::path& link) {

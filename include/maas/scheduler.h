@@ -5,30 +5,27 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <functional>
 #include <future>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "maas/batching_options.h"
 #include "maas/clock.h"
-#include "maas/internal/mutex.h"
+#include "maas/request.h"
 #include "maas/session.h"
 #include "maas/stats.h"
 
 namespace maas {
 
-namespace internal {
-class CoreBudget;
-class ModelQueue;
-}  // namespace internal
+template <typename Options>
+inline constexpr bool IsServerRequestOptions = std::is_base_of_v<ServerRequestOptions, Options>;
 
 // Open-time options of a Scheduler.
 struct SchedulerOptions {
@@ -41,57 +38,6 @@ struct SchedulerOptions {
   // Default: nullptr, meaning RealClock().
   std::shared_ptr<Clock> clock;
 };
-
-// How one model's requests are batched. Set per model in AddModel.
-struct BatchingOptions {
-  // Most items in one execution. A request may hold 1 to max_batch_size items; it is never
-  // split. Default: 32.
-  int64_t max_batch_size = 32;
-
-  // How long a partial batch may wait for more requests when an instance is free to run it.
-  // Zero runs whatever is queued at once: under load, batches still grow by themselves while
-  // instances are busy. Raise it (e.g. 1-5 ms) to trade a bounded latency for fuller batches at
-  // moderate load. Default: zero.
-  absl::Duration max_queue_delay = absl::ZeroDuration();
-
-  // Batch sizes (items) at which a waiting batch runs without using up max_queue_delay, and to
-  // which a formed batch is trimmed when a prefix of its requests adds up to one of them. Empty:
-  // only max_batch_size counts. Default: empty.
-  std::vector<int64_t> preferred_batch_sizes;
-
-  // Most items waiting for this model; a Submit beyond it fails at once with Unavailable, so
-  // that overload turns into fast, retryable refusals instead of unbounded latency.
-  // Default: 4096.
-  int64_t max_queue_size = 4096;
-
-  // Deadline for requests that set none: a request not started within it completes with
-  // DeadlineExceeded. Default: infinite.
-  absl::Duration default_timeout = absl::InfiniteDuration();
-};
-
-// Per-request options.
-struct RequestOptions {
-  // Higher runs first. Within one priority, requests run in arrival order. Strict: a steady
-  // stream of higher-priority work can starve lower priorities (bound them with deadlines).
-  // Default: 0.
-  int priority = 0;
-
-  // The request completes with DeadlineExceeded if it cannot start by then, and is not started
-  // when the model's learned execution time says it would finish after it. The earlier of
-  // deadline and now + timeout applies. Defaults: infinite (BatchingOptions::default_timeout
-  // applies when both are infinite).
-  absl::Time deadline = absl::InfiniteFuture();
-  absl::Duration timeout = absl::InfiniteDuration();
-
-  // Which version answers, for a Server serving several: a number ("3"), an alias ("stable")
-  // or "latest", among the versions it serves. Empty: the model's version policy decides (its
-  // newest or first version, or the canary split). A Scheduler serves exactly the sessions it
-  // was given and refuses a request that names a version (InvalidArgument). Default: empty.
-  std::string version;
-};
-
-using InferenceResult = absl::StatusOr<std::vector<at::Tensor>>;
-using InferenceCallback = absl::AnyInvocable<void(InferenceResult) &&>;
 
 // A Scheduler serves models to many application threads: each Submit is a small request of one
 // or more items; the scheduler queues it, forms batches of requests whose shapes match, runs them
@@ -173,7 +119,7 @@ class Scheduler {
   // outputs (the request's own rows, in the signature's order) or an error (DeadlineExceeded,
   // Internal, Cancelled). When Submit itself fails it returns the error and `done` is never
   // called: NotFound (unknown model, or removed meanwhile), InvalidArgument (inputs against the
-  // signature; more items than max_batch_size; an empty callback; a version named),
+  // signature; more items than max_batch_size; an empty callback),
   // Unavailable (queue full), DeadlineExceeded (the deadline had already passed). Never blocks.
   absl::Status Submit(std::string_view name, std::vector<at::Tensor> inputs, RequestOptions options,
                       InferenceCallback done);
@@ -191,6 +137,18 @@ class Scheduler {
   InferenceResult Infer(std::string_view name, std::vector<at::Tensor> inputs,
                         RequestOptions options = {});
 
+  // A Scheduler serves exactly the sessions it was given: choosing a version is a Server's
+  // (ServerRequestOptions::version). These keep a ServerRequestOptions from being passed here
+  // and silently losing its version: such a call does not compile.
+  template <typename Options, typename = std::enable_if_t<IsServerRequestOptions<Options>>>
+  absl::Status Submit(std::string_view, std::vector<at::Tensor>, const Options&,
+                      InferenceCallback) = delete;
+  template <typename Options, typename = std::enable_if_t<IsServerRequestOptions<Options>>>
+  std::future<InferenceResult> Submit(std::string_view, std::vector<at::Tensor>,
+                                      const Options&) = delete;
+  template <typename Options, typename = std::enable_if_t<IsServerRequestOptions<Options>>>
+  InferenceResult Infer(std::string_view, std::vector<at::Tensor>, const Options&) = delete;
+
   // A snapshot of a model's statistics. NotFound: unknown model.
   absl::StatusOr<ModelStats> Stats(std::string_view name) const;
 
@@ -198,19 +156,10 @@ class Scheduler {
   std::vector<std::string> Models() const;
 
  private:
-  Scheduler(std::shared_ptr<Clock> clock, int cpu_cores);
-  std::shared_ptr<internal::ModelQueue> Find(std::string_view name) const;
-  absl::Status NotServed(std::string_view name) const;
-  // Checks instances and options and builds (without starting) a queue for them.
-  absl::StatusOr<std::shared_ptr<internal::ModelQueue>> MakeQueue(
-      std::string_view name, std::vector<std::shared_ptr<Session>> instances,
-      BatchingOptions options, std::string_view verb) const;
+  struct Impl;
+  explicit Scheduler(std::unique_ptr<Impl> impl);
 
-  const std::shared_ptr<Clock> clock_;
-  const std::unique_ptr<internal::CoreBudget> cores_;
-  mutable internal::Mutex mu_;
-  std::map<std::string, std::shared_ptr<internal::ModelQueue>, std::less<>> models_
-      ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace maas

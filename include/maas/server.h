@@ -8,30 +8,22 @@
 #include <cstdint>
 #include <filesystem>
 #include <future>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "maas/clock.h"
-#include "maas/internal/mutex.h"
+#include "maas/deploy_options.h"
 #include "maas/model_status.h"
-#include "maas/scheduler.h"
+#include "maas/request.h"
 #include "maas/session.h"
 #include "maas/version_policy.h"
 
 namespace maas {
-
-namespace internal {
-class CoreBudget;
-class Deployment;
-class Lifecycle;
-}  // namespace internal
 
 // Open-time options of a Server.
 struct ServerOptions {
@@ -54,26 +46,6 @@ struct ServerOptions {
 
   // Where time comes from (queue delays, deadlines, statistics). Default: RealClock().
   std::shared_ptr<Clock> clock;
-};
-
-// How a model is deployed: which versions, where, and how its requests are batched.
-struct DeployOptions {
-  // Which versions to serve and where unnamed requests go. Default: the latest version.
-  VersionPolicy policy;
-
-  // The devices to load each version on, and how many instances (sessions, each with its own
-  // worker thread) per device. On CPU, instances x session.intra_op_threads should not exceed
-  // ServerOptions::cpu_cores. Defaults: the CPU, 1 instance.
-  std::vector<c10::Device> devices = {c10::Device(c10::DeviceType::CPU)};
-  int instances_per_device = 1;
-
-  // How requests are batched; see BatchingOptions. Default: BatchingOptions{}.
-  BatchingOptions batching;
-
-  // How each instance is loaded (intra-op threads, warm-up, graph preparation, outputs kept on
-  // the device); see SessionOptions. Its `version` and `device` are not used: `policy` and
-  // `devices` choose them. Default: SessionOptions{}.
-  SessionOptions session;
 };
 
 // A Server deploys models from a ModelStore and serves them to many application threads: the
@@ -100,7 +72,7 @@ struct DeployOptions {
 // shared filesystem.
 //
 // Requests: Submit and Infer behave as the Scheduler's (validation, batching, priorities,
-// deadlines, bounded queues) and may name a version in RequestOptions::version. A model that
+// deadlines, bounded queues) and may name a version in ServerRequestOptions::version. A model that
 // is deployed but has no ready version answers Unavailable with the reason.
 //
 // Threads: one worker per instance, one lifecycle thread (loads, unloads, the watcher).
@@ -155,21 +127,21 @@ class Server {
   // concerned keep serving what they served). FailedPrecondition: from a completion callback.
   absl::Status Refresh();
 
-  // As Scheduler::Submit, on the version RequestOptions::version names or the policy chooses.
+  // As Scheduler::Submit, on the version ServerRequestOptions::version names or the policy chooses.
   // Also NotFound when the model is not deployed or does not serve the version named, and
   // Unavailable when it has no ready version. A model unloaded for memory is loaded again
   // first; the request waits for that (its deadline applies), and Submit does not block.
-  absl::Status Submit(std::string_view name, std::vector<at::Tensor> inputs, RequestOptions options,
-                      InferenceCallback done);
+  absl::Status Submit(std::string_view name, std::vector<at::Tensor> inputs,
+                      ServerRequestOptions options, InferenceCallback done);
 
   // As above, with the answer (or Submit's error) in a future.
   std::future<InferenceResult> Submit(std::string_view name, std::vector<at::Tensor> inputs,
-                                      RequestOptions options = {});
+                                      ServerRequestOptions options = {});
 
   // Submits and waits for the answer; as Scheduler::Infer (a lone request on an idle model runs
   // on the calling thread).
   InferenceResult Infer(std::string_view name, std::vector<at::Tensor> inputs,
-                        RequestOptions options = {});
+                        ServerRequestOptions options = {});
 
   // Describes a deployed model: policy, versions with their state, reason, aliases, traffic
   // share, memory and statistics. NotFound: not deployed.
@@ -179,27 +151,10 @@ class Server {
   std::vector<std::string> Models() const;
 
  private:
-  Server(std::unique_ptr<ModelStore> store, ServerOptions options, int cores);
-  std::shared_ptr<internal::Deployment> Find(std::string_view name) const;
-  absl::Status NotDeployed(std::string_view name) const;
-  // Runs `task` on the lifecycle thread and waits for its status.
-  absl::Status RunOnLifecycle(absl::AnyInvocable<absl::Status() &&> task, std::string_view what);
-  // On the lifecycle thread: makes room for `bytes` more under the memory budget by unloading
-  // idle models other than `requester`, least recently used first.
-  absl::Status Reserve(int64_t bytes, const internal::Deployment* requester);
-  // On the lifecycle thread: loads an unloaded model again for the requests waiting for it.
-  void Reload(const std::shared_ptr<internal::Deployment>& deployment);
-  // On the lifecycle thread: Refresh.
-  absl::Status RefreshAll();
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
 
-  const std::unique_ptr<ModelStore> store_;
-  const ServerOptions options_;
-  const std::unique_ptr<internal::CoreBudget> cores_;
-  mutable internal::Mutex mu_;
-  std::map<std::string, std::shared_ptr<internal::Deployment>, std::less<>> models_
-      ABSL_GUARDED_BY(mu_);
-  // Last: destroyed first, so that no task runs once the members above go.
-  std::unique_ptr<internal::Lifecycle> lifecycle_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace maas

@@ -84,6 +84,14 @@ struct SessionOptions {
   // The precision the model computes in; see Precision. The graph preparation is then verified
   // with that precision's tolerance. Default: kAsSaved.
   Precision precision = Precision::kAsSaved;
+
+  friend bool operator==(const SessionOptions& a, const SessionOptions& b) {
+    return a.version == b.version && a.device == b.device &&
+           a.intra_op_threads == b.intra_op_threads && a.warm_up == b.warm_up &&
+           a.optimization == b.optimization &&
+           a.keep_outputs_on_device == b.keep_outputs_on_device && a.precision == b.precision;
+  }
+  friend bool operator!=(const SessionOptions& a, const SessionOptions& b) { return !(a == b); }
 };
 
 // A Session is one immutable model version loaded on one device, ready to run.

@@ -9,7 +9,7 @@
 namespace maas {
 
 // Which versions of a model a Server keeps loaded, and which of them answers a request that
-// names no version (RequestOptions::version empty). A request may always name any served
+// names no version (ServerRequestOptions::version empty). A request may always name any served
 // version by number, by an alias that points at it, or as "latest" (the highest served).
 //
 // Aliases and "latest" are followed: when the store's alias moves or a version is published,

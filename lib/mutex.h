@@ -1,11 +1,11 @@
-// An annotated mutex and condition variable over the standard ones. Not part of the API.
+// An annotated mutex and condition variable over the standard ones, for the library's internals.
 //
 // Why not absl::Mutex: Debian's Abseil is built without ThreadSanitizer, so TSan cannot see the
 // ordering absl::Mutex provides and reports false races. std::mutex goes through pthreads, which
 // TSan intercepts; these wrappers add the annotations that clang's -Wthread-safety checks
 // (ABSL_GUARDED_BY and friends).
-#ifndef MAAS_INTERNAL_MUTEX_H_
-#define MAAS_INTERNAL_MUTEX_H_
+#ifndef MAAS_LIB_MUTEX_H_
+#define MAAS_LIB_MUTEX_H_
 
 #include <chrono>
 #include <condition_variable>
@@ -63,4 +63,4 @@ class CondVar {
 
 }  // namespace maas::internal
 
-#endif  // MAAS_INTERNAL_MUTEX_H_
+#endif  // MAAS_LIB_MUTEX_H_

@@ -1,0 +1,48 @@
+// The types of a request: its options and its answer, shared by Scheduler and Server.
+#ifndef MAAS_REQUEST_H_
+#define MAAS_REQUEST_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace maas {
+
+// Per-request options.
+struct RequestOptions {
+  // Higher runs first. Within one priority, requests run in arrival order. Strict: a steady
+  // stream of higher-priority work can starve lower priorities (bound them with deadlines).
+  // Default: 0.
+  int priority = 0;
+
+  // The request completes with DeadlineExceeded if it cannot start by then, and is not started
+  // when the model's learned execution time says it would finish after it. The earlier of
+  // deadline and now + timeout applies. Defaults: infinite (BatchingOptions::default_timeout
+  // applies when both are infinite).
+  absl::Time deadline = absl::InfiniteFuture();
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
+// Per-request options of a Server, which may serve several versions of a model: those of every
+// request, and which version answers.
+struct ServerRequestOptions : RequestOptions {
+  // A number ("3"), an alias ("stable") or "latest", among the versions the Server serves.
+  // Empty: the model's version policy decides (its newest or first version, or the canary
+  // split). Default: empty.
+  std::string version;
+};
+
+// The outputs of one request (its own rows, in the signature's order), or why there are none.
+using InferenceResult = absl::StatusOr<std::vector<at::Tensor>>;
+
+// Called exactly once with a submitted request's answer, on a worker thread.
+using InferenceCallback = absl::AnyInvocable<void(InferenceResult) &&>;
+
+}  // namespace maas
+
+#endif  // MAAS_REQUEST_H_
