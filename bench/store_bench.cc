@@ -10,6 +10,7 @@
 
 #include "maas/maas.h"
 #include "scratch_dir.h"
+#include "sha256.h"
 
 namespace fs = std::filesystem;
 
@@ -70,6 +71,18 @@ void BM_Verify(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(Shared().store().Verify("mlp", "1"));
 }
 BENCHMARK(BM_Verify)->Unit(benchmark::kMillisecond);
+
+// SHA-256 throughput: every Publish, Verify and Session load hashes the whole artifact.
+void BM_Sha256(benchmark::State& state) {
+  const std::string data(16 << 20, 'x');
+  for (auto _ : state) {
+    maas::internal::Sha256 hash;
+    hash.Update(data);
+    benchmark::DoNotOptimize(hash.HexDigest());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(data.size()));
+}
+BENCHMARK(BM_Sha256)->Unit(benchmark::kMillisecond);
 
 // Copy, hash, load-check and commit; includes fsyncs, so it depends on the disk.
 void BM_Publish(benchmark::State& state) {

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl_compat.h"
 #include "fmt/core.h"
+#include "integrity.h"
 #include "maas/version.h"
 #include "manifest.h"
 #include "names.h"
@@ -480,18 +481,9 @@ absl::Status ModelStore::Verify(std::string_view name, std::string_view version)
   std::error_code ec;
   uintmax_t size = internal::posix::FileSize(info.artifact_path, ec);
   if (ec) return internal::FileError("read the size of", info.artifact_path, ec);
-  if (static_cast<int64_t>(size) != info.size_bytes) {
-    return absl::DataLossError(
-        fmt::format("artifact {} of model '{}' version {} has {} bytes; its manifest records {}",
-                    info.artifact_path.string(), name, info.version, size, info.size_bytes));
-  }
+  MAAS_RETURN_IF_ERROR(internal::CheckArtifact(info, static_cast<int64_t>(size), std::nullopt));
   MAAS_ASSIGN_OR_RETURN(std::string sha256, internal::Sha256OfFile(info.artifact_path));
-  if (sha256 != info.sha256) {
-    return absl::DataLossError(
-        fmt::format("artifact {} of model '{}' version {} has SHA-256 {}; its manifest records {}",
-                    info.artifact_path.string(), name, info.version, sha256, info.sha256));
-  }
-  return absl::OkStatus();
+  return internal::CheckArtifact(info, info.size_bytes, sha256);
 }
 
 }  // namespace maas

@@ -16,6 +16,7 @@
 
 #include "device_memory.h"
 #include "fmt/core.h"
+#include "integrity.h"
 #include "sha256.h"
 #include "status_macros.h"
 #include "store_files.h"
@@ -189,13 +190,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
   MAAS_ASSIGN_OR_RETURN(std::string bytes, internal::ReadFileBytes(info.artifact_path));
   internal::Sha256 hash;
   hash.Update(bytes);
-  std::string sha256 = hash.HexDigest();
-  if (static_cast<int64_t>(bytes.size()) != info.size_bytes || sha256 != info.sha256) {
-    return absl::DataLossError(fmt::format(
-        "{}: artifact {} has {} bytes and SHA-256 {}; its manifest records {} bytes and {}",
-        impl->label, info.artifact_path.string(), bytes.size(), sha256, info.size_bytes,
-        info.sha256));
-  }
+  MAAS_RETURN_IF_ERROR(
+      internal::CheckArtifact(info, static_cast<int64_t>(bytes.size()), hash.HexDigest()));
 
   UseIntraOpThreads(impl->intra_op_threads);
   const int64_t reserved_before = internal::DeviceReservedBytes(impl->device);

@@ -1,8 +1,8 @@
-// SHA-256 (FIPS 180-4), streaming. Used to fingerprint artifacts in the store.
+// SHA-256, streaming, by OpenSSL's libcrypto (SHA-NI / AVX2 code paths: several times our own
+// implementation's speed, docs/performance.md). Used to fingerprint artifacts in the store.
 #ifndef MAAS_LIB_SHA256_H_
 #define MAAS_LIB_SHA256_H_
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -11,24 +11,25 @@
 
 #include "absl/status/statusor.h"
 
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header.
+
 namespace maas::internal {
 
-// Incremental SHA-256. This class is thread-compatible.
+// Incremental SHA-256. This class is thread-compatible. Move-only.
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(Sha256&& other) noexcept;
+  Sha256& operator=(Sha256&& other) noexcept;
+
   void Update(const void* data, size_t size);
   void Update(std::string_view data) { Update(data.data(), data.size()); }
   // Returns the digest as 64 lower-case hex characters. Call once.
   std::string HexDigest();
 
  private:
-  void Compress(const uint8_t* block);
-
-  std::array<uint32_t, 8> state_;
-  std::array<uint8_t, 64> buffer_;
-  size_t buffered_ = 0;
-  uint64_t total_bytes_ = 0;
+  evp_md_ctx_st* context_;
 };
 
 // Returns the hex SHA-256 of a whole file. Internal naming the file if it cannot be read.
