@@ -11,32 +11,39 @@
 namespace maas::internal {
 namespace {
 
+// The member `key` of `object` (described as `where` in messages), which must have the type that
+// `is_type` checks (named `type_name`).
 absl::StatusOr<const Json*> Field(const Json& object, std::string_view key, std::string_view where,
-                                  bool (Json::*is_type)() const, const char* type_name) {
+                                  bool (*is_type)(const Json&), const char* type_name) {
   if (!object.is_object()) {
     return absl::InvalidArgumentError(
-        fmt::format("{} must be an object, got {}", where, object.TypeName()));
+        fmt::format("{} must be an object, got {}", where, JsonTypeName(object)));
   }
-  const Json* value = object.Find(key);
-  if (value == nullptr) {
+  auto value = object.find(std::string(key));
+  if (value == object.end()) {
     return absl::InvalidArgumentError(fmt::format("{} lacks the field \"{}\"", where, key));
   }
-  if (!(value->*is_type)()) {
+  if (!is_type(*value)) {
     return absl::InvalidArgumentError(fmt::format("field \"{}\" of {} must be {}, got {}", key,
-                                                  where, type_name, value->TypeName()));
+                                                  where, type_name, JsonTypeName(*value)));
   }
-  return value;
+  return &*value;
 }
 
+bool IsString(const Json& json) { return json.is_string(); }
+bool IsArray(const Json& json) { return json.is_array(); }
+bool IsObject(const Json& json) { return json.is_object(); }
+bool IsBool(const Json& json) { return json.is_boolean(); }
+
 absl::StatusOr<int64_t> IntField(const Json& o, std::string_view key, std::string_view where) {
-  MAAS_ASSIGN_OR_RETURN(const Json* v, Field(o, key, where, &Json::is_int, "an integer"));
-  return v->as_int();
+  MAAS_ASSIGN_OR_RETURN(const Json* v, Field(o, key, where, &IsInt64, "an integer"));
+  return v->get<int64_t>();
 }
 
 absl::StatusOr<std::string> StringField(const Json& o, std::string_view key,
                                         std::string_view where) {
-  MAAS_ASSIGN_OR_RETURN(const Json* v, Field(o, key, where, &Json::is_string, "a string"));
-  return v->as_string();
+  MAAS_ASSIGN_OR_RETURN(const Json* v, Field(o, key, where, &IsString, "a string"));
+  return v->get<std::string>();
 }
 
 absl::Status CheckFormat(const Json& root) {
@@ -50,22 +57,23 @@ absl::Status CheckFormat(const Json& root) {
 }
 
 Json SpecsToJson(const std::vector<TensorSpec>& specs) {
-  Json::Array out;
+  Json out = Json::array();
   for (const TensorSpec& spec : specs) {
-    Json::Array shape(spec.shape.begin(), spec.shape.end());
-    out.push_back(Json::Object{
-        {"name", spec.name}, {"dtype", DtypeName(spec.dtype)}, {"shape", std::move(shape)}});
+    Json item;
+    item["name"] = spec.name;
+    item["dtype"] = DtypeName(spec.dtype);
+    item["shape"] = spec.shape;
+    out.push_back(std::move(item));
   }
   return out;
 }
 
 absl::StatusOr<std::vector<TensorSpec>> SpecsFromJson(const Json& signature, const char* key,
                                                       std::string_view where) {
-  MAAS_ASSIGN_OR_RETURN(const Json* list,
-                        Field(signature, key, where, &Json::is_array, "an array"));
+  MAAS_ASSIGN_OR_RETURN(const Json* list, Field(signature, key, where, &IsArray, "an array"));
   std::vector<TensorSpec> specs;
-  for (size_t i = 0; i < list->as_array().size(); ++i) {
-    const Json& item = list->as_array()[i];
+  for (size_t i = 0; i < list->size(); ++i) {
+    const Json& item = (*list)[i];
     std::string item_where = fmt::format("{}.{}[{}]", where, key, i);
     TensorSpec spec;
     MAAS_ASSIGN_OR_RETURN(spec.name, StringField(item, "name", item_where));
@@ -77,13 +85,13 @@ absl::StatusOr<std::vector<TensorSpec>> SpecsFromJson(const Json& signature, con
     }
     spec.dtype = *parsed;
     MAAS_ASSIGN_OR_RETURN(const Json* shape,
-                          Field(item, "shape", item_where, &Json::is_array, "an array"));
-    for (const Json& dim : shape->as_array()) {
-      if (!dim.is_int()) {
+                          Field(item, "shape", item_where, &IsArray, "an array"));
+    for (const Json& dim : *shape) {
+      if (!IsInt64(dim)) {
         return absl::InvalidArgumentError(
-            fmt::format("{}.shape must hold integers, got {}", item_where, dim.TypeName()));
+            fmt::format("{}.shape must hold integers, got {}", item_where, JsonTypeName(dim)));
       }
-      spec.shape.push_back(dim.as_int());
+      spec.shape.push_back(dim.get<int64_t>());
     }
     specs.push_back(std::move(spec));
   }
@@ -93,16 +101,18 @@ absl::StatusOr<std::vector<TensorSpec>> SpecsFromJson(const Json& signature, con
 }  // namespace
 
 Json SignatureToJson(const ModelSignature& signature) {
-  return Json::Object{{"batchable", signature.batchable},
-                      {"inputs", SpecsToJson(signature.inputs)},
-                      {"outputs", SpecsToJson(signature.outputs)}};
+  Json json;
+  json["batchable"] = signature.batchable;
+  json["inputs"] = SpecsToJson(signature.inputs);
+  json["outputs"] = SpecsToJson(signature.outputs);
+  return json;
 }
 
 absl::StatusOr<ModelSignature> SignatureFromJson(const Json& json, std::string_view where) {
   ModelSignature signature;
   MAAS_ASSIGN_OR_RETURN(const Json* batchable,
-                        Field(json, "batchable", where, &Json::is_bool, "a boolean"));
-  signature.batchable = batchable->as_bool();
+                        Field(json, "batchable", where, &IsBool, "a boolean"));
+  signature.batchable = batchable->get<bool>();
   MAAS_ASSIGN_OR_RETURN(signature.inputs, SpecsFromJson(json, "inputs", where));
   MAAS_ASSIGN_OR_RETURN(signature.outputs, SpecsFromJson(json, "outputs", where));
   if (absl::Status s = ValidateSignature(signature); !s.ok()) {
@@ -112,26 +122,24 @@ absl::StatusOr<ModelSignature> SignatureFromJson(const Json& json, std::string_v
 }
 
 std::string ManifestToText(const ModelInfo& info) {
-  Json::Object labels;
-  for (const auto& [key, value] : info.labels) labels.emplace_back(key, value);
-  Json manifest = Json::Object{
-      {"format", kStoreFormat},
-      {"name", info.name},
-      {"version", info.version},
-      {"artifact", "model.pt"},
-      {"sha256", info.sha256},
-      {"size_bytes", info.size_bytes},
-      {"created", absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", info.created, absl::UTCTimeZone())},
-      {"description", info.description},
-      {"labels", std::move(labels)},
-      {"signature", SignatureToJson(info.signature)},
-      {"published_by", fmt::format("maas {}", Version())},
-  };
-  return manifest.Dump();
+  Json manifest;
+  manifest["format"] = kStoreFormat;
+  manifest["name"] = info.name;
+  manifest["version"] = info.version;
+  manifest["artifact"] = "model.pt";
+  manifest["sha256"] = info.sha256;
+  manifest["size_bytes"] = info.size_bytes;
+  manifest["created"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", info.created, absl::UTCTimeZone());
+  manifest["description"] = info.description;
+  manifest["labels"] = Json::object();
+  for (const auto& [key, value] : info.labels) manifest["labels"][key] = value;
+  manifest["signature"] = SignatureToJson(info.signature);
+  manifest["published_by"] = fmt::format("maas {}", Version());
+  return DumpJson(manifest);
 }
 
 absl::StatusOr<ModelInfo> ManifestFromText(std::string_view text) {
-  MAAS_ASSIGN_OR_RETURN(Json root, Json::Parse(text));
+  MAAS_ASSIGN_OR_RETURN(Json root, ParseJson(text));
   MAAS_RETURN_IF_ERROR(CheckFormat(root));
   ModelInfo info;
   constexpr std::string_view kWhere = "the manifest";
@@ -154,48 +162,50 @@ absl::StatusOr<ModelInfo> ManifestFromText(std::string_view text) {
     return absl::InvalidArgumentError(
         fmt::format("field \"created\" is not an RFC 3339 time: \"{}\" ({})", created, error));
   }
-  if (const Json* description = root.Find("description"); description && description->is_string()) {
-    info.description = description->as_string();
+  if (auto description = root.find("description");
+      description != root.end() && description->is_string()) {
+    info.description = description->get<std::string>();
   }
-  if (const Json* labels = root.Find("labels"); labels && labels->is_object()) {
-    for (const auto& [key, value] : labels->as_object()) {
+  if (auto labels = root.find("labels"); labels != root.end() && labels->is_object()) {
+    for (const auto& [key, value] : labels->items()) {
       if (!value.is_string()) {
         return absl::InvalidArgumentError(
-            fmt::format("label \"{}\" must be a string, got {}", key, value.TypeName()));
+            fmt::format("label \"{}\" must be a string, got {}", key, JsonTypeName(value)));
       }
-      info.labels[key] = value.as_string();
+      info.labels[key] = value.get<std::string>();
     }
   }
   MAAS_ASSIGN_OR_RETURN(const Json* signature,
-                        Field(root, "signature", kWhere, &Json::is_object, "an object"));
+                        Field(root, "signature", kWhere, &IsObject, "an object"));
   MAAS_ASSIGN_OR_RETURN(info.signature, SignatureFromJson(*signature, "the signature"));
   return info;
 }
 
 std::string ModelMetaToText(std::string_view name, const ModelMeta& meta) {
-  Json::Object aliases;
-  for (const auto& [alias, version] : meta.aliases) aliases.emplace_back(alias, version);
-  Json json = Json::Object{{"format", kStoreFormat},
-                           {"name", name},
-                           {"last_version", meta.last_version},
-                           {"aliases", std::move(aliases)}};
-  return json.Dump();
+  Json json;
+  json["format"] = kStoreFormat;
+  json["name"] = name;
+  json["last_version"] = meta.last_version;
+  json["aliases"] = Json::object();
+  for (const auto& [alias, version] : meta.aliases) json["aliases"][alias] = version;
+  return DumpJson(json);
 }
 
 absl::StatusOr<ModelMeta> ModelMetaFromText(std::string_view text) {
-  MAAS_ASSIGN_OR_RETURN(Json root, Json::Parse(text));
+  MAAS_ASSIGN_OR_RETURN(Json root, ParseJson(text));
   MAAS_RETURN_IF_ERROR(CheckFormat(root));
   ModelMeta meta;
   MAAS_ASSIGN_OR_RETURN(meta.last_version, IntField(root, "last_version", "the file"));
   MAAS_ASSIGN_OR_RETURN(const Json* aliases,
-                        Field(root, "aliases", "the file", &Json::is_object, "an object"));
-  for (const auto& [alias, version] : aliases->as_object()) {
+                        Field(root, "aliases", "the file", &IsObject, "an object"));
+  for (const auto& [alias, version] : aliases->items()) {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) return s;
-    if (!version.is_int() || version.as_int() < 1) {
-      return absl::InvalidArgumentError(fmt::format(
-          "alias \"{}\" must map to a version number, got {}", alias, version.Dump(false)));
+    if (!IsInt64(version) || version.get<int64_t>() < 1) {
+      return absl::InvalidArgumentError(
+          fmt::format("alias \"{}\" must map to a version number, got {}", alias,
+                      version.dump(-1, ' ', false, Json::error_handler_t::replace)));
     }
-    meta.aliases[alias] = version.as_int();
+    meta.aliases[alias] = version.get<int64_t>();
   }
   return meta;
 }

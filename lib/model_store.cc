@@ -161,22 +161,22 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const fs::path& roo
   fs::path marker = canonical / kMarkerFile;
   absl::StatusOr<std::string> text = internal::ReadSmallFile(marker);
   if (text.ok()) {
-    absl::StatusOr<internal::Json> json = internal::Json::Parse(*text);
+    absl::StatusOr<internal::Json> json = internal::ParseJson(*text);
     if (!json.ok()) return CorruptFile(marker, json.status());
-    const internal::Json* format = json->Find("format");
-    if (format == nullptr || !format->is_int()) {
+    auto format = json->is_object() ? json->find("format") : json->end();
+    if (format == json->end() || !internal::IsInt64(*format)) {
       return CorruptFile(marker, absl::InvalidArgumentError("lacks an integer \"format\""));
     }
-    if (format->as_int() > internal::kStoreFormat) {
-      return absl::FailedPreconditionError(
-          fmt::format("store {} has format {}, newer than the format {} this maas ({}) understands",
-                      canonical.string(), format->as_int(), internal::kStoreFormat, Version()));
+    if (format->get<int64_t>() > internal::kStoreFormat) {
+      return absl::FailedPreconditionError(fmt::format(
+          "store {} has format {}, newer than the format {} this maas ({}) understands",
+          canonical.string(), format->get<int64_t>(), internal::kStoreFormat, Version()));
     }
   } else if (absl::IsNotFound(text.status()) && !options.read_only) {
-    internal::Json marker_json = internal::Json::Object{
-        {"format", internal::kStoreFormat},
-        {"about", "A maas model store; see docs/model-store.md of maas for the layout."}};
-    MAAS_RETURN_IF_ERROR(internal::ReplaceFileAtomically(marker, marker_json.Dump()));
+    internal::Json marker_json;
+    marker_json["format"] = internal::kStoreFormat;
+    marker_json["about"] = "A maas model store; see docs/model-store.md of maas for the layout.";
+    MAAS_RETURN_IF_ERROR(internal::ReplaceFileAtomically(marker, internal::DumpJson(marker_json)));
   } else if (!absl::IsNotFound(text.status())) {
     return text.status();
   }
@@ -258,7 +258,8 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
                                                   internal::ManifestToText(info),
                                                   /*read_only=*/true));
   RunPublishHook("committing");
-  internal::posix::Remove(staging / kLockFile, ec);  // Safe: cleaners need the model lock, which we hold.
+  internal::posix::Remove(staging / kLockFile,
+                          ec);  // Safe: cleaners need the model lock, which we hold.
   staging_lock.reset();
   MAAS_RETURN_IF_ERROR(internal::SyncFolder(staging));
   fs::path version_dir = model_dir / std::to_string(info.version);

@@ -38,15 +38,13 @@ Sha256& Sha256::operator=(Sha256&& other) noexcept {
 }
 
 void Sha256::Update(const void* data, size_t size) {
-  Check(EVP_DigestUpdate(context_, data, size),
-        "EVP_DigestUpdate");
+  Check(EVP_DigestUpdate(context_, data, size), "EVP_DigestUpdate");
 }
 
 std::string Sha256::HexDigest() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  Check(EVP_DigestFinal_ex(context_, digest, &length),
-        "EVP_DigestFinal_ex");
+  Check(EVP_DigestFinal_ex(context_, digest, &length), "EVP_DigestFinal_ex");
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
   hex.reserve(2 * length);

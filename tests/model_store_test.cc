@@ -177,10 +177,10 @@ TEST_F(ModelStoreTest, ManifestIsHumanReadableJson) {
   EXPECT_THAT(text, HasSubstr("\"dtype\": \"float32\""));
   EXPECT_THAT(text, HasSubstr("\"shape\": [4]"));
   EXPECT_THAT(text, HasSubstr("\"batchable\": true"));
-  absl::StatusOr<internal::Json> json = internal::Json::Parse(text);
+  absl::StatusOr<internal::Json> json = internal::ParseJson(text);
   ASSERT_TRUE(json.ok()) << json.status();
-  EXPECT_EQ(json->Find("version")->as_int(), 1);
-  EXPECT_EQ(json->Find("size_bytes")->as_int(), v1.size_bytes);
+  EXPECT_EQ((*json)["version"].get<int64_t>(), 1);
+  EXPECT_EQ((*json)["size_bytes"].get<int64_t>(), v1.size_bytes);
 }
 
 TEST_F(ModelStoreTest, PublishedFilesAreReadOnly) {
