@@ -20,12 +20,14 @@
 namespace maas::internal {
 namespace {
 
-// A uniform draw in [0, 1) from a generator of the calling thread's own.
-double Uniform() {
-  thread_local std::minstd_rand generator(
-      static_cast<unsigned>(std::hash<std::thread::id>()(std::this_thread::get_id()) ^
-                            static_cast<size_t>(absl::ToUnixNanos(absl::Now()))));
-  return std::uniform_real_distribution<double>(0.0, 1.0)(generator);
+// Draw `n` of the sequence seeded by `seed`, uniform in [0, 1): SplitMix64 of a counter, so
+// draws are lock-free from any thread and the sequence is fixed by the seed.
+double Uniform(uint64_t seed, uint64_t n) {
+  uint64_t z = seed + (n + 1) * 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;  // 53 random bits
 }
 
 std::string Numbers(const std::vector<int64_t>& versions) {
@@ -60,11 +62,13 @@ void ReturnFreedMemory() {
 }
 
 Deployment::Deployment(std::string name, DeployOptions options, std::shared_ptr<Clock> clock,
-                       CoreBudget* cores, std::function<void()> on_unloaded_request)
+                       CoreBudget* cores, uint64_t random_seed,
+                       std::function<void()> on_unloaded_request)
     : name_(std::move(name)),
       label_(fmt::format("model '{}'", name_)),
       clock_(std::move(clock)),
       cores_(cores),
+      random_seed_(random_seed),
       on_unloaded_request_(std::move(on_unloaded_request)),
       last_used_(absl::ToUnixNanos(clock_->Now())),
       options_(std::move(options)) {
@@ -97,7 +101,7 @@ Deployment::Route Deployment::Pick(std::string_view version) {
     const auto& split = routes->split;
     size_t i = 0;
     if (split.size() > 1) {
-      const double u = Uniform();
+      const double u = Uniform(random_seed_, draws_.fetch_add(1, std::memory_order_relaxed));
       while (i + 1 < split.size() && u >= split[i].second) ++i;
     }
     route.queue = routes->queues.at(split[i].first);

@@ -56,8 +56,9 @@ class Deployment {
 
   // `on_unloaded_request` is called (outside any lock) when a request arrives while the model
   // is unloaded for memory and no reload was asked for yet: the Server then posts a reload.
+  // `random_seed` seeds the canary split's draws (ServerOptions::random_seed, resolved).
   Deployment(std::string name, DeployOptions options, std::shared_ptr<Clock> clock,
-             CoreBudget* cores, std::function<void()> on_unloaded_request);
+             CoreBudget* cores, uint64_t random_seed, std::function<void()> on_unloaded_request);
   ~Deployment();
 
   // --- Request path ---
@@ -153,6 +154,8 @@ class Deployment {
   const std::string label_;  // "model 'mlp'"
   const std::shared_ptr<Clock> clock_;
   CoreBudget* const cores_;
+  const uint64_t random_seed_;
+  std::atomic<uint64_t> draws_{0};  // Draws of the canary split so far.
   const std::function<void()> on_unloaded_request_;
   std::atomic<int64_t> last_used_;
 

@@ -131,6 +131,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const std::filesystem::pa
   int cores = options.cpu_cores;
   if (cores == 0) cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (!options.clock) options.clock = RealClock();
+  if (options.random_seed == 0) options.random_seed = absl::ToUnixNanos(absl::Now()) | 1;
   return std::unique_ptr<Server>(
       new Server(std::make_unique<Impl>(std::move(store), std::move(options), cores)));
 }
@@ -174,7 +175,7 @@ absl::Status Server::Impl::DeployNow(const std::string& name, DeployOptions depl
     // must not act on a later deployment of the same name.
     auto self = std::make_shared<std::weak_ptr<internal::Deployment>>();
     deployment = std::make_shared<internal::Deployment>(
-        name, std::move(deploy_options), options.clock, &cores, [this, self] {
+        name, std::move(deploy_options), options.clock, &cores, options.random_seed, [this, self] {
           lifecycle->Post([this, self](bool run) {
             std::shared_ptr<internal::Deployment> d = self->lock();
             if (d == nullptr) return;

@@ -214,16 +214,27 @@ TEST_F(ServerTest, CanarySplitsUnnamedTrafficWithinTolerance) {
   for (int i = 0; i < 3; ++i) PublishNext("m");
   ASSERT_TRUE(store_->SetAlias("m", "stable", 1).ok());
   ASSERT_TRUE(store_->SetAlias("m", "canary", 2).ok());
-  auto server = NewServer();
-  ASSERT_TRUE(server->Deploy("m", {VersionPolicy::Canary("stable", "canary", 20)}).ok());
+  // The same seed sends the same sequence of requests to the same versions; a canary test is
+  // reproducible.
+  ServerOptions seeded;
+  seeded.random_seed = 42;
+  auto server = NewServer(seeded);
+  auto twin = NewServer(seeded);
+  for (Server* s : {server.get(), twin.get()}) {
+    ASSERT_TRUE(s->Deploy("m", {VersionPolicy::Canary("stable", "canary", 20)}).ok());
+  }
 
   constexpr int kRequests = 4000;
   int canary = 0;
+  std::string sequence, twin_sequence;
   for (int i = 0; i < kRequests; ++i) {
     const float tag = Tag(server->Infer("m", {Rows(1)}));
     ASSERT_TRUE(tag == 1 || tag == 2) << tag;
     canary += tag == 2;
+    sequence += tag == 2 ? 'c' : 's';
+    twin_sequence += Tag(twin->Infer("m", {Rows(1)})) == 2 ? 'c' : 's';
   }
+  EXPECT_EQ(sequence, twin_sequence);
   // 20% of 4000: the standard deviation is 25 requests; 3 points is about 5 of them.
   EXPECT_NEAR(static_cast<double>(canary) / kRequests, 0.20, 0.03) << canary;
   EXPECT_EQ(Tag(server->Infer("m", {Rows(1)}, Version("canary"))), 2);

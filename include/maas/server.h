@@ -44,6 +44,11 @@ struct ServerOptions {
   // A version's size is estimated from its artifact before loading. 0: no cap. Default: 0.
   int64_t memory_budget_bytes = 0;
 
+  // Seeds the random draws of canary splits (VersionPolicy::Canary). With a seed, the versions
+  // that a sequence of requests from one thread goes to are the same on every run (tests,
+  // replays); 0 seeds from the clock. Default: 0.
+  uint64_t random_seed = 0;
+
   // Where time comes from (queue delays, deadlines, statistics). Default: RealClock().
   std::shared_ptr<Clock> clock;
 };
