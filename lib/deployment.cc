@@ -252,7 +252,7 @@ void Deployment::SetOptions(DeployOptions options) {
 }
 
 absl::Status Deployment::CheckPolicy(const ModelStore& store, const VersionPolicy& policy) const {
-  return Resolve(store, policy).status();
+  return ResolveTarget(store, name_, policy).status();
 }
 
 void Deployment::SetState(int64_t version, ModelState state, std::string reason) {
@@ -260,46 +260,6 @@ void Deployment::SetState(int64_t version, ModelState state, std::string reason)
   v.state = state;
   v.reason = std::move(reason);
   v.since = clock_->Now();
-}
-
-absl::StatusOr<Deployment::Target> Deployment::Resolve(const ModelStore& store,
-                                                       const VersionPolicy& policy) const {
-  Target target;
-  MAAS_ASSIGN_OR_RETURN(auto aliases, store.Aliases(name_));
-  target.aliases.insert(aliases.begin(), aliases.end());
-  auto resolve = [&](const std::string& selector) -> absl::StatusOr<int64_t> {
-    MAAS_ASSIGN_OR_RETURN(ModelInfo info, store.Get(name_, selector));
-    return info.version;
-  };
-  switch (policy.kind) {
-    case VersionPolicy::Kind::kLatest: {
-      MAAS_ASSIGN_OR_RETURN(std::vector<int64_t> all, store.Versions(name_));
-      const size_t count = std::min(all.size(), static_cast<size_t>(policy.latest_count));
-      target.versions.assign(all.end() - static_cast<std::ptrdiff_t>(count), all.end());
-      if (!target.versions.empty()) target.split = {{target.versions.back(), 1.0}};
-      break;
-    }
-    case VersionPolicy::Kind::kSpecific: {
-      for (const std::string& selector : policy.versions) {
-        MAAS_ASSIGN_OR_RETURN(int64_t version, resolve(selector));
-        if (target.split.empty()) target.split = {{version, 1.0}};
-        target.versions.push_back(version);
-      }
-      break;
-    }
-    case VersionPolicy::Kind::kCanary: {
-      MAAS_ASSIGN_OR_RETURN(int64_t stable, resolve(policy.versions[0]));
-      MAAS_ASSIGN_OR_RETURN(int64_t canary, resolve(policy.versions[1]));
-      const double share = policy.canary_percent / 100.0;
-      target.versions = {stable, canary};
-      target.split = {{stable, 1.0 - share}, {canary, share}};
-      break;
-    }
-  }
-  std::sort(target.versions.begin(), target.versions.end());
-  target.versions.erase(std::unique(target.versions.begin(), target.versions.end()),
-                        target.versions.end());
-  return target;
 }
 
 absl::StatusOr<std::shared_ptr<ModelQueue>> Deployment::Load(const ModelStore& store,
@@ -346,7 +306,7 @@ absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
     MutexLock lock(&mu_);
     options = options_;
   }
-  absl::StatusOr<Target> target = Resolve(store, options.policy);
+  absl::StatusOr<Target> target = ResolveTarget(store, name_, options.policy);
   if (!target.ok()) {
     MutexLock lock(&mu_);
     last_error_ = std::string(target.status().message());
@@ -377,35 +337,28 @@ absl::Status Deployment::Restore(const ModelStore& store, Reserve reserve) {
 }
 
 absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
-                                     const DeployOptions& options, const Target& target_in) {
-  const Target* target = &target_in;
-  // Load what the target adds, and reload what new options made stale, one version at a time.
+                                     const DeployOptions& options, const Target& target) {
+  std::vector<LoadStep> steps;
+  {
+    MutexLock lock(&mu_);
+    steps = PlanLoads(Facts(), target, label_);
+  }
+  // Load what the plan says, one version at a time, while the current routes serve.
   std::map<int64_t, std::shared_ptr<ModelQueue>> fresh;
   std::map<int64_t, int64_t> fresh_bytes;
   absl::Status first_error;
   auto note = [&first_error](absl::Status status) {
     if (first_error.ok()) first_error = std::move(status);
   };
-  for (int64_t version : target->versions) {
+  for (const LoadStep& step : steps) {
+    const int64_t version = step.version;
+    if (!step.skip.ok()) {
+      note(step.skip);
+      continue;
+    }
     {
       MutexLock lock(&mu_);
       auto it = versions_.find(version);
-      if (it != versions_.end()) {
-        const Version& v = it->second;
-        if (v.state == ModelState::kReady && !v.stale) continue;
-        if (v.state == ModelState::kReady && !v.stale_error.empty()) {
-          note(absl::FailedPreconditionError(
-              fmt::format("{} version {} serves with its previous options: loading it with the "
-                          "new ones failed: {}",
-                          label_, version, v.stale_error)));
-          continue;
-        }
-        if (v.state == ModelState::kFailed && !v.retry) {
-          note(absl::FailedPreconditionError(
-              fmt::format("{} version {} failed to load earlier: {}", label_, version, v.reason)));
-          continue;
-        }
-      }
       if (it == versions_.end() || it->second.state != ModelState::kReady) {
         SetState(version, ModelState::kLoading, "");
       }
@@ -432,48 +385,20 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
     v.retry = absl::IsResourceExhausted(queue.status());
   }
 
-  // Switch the routes, then retire what they no longer use.
+  // Switch the routes as planned, then retire what they no longer use.
   std::vector<std::pair<int64_t, std::shared_ptr<ModelQueue>>> retired;
   {
     MutexLock lock(&mu_);
-    // Each slot of the split goes to its target version when it is ready, else stays with the
-    // version that held it (a failed replacement leaves the old one serving).
-    const std::vector<std::pair<int64_t, double>>& old_split = routes_->split;
-    std::vector<std::pair<int64_t, double>> split;
-    double total = 0;
-    for (size_t slot = 0; slot < target->split.size(); ++slot) {
-      auto [version, share] = target->split[slot];
-      if (ReadyQueue(version, fresh) == nullptr) {
-        if (old_split.size() != target->split.size()) continue;
-        version = old_split[slot].first;
-        if (ReadyQueue(version, fresh) == nullptr) continue;
-      }
-      split.emplace_back(version, share);
-      total += share;
+    std::set<int64_t> ready;
+    for (const auto& [version, queue] : fresh) ready.insert(version);
+    for (const auto& [version, v] : versions_) {
+      if (v.state == ModelState::kReady) ready.insert(version);
     }
+    const RoutePlan plan = PlanRoutes(ready, target, routes_->split);
     auto routes = std::make_shared<Routes>();
-    routes->aliases = target->aliases;
-    for (int64_t version : target->versions) {
-      if (auto queue = ReadyQueue(version, fresh)) routes->queues[version] = std::move(queue);
-    }
-    for (const auto& [version, share] : split) routes->queues[version] = ReadyQueue(version, fresh);
-    if (split.empty()) {
-      // Neither the policy's choice nor what served before is ready: the newest ready version.
-      for (auto it = target->versions.rbegin(); it != target->versions.rend(); ++it) {
-        if (ReadyQueue(*it, fresh) != nullptr) {
-          split.emplace_back(*it, 1.0);
-          total = 1.0;
-          break;
-        }
-      }
-    }
-    double cumulative = 0;
-    for (auto& [version, share] : split) {
-      // Shares are normalized over the slots that have a version.
-      cumulative += total > 0 ? share / total : 1.0 / static_cast<double>(split.size());
-      routes->split.emplace_back(version, cumulative);
-    }
-    if (!routes->split.empty()) routes->split.back().second = 1.0;
+    routes->aliases = target.aliases;
+    for (int64_t version : plan.serve) routes->queues[version] = ReadyQueue(version, fresh);
+    routes->split = plan.split;
     if (routes->queues.empty()) {
       routes->unloaded = routes_->unloaded;  // Unloaded and not loaded again: ask again later.
       routes->unavailable = absl::UnavailableError(
@@ -494,7 +419,7 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
     for (auto it = versions_.begin(); it != versions_.end();) {
       Version& v = it->second;
       const bool targeted =
-          std::binary_search(target->versions.begin(), target->versions.end(), it->first);
+          std::binary_search(target.versions.begin(), target.versions.end(), it->first);
       if (v.queue != nullptr && routes->queues.count(it->first) == 0) {
         retired.emplace_back(it->first, v.queue);
         SetState(it->first, ModelState::kUnloading, "");
@@ -511,6 +436,12 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
   }
   Retire(std::move(retired));
   return first_error;
+}
+
+std::map<int64_t, VersionFacts> Deployment::Facts() const {
+  std::map<int64_t, VersionFacts> facts;
+  for (const auto& [version, v] : versions_) facts.emplace(version, v);
+  return facts;
 }
 
 std::shared_ptr<ModelQueue> Deployment::ReadyQueue(

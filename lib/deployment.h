@@ -26,6 +26,7 @@
 #include "maas/request.h"
 #include "model_queue.h"
 #include "mutex.h"
+#include "version_plan.h"
 
 namespace maas::internal {
 
@@ -99,21 +100,11 @@ class Deployment {
   const std::string& name() const { return name_; }
 
  private:
-  struct Version {
-    ModelState state = ModelState::kLoading;
-    std::string reason;
+  // A version the model has: what the plans know of it, and what carrying them out keeps.
+  struct Version : VersionFacts {
     absl::Time since;
     std::shared_ptr<ModelQueue> queue;  // While ready (or being unloaded).
     int64_t memory_bytes = 0;
-    bool retry = false;       // kFailed for a passing reason (memory budget): try again on Apply.
-    bool stale = false;       // Ready, but loaded with options that changed since.
-    std::string stale_error;  // Why reloading it with the new options failed (not retried).
-  };
-  // Where the store says the policy points.
-  struct Target {
-    std::vector<int64_t> versions;                  // Increasing.
-    std::vector<std::pair<int64_t, double>> split;  // (version, share) per slot.
-    std::map<std::string, int64_t, std::less<>> aliases;
   };
   // A request waiting for the model to be loaded again.
   struct Waiting {
@@ -137,10 +128,11 @@ class Deployment {
   absl::Status WaitingFull() const;
   absl::Status ApplyTarget(const ModelStore& store, Reserve reserve, const DeployOptions& options,
                            const Target& target);
-  absl::StatusOr<Target> Resolve(const ModelStore& store, const VersionPolicy& policy) const;
   absl::StatusOr<std::shared_ptr<ModelQueue>> Load(const ModelStore& store, int64_t version,
                                                    const DeployOptions& options, Reserve reserve,
                                                    int64_t* memory_bytes) const;
+  // What the plans need to know of every version.
+  std::map<int64_t, VersionFacts> Facts() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The queue of `version` from `fresh` (just loaded), else of a ready version, else null.
   std::shared_ptr<ModelQueue> ReadyQueue(
       int64_t version, const std::map<int64_t, std::shared_ptr<ModelQueue>>& fresh) const
