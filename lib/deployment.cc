@@ -174,22 +174,22 @@ absl::Status Deployment::WaitingFull() const {
 }
 
 absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, ServerRequestOptions options,
-                                InferenceCallback done) {
+                                Reply& reply) {
   // Loops only when a swap retired the chosen queue in between: the next Pick sees newer routes.
   while (true) {
     Route route = Pick(options.version);
     if (route.wait) {
-      Waiting waiting{std::move(inputs), std::move(options), std::move(done)};
+      Waiting waiting{std::move(inputs), std::move(options), std::move(reply)};
       const WaitResult waited = Wait(waiting);
       if (waited == WaitResult::kWaiting) return absl::OkStatus();
+      reply = std::move(waiting.reply);
       if (waited == WaitResult::kFull) return WaitingFull();
       inputs = std::move(waiting.inputs);
       options = std::move(waiting.options);
-      done = std::move(waiting.done);
       continue;
     }
     if (route.queue == nullptr) return route.status;
-    if (std::optional<absl::Status> submitted = route.queue->TrySubmit(inputs, options, done)) {
+    if (std::optional<absl::Status> submitted = route.queue->TrySubmit(inputs, options, reply)) {
       return *submitted;
     }
   }
@@ -206,7 +206,9 @@ InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, ServerRequestO
       auto promise = std::make_shared<std::promise<InferenceResult>>();
       std::future<InferenceResult> future = promise->get_future();
       Waiting waiting{std::move(inputs), std::move(options),
-                      [promise](InferenceResult result) { promise->set_value(std::move(result)); }};
+                      InferenceCallback([promise](InferenceResult result) {
+                        promise->set_value(std::move(result));
+                      })};
       const WaitResult waited = Wait(waiting);
       if (waited == WaitResult::kFull) return WaitingFull();
       if (waited == WaitResult::kWaiting) {
@@ -294,7 +296,7 @@ absl::StatusOr<std::shared_ptr<ModelQueue>> Deployment::Load(const ModelStore& s
   });
   MAAS_RETURN_IF_ERROR(loaded);
   // Started from this thread, so that the workers keep the application's priority.
-  auto queue = std::make_shared<ModelQueue>(fmt::format("{} version {}", label_, version),
+  auto queue = std::make_shared<ModelQueue>(fmt::format("{} version {}", label_, version), version,
                                             std::move(instances), options.batching, clock_, cores_);
   queue->Start();
   return queue;
@@ -497,17 +499,15 @@ void Deployment::ReleaseWaiting(const absl::Status& load_status) {
   }
   for (Waiting& w : waiting) {
     if (!load_status.ok()) {
-      Answer(w.done,
-             absl::Status(load_status.code(), fmt::format("{} could not be loaded again: {}",
-                                                          label_, load_status.message())));
+      w.reply.Answer(
+          absl::Status(load_status.code(), fmt::format("{} could not be loaded again: {}", label_,
+                                                       load_status.message())),
+          /*version=*/0);
       continue;
     }
-    // Submit takes the callback only when it accepts the request; keep a way to answer.
-    auto shared = std::make_shared<InferenceCallback>(std::move(w.done));
-    absl::Status submitted =
-        Submit(std::move(w.inputs), std::move(w.options),
-               [shared](InferenceResult result) { std::move (*shared)(std::move(result)); });
-    if (!submitted.ok()) Answer(*shared, std::move(submitted));
+    // Submit leaves the reply with us when it refuses the request.
+    absl::Status submitted = Submit(std::move(w.inputs), std::move(w.options), w.reply);
+    if (!submitted.ok()) w.reply.Answer(std::move(submitted), /*version=*/0);
   }
 }
 
@@ -527,8 +527,9 @@ void Deployment::Shutdown(bool drain) {
   }
   for (const auto& queue : queues) queue->Stop(drain);
   for (Waiting& w : waiting) {
-    Answer(w.done, absl::CancelledError(
-                       fmt::format("{} was undeployed before it could be loaded again", label_)));
+    w.reply.Answer(absl::CancelledError(
+                       fmt::format("{} was undeployed before it could be loaded again", label_)),
+                   /*version=*/0);
   }
   if (!queues.empty()) {
     queues.clear();

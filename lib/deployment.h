@@ -63,8 +63,8 @@ class Deployment {
   ~Deployment();
 
   // --- Request path ---
-  absl::Status Submit(std::vector<at::Tensor> inputs, ServerRequestOptions options,
-                      InferenceCallback done);
+  // As Server::Submit; on an error `reply` is left as it was (never called).
+  absl::Status Submit(std::vector<at::Tensor> inputs, ServerRequestOptions options, Reply& reply);
   InferenceResult Infer(std::vector<at::Tensor> inputs, ServerRequestOptions options);
 
   // --- Lifecycle thread ---
@@ -110,7 +110,7 @@ class Deployment {
   struct Waiting {
     std::vector<at::Tensor> inputs;
     ServerRequestOptions options;
-    InferenceCallback done;
+    Reply reply;
   };
   // What routing decided for one request.
   struct Route {

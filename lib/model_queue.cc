@@ -11,16 +11,22 @@
 
 namespace maas::internal {
 
-void Answer(InferenceCallback& done, InferenceResult result) {
+void Reply::Answer(InferenceResult result, int64_t version) {
   try {
-    std::move(done)(std::move(result));
+    if (served_) {
+      std::move(served_)(std::move(result), version);
+    } else {
+      std::move(done_)(std::move(result));
+    }
   } catch (...) {
   }
 }
 
-ModelQueue::ModelQueue(std::string label, std::vector<std::shared_ptr<Session>> instances,
-                       BatchingOptions options, std::shared_ptr<Clock> clock, CoreBudget* cores)
+ModelQueue::ModelQueue(std::string label, int64_t version,
+                       std::vector<std::shared_ptr<Session>> instances, BatchingOptions options,
+                       std::shared_ptr<Clock> clock, CoreBudget* cores)
     : label_(std::move(label)),
+      version_(version),
       instances_(std::move(instances)),
       signature_(instances_.front()->info().signature),
       options_(std::move(options)),
@@ -83,13 +89,9 @@ absl::StatusOr<std::unique_ptr<Request>> ModelQueue::Prepare(std::vector<at::Ten
 }
 
 absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
-  if (!accepting_) {  // Not counted: the caller may route the request elsewhere.
-    return absl::UnavailableError(fmt::format("{} is being removed", label_));
-  }
   const int64_t items = (*request)->items;
   if (absl::Status queued = queue_.Push(request); !queued.ok()) {
     ++stats_.failures[queued.code()];
-    request->reset();  // Refused, not handed back: the caller gets the error, not a retry.
     return queued;
   }
   ++stats_.requests;
@@ -105,16 +107,19 @@ absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
 }
 
 std::optional<absl::Status> ModelQueue::TrySubmit(std::vector<at::Tensor>& inputs,
-                                                  const RequestOptions& options,
-                                                  InferenceCallback& done) {
+                                                  const RequestOptions& options, Reply& reply) {
   absl::StatusOr<std::unique_ptr<Request>> request = Prepare(std::move(inputs), options);
   if (!request.ok()) return request.status();
-  (*request)->done = std::move(done);
-  absl::Status queued = Enqueue(&*request);
-  if (*request == nullptr) return queued;
-  inputs = std::move((*request)->inputs);  // Stopped first: hand the request back.
-  done = std::move((*request)->done);
-  return std::nullopt;
+  (*request)->reply = std::move(reply);
+  MutexLock lock(&mu_);
+  if (!accepting_) {  // Stopped first: hand the request back (not counted).
+    inputs = std::move((*request)->inputs);
+    reply = std::move((*request)->reply);
+    return std::nullopt;
+  }
+  absl::Status queued = Push(&*request);
+  if (!queued.ok()) reply = std::move((*request)->reply);  // Refused: the caller keeps it.
+  return queued;
 }
 
 std::optional<InferenceResult> ModelQueue::TryInfer(std::vector<at::Tensor>& inputs,
@@ -125,11 +130,6 @@ std::optional<InferenceResult> ModelQueue::TryInfer(std::vector<at::Tensor>& inp
   if (*request == nullptr) return result;
   inputs = std::move((*request)->inputs);  // Stopped first: hand the request back.
   return std::nullopt;
-}
-
-absl::Status ModelQueue::Enqueue(std::unique_ptr<Request>* request) {
-  MutexLock lock(&mu_);
-  return Push(request);
 }
 
 InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
@@ -187,13 +187,15 @@ InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
   // Otherwise queue it and wait, as Submit would.
   auto promise = std::make_shared<std::promise<InferenceResult>>();
   std::future<InferenceResult> future = promise->get_future();
-  request->done = [promise](InferenceResult result) { promise->set_value(std::move(result)); };
+  request->reply = InferenceCallback(
+      [promise](InferenceResult result) { promise->set_value(std::move(result)); });
   {
     MutexLock lock(&mu_);
-    if (absl::Status pushed = Push(&request); !pushed.ok()) {
-      if (request != nullptr) *taken = std::move(request);  // Stopped meanwhile: hand it back.
-      return pushed;
+    if (!accepting_) {  // Stopped meanwhile: hand it back.
+      *taken = std::move(request);
+      return absl::UnavailableError(fmt::format("{} is being removed", label_));
     }
+    if (absl::Status pushed = Push(&request); !pushed.ok()) return pushed;
   }
   return future.get();
 }
@@ -212,8 +214,9 @@ void ModelQueue::Stop(bool drain) {
     work_available_.SignalAll();
   }
   for (std::unique_ptr<Request>& request : cancelled) {
-    Answer(request->done, absl::CancelledError(fmt::format(
-                              "{}: the scheduler shut down before the request ran", label_)));
+    request->reply.Answer(absl::CancelledError(fmt::format(
+                              "{}: the scheduler shut down before the request ran", label_)),
+                          version_);
   }
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
@@ -244,7 +247,7 @@ void ModelQueue::WorkerLoop(size_t instance) {
   in_worker = true;
   while (true) {
     Work work = NextWork(instance);
-    for (auto& [request, status] : work.refused) Answer(request->done, std::move(status));
+    for (auto& [request, status] : work.refused) request->reply.Answer(std::move(status), version_);
     if (!work.batch.empty()) Execute(instance, std::move(work.batch));
     if (work.exit) return;
   }
@@ -330,7 +333,7 @@ void ModelQueue::Execute(size_t instance, std::vector<std::unique_ptr<Request>> 
     }
     RecordExecution(instance, items, start, end, result.ok());
   }
-  for (size_t i = 0; i < batch.size(); ++i) Answer(batch[i]->done, std::move(answers[i]));
+  for (size_t i = 0; i < batch.size(); ++i) batch[i]->reply.Answer(std::move(answers[i]), version_);
 }
 
 void ModelQueue::RecordExecution(size_t instance, int64_t items, absl::Time start, absl::Time end,

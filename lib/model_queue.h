@@ -28,15 +28,29 @@
 
 namespace maas::internal {
 
+// How a request is answered: the caller's callback, told the version that answered or not.
+// Move-only.
+class Reply {
+ public:
+  Reply() = default;
+  Reply(InferenceCallback done) : done_(std::move(done)) {}  // NOLINT: implicit by design
+  Reply(ServedCallback done) : served_(std::move(done)) {}   // NOLINT
+  explicit operator bool() const { return done_ || served_; }
+
+  // Calls the callback, once. Call it outside every library lock; an exception from the
+  // callback is dropped.
+  void Answer(InferenceResult result, int64_t version);
+
+ private:
+  InferenceCallback done_;
+  ServedCallback served_;
+};
+
 // One submitted request, owned by the queue until it is answered.
 struct Request : BatchTask {
   std::vector<at::Tensor> inputs;
-  InferenceCallback done;
+  Reply reply;
 };
-
-// Answers one request: calls `done` once. Call it outside every library lock; an exception from
-// the callback is dropped.
-void Answer(InferenceCallback& done, InferenceResult result);
 
 // Whether the calling thread is a Scheduler worker (completion callbacks run there).
 bool InSchedulerWorker();
@@ -45,19 +59,21 @@ bool InSchedulerWorker();
 class ModelQueue {
  public:
   // `label` names the queue in messages, e.g. "model 'mlp'" or "model 'mlp' version 3".
-  ModelQueue(std::string label, std::vector<std::shared_ptr<Session>> instances,
+  // `version`: the version its answers say they come from (0 for a Scheduler's model).
+  ModelQueue(std::string label, int64_t version, std::vector<std::shared_ptr<Session>> instances,
              BatchingOptions options, std::shared_ptr<Clock> clock, CoreBudget* cores);
   ~ModelQueue();
 
   // Starts one worker thread per instance.
   void Start();
 
-  // Validates and queues a request, taking `inputs` and `done`; see Scheduler::Submit for the
-  // errors. Returns nullopt, with `inputs` and `done` left as they were, when the queue was
-  // stopped before the request got in: the caller routes it again (to a newer queue of the
-  // model, or to NotFound), so that a swap or a removal fails no request.
+  // Validates and queues a request, taking `inputs` and `reply`; see Scheduler::Submit for the
+  // errors, after which `reply` is left as it was (never called). Returns nullopt, with
+  // `inputs` and `reply` left as they were, when the queue was stopped before the request got in:
+  // the caller routes it again (to a newer queue of the model, or to NotFound), so that a swap or a
+  // removal fails no request.
   std::optional<absl::Status> TrySubmit(std::vector<at::Tensor>& inputs,
-                                        const RequestOptions& options, InferenceCallback& done);
+                                        const RequestOptions& options, Reply& reply);
 
   // Validates a request and waits for its answer. When the model is idle (nothing queued, no
   // instance running), its cores are free and it does not wait for company (max_queue_delay
@@ -91,13 +107,11 @@ class ModelQueue {
   // counted as failures) and fills in what the batch queue needs.
   absl::StatusOr<std::unique_ptr<Request>> Prepare(std::vector<at::Tensor> inputs,
                                                    const RequestOptions& options);
-  // Queues a prepared request with its callback set, taking it. Unavailable when the queue is
-  // full. When the queue was stopped, leaves *request in place.
-  absl::Status Enqueue(std::unique_ptr<Request>* request);
   // Runs (on the caller's thread when idle) or queues a prepared request and waits for its
   // answer, taking it; when the queue was stopped, leaves *request in place.
   InferenceResult Infer(std::unique_ptr<Request>* request);
-  // Queues a prepared request, as Enqueue.
+  // Queues a prepared request, taking it; Unavailable (counted), leaving it in place, when the
+  // queue is full. The caller has checked accepting_.
   absl::Status Push(std::unique_ptr<Request>* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop(size_t instance);
   Work NextWork(size_t instance);
@@ -109,6 +123,7 @@ class ModelQueue {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string label_;  // "model 'mlp'" for messages
+  const int64_t version_;
   const std::vector<std::shared_ptr<Session>> instances_;
   const ModelSignature signature_;
   const BatchingOptions options_;

@@ -61,8 +61,9 @@ absl::StatusOr<std::shared_ptr<internal::ModelQueue>> Scheduler::Impl::MakeQueue
   if (absl::Status s = internal::ValidateBatchingOptions(options); !s.ok()) {
     return invalid(std::string(s.message()));
   }
-  return std::make_shared<internal::ModelQueue>(
-      fmt::format("model '{}'", name), std::move(instances), std::move(options), clock, &cores);
+  return std::make_shared<internal::ModelQueue>(fmt::format("model '{}'", name), /*version=*/0,
+                                                std::move(instances), std::move(options), clock,
+                                                &cores);
 }
 
 absl::Status Scheduler::AddModel(std::string_view name,
@@ -114,12 +115,13 @@ absl::Status Scheduler::RemoveModel(std::string_view name) {
 absl::Status Scheduler::Submit(std::string_view name, std::vector<at::Tensor> inputs,
                                RequestOptions options, InferenceCallback done) {
   if (absl::Status s = internal::CheckCallback(done); !s.ok()) return s;
+  internal::Reply reply(std::move(done));
   // Loops only when the queue found was closed in between (ReplaceModel, RemoveModel): the
   // request comes back and goes to what serves the name now.
   while (true) {
     std::shared_ptr<internal::ModelQueue> queue = impl_->models.Find(name);
     if (queue == nullptr) return impl_->models.NotFound(name);
-    if (std::optional<absl::Status> submitted = queue->TrySubmit(inputs, options, done)) {
+    if (std::optional<absl::Status> submitted = queue->TrySubmit(inputs, options, reply)) {
       return *submitted;
     }
   }

@@ -79,6 +79,9 @@ struct Server::Impl {
 
   // Runs `task` on the lifecycle thread and waits for its status.
   absl::Status RunOnLifecycle(absl::AnyInvocable<absl::Status() &&> task, std::string_view what);
+  // Server::Submit, with the caller's callback in `reply`.
+  absl::Status Submit(std::string_view name, std::vector<at::Tensor> inputs,
+                      ServerRequestOptions request_options, internal::Reply& reply);
   // On the lifecycle thread: Deploy.
   absl::Status DeployNow(const std::string& name, DeployOptions options);
   // On the lifecycle thread: makes room for `bytes` more under the memory budget by unloading
@@ -270,9 +273,22 @@ absl::Status Server::Impl::Reserve(int64_t bytes, const internal::Deployment* re
 absl::Status Server::Submit(std::string_view name, std::vector<at::Tensor> inputs,
                             ServerRequestOptions options, InferenceCallback done) {
   if (absl::Status s = internal::CheckCallback(done); !s.ok()) return s;
-  std::shared_ptr<internal::Deployment> deployment = impl_->models.Find(name);
-  if (deployment == nullptr) return impl_->models.NotFound(name);
-  return deployment->Submit(std::move(inputs), std::move(options), std::move(done));
+  internal::Reply reply(std::move(done));
+  return impl_->Submit(name, std::move(inputs), std::move(options), reply);
+}
+
+absl::Status Server::Submit(std::string_view name, std::vector<at::Tensor> inputs,
+                            ServerRequestOptions options, ServedCallback done) {
+  if (!done) return absl::InvalidArgumentError("Submit needs a completion callback");
+  internal::Reply reply(std::move(done));
+  return impl_->Submit(name, std::move(inputs), std::move(options), reply);
+}
+
+absl::Status Server::Impl::Submit(std::string_view name, std::vector<at::Tensor> inputs,
+                                  ServerRequestOptions request_options, internal::Reply& reply) {
+  std::shared_ptr<internal::Deployment> deployment = models.Find(name);
+  if (deployment == nullptr) return models.NotFound(name);
+  return deployment->Submit(std::move(inputs), std::move(request_options), reply);
 }
 
 std::future<InferenceResult> Server::Submit(std::string_view name, std::vector<at::Tensor> inputs,

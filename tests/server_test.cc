@@ -13,7 +13,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <thread>
 #include <type_traits>
 
@@ -242,6 +245,39 @@ TEST_F(ServerTest, CanarySplitsUnnamedTrafficWithinTolerance) {
   ASSERT_TRUE(status.ok());
   EXPECT_NEAR(FindVersion(*status, 1)->traffic_share, 0.8, 1e-9);
   EXPECT_NEAR(FindVersion(*status, 2)->traffic_share, 0.2, 1e-9);
+
+  // Every answer can say which version gave it (what a network front end reports): for
+  // unnamed canary traffic and for a named alias.
+  constexpr int kServed = 200;
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0, mismatched = 0;
+  std::set<int64_t> versions_seen;
+  for (int i = 0; i < kServed; ++i) {
+    ServerRequestOptions options;
+    if (i % 10 == 0) options.version = "canary";
+    ASSERT_TRUE(server
+                    ->Submit("m", {Rows(1)}, options,
+                             [&](InferenceResult result, int64_t version) {
+                               std::lock_guard<std::mutex> lock(mu);
+                               mismatched += Tag(result) != static_cast<float>(version);
+                               versions_seen.insert(version);
+                               ++answered;
+                               cv.notify_all();
+                             })
+                    .ok());
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return answered == kServed; });
+  }
+  EXPECT_EQ(mismatched, 0);
+  EXPECT_EQ(versions_seen, (std::set<int64_t>{1, 2}));
+  bool called = false;
+  absl::Status bad = server->Submit("m", {torch::ones({1, 3})}, ServerRequestOptions{},
+                                    [&](InferenceResult, int64_t) { called = true; });
+  EXPECT_TRUE(absl::IsInvalidArgument(bad)) << bad;
+  EXPECT_FALSE(called) << "a request refused at Submit is not answered through its callback";
 
   // Moving the canary alias moves the canary.
   ASSERT_TRUE(store_->SetAlias("m", "canary", 3).ok());

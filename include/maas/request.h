@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,11 @@ using InferenceResult = absl::StatusOr<std::vector<at::Tensor>>;
 
 // Called exactly once with a submitted request's answer, on a worker thread.
 using InferenceCallback = absl::AnyInvocable<void(InferenceResult) &&>;
+
+// As InferenceCallback, also told which version answered (Server::Submit): the number of the
+// version whose session ran the request, or refused it; 0 when no version was reached (the
+// model had none ready, or the request was refused before routing).
+using ServedCallback = absl::AnyInvocable<void(InferenceResult, int64_t version) &&>;
 
 }  // namespace maas
 

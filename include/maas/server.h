@@ -139,6 +139,11 @@ class Server {
   absl::Status Submit(std::string_view name, std::vector<at::Tensor> inputs,
                       ServerRequestOptions options, InferenceCallback done);
 
+  // As above, and `done` is also told which version answered (the version policy's choice, a
+  // canary draw, or the one named): what a network front end reports to its clients.
+  absl::Status Submit(std::string_view name, std::vector<at::Tensor> inputs,
+                      ServerRequestOptions options, ServedCallback done);
+
   // As above, with the answer (or Submit's error) in a future.
   std::future<InferenceResult> Submit(std::string_view name, std::vector<at::Tensor> inputs,
                                       ServerRequestOptions options = {});
