@@ -26,27 +26,10 @@
 #include "maas/request.h"
 #include "model_queue.h"
 #include "mutex.h"
+#include "routes.h"
 #include "version_plan.h"
 
 namespace maas::internal {
-
-// Where requests go, as of one moment. Immutable once published: the request path copies the
-// pointer under the deployment's lock and routes without it. A version's queue is stopped only
-// after a Routes without it was published, so a request that raced into a stopped queue finds
-// the newer Routes when it asks again.
-struct Routes {
-  // The versions taking requests.
-  std::map<int64_t, std::shared_ptr<ModelQueue>> queues;
-  // The store's aliases (to any version) when last read.
-  std::map<std::string, int64_t, std::less<>> aliases;
-  // Requests naming no version: (version, cumulative share), the last share 1. Empty when no
-  // version is ready.
-  std::vector<std::pair<int64_t, double>> split;
-  // The model's versions were unloaded for memory: requests wait for a reload.
-  bool unloaded = false;
-  // Why requests cannot be served, when `queues` is empty and not `unloaded`.
-  absl::Status unavailable;
-};
 
 // A deployed model. Request-path methods may be called from any thread; the lifecycle methods
 // only from the Server's lifecycle thread (they are not reentrant). This class is thread-safe.
@@ -111,12 +94,6 @@ class Deployment {
     std::vector<at::Tensor> inputs;
     ServerRequestOptions options;
     Reply reply;
-  };
-  // What routing decided for one request.
-  struct Route {
-    std::shared_ptr<ModelQueue> queue;
-    absl::Status status;  // When there is no queue.
-    bool wait = false;    // Unloaded for memory: wait for a reload.
   };
 
   enum class WaitResult { kWaiting, kRouteAgain, kFull };
