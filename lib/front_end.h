@@ -99,8 +99,9 @@ class ModelRegistry {
   std::map<std::string, std::shared_ptr<Model>, std::less<>> models_ ABSL_GUARDED_BY(mu_);
 };
 
-// InvalidArgument for a Submit without a callback.
-inline absl::Status CheckCallback(const InferenceCallback& done) {
+// InvalidArgument for a Submit without a callback (an InferenceCallback or ServedCallback).
+template <typename Callback>
+absl::Status CheckCallback(const Callback& done) {
   if (done) return absl::OkStatus();
   return absl::InvalidArgumentError("Submit needs a completion callback");
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <set>
+#include <vector>
 
 #include "fmt/core.h"
 
@@ -76,8 +78,28 @@ absl::StatusOr<Json> ParseJson(std::string_view text) {
     return absl::InvalidArgumentError(
         fmt::format("JSON nesting deeper than {} levels; refused", kMaxJsonDepth));
   }
+  // A member named twice is refused: readers that keep the first and readers that keep the last
+  // would see different files.
+  std::vector<std::set<std::string>> keys;  // Of each object being parsed, innermost last.
+  std::string duplicate;
+  auto check_keys = [&](int, Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == Json::parse_event_t::object_end) {
+      keys.pop_back();
+    } else if (event == Json::parse_event_t::key && duplicate.empty() &&
+               !keys.back().insert(parsed.get<std::string>()).second) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    return Json::parse(text.begin(), text.end());
+    Json json = Json::parse(text.begin(), text.end(), check_keys);
+    if (!duplicate.empty()) {
+      return absl::InvalidArgumentError(
+          fmt::format("duplicate member \"{}\" in a JSON object", duplicate));
+    }
+    return json;
   } catch (const Json::exception& e) {
     // e.what(): "[json.exception.parse_error.101] parse error at line 1, column 3: ..."
     return absl::InvalidArgumentError(e.what());

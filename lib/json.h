@@ -17,8 +17,8 @@ using Json = nlohmann::ordered_json;
 // file of nothing but brackets from costing a gigabyte of nodes.
 inline constexpr int kMaxJsonDepth = 64;
 
-// Parses a complete JSON text. InvalidArgument with the line and column on malformed input,
-// and on nesting deeper than kMaxJsonDepth. Never throws.
+// Parses a complete JSON text. InvalidArgument with the line and column on malformed input, on
+// a member named twice in one object, and on nesting deeper than kMaxJsonDepth. Never throws.
 absl::StatusOr<Json> ParseJson(std::string_view text);
 
 // Serializes as the store's files are written: two-space indentation, one member per line,

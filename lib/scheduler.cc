@@ -72,11 +72,12 @@ absl::Status Scheduler::AddModel(std::string_view name,
   absl::StatusOr<std::shared_ptr<internal::ModelQueue>> queue =
       impl_->MakeQueue(name, std::move(instances), std::move(options), "add");
   if (!queue.ok()) return queue.status();
+  // Started before it is visible, so that a RemoveModel racing in stops a running queue.
+  (*queue)->Start();
   if (!impl_->models.Add(name, *queue)) {
+    (*queue)->Stop(/*drain=*/false);  // Nothing reached it.
     return absl::AlreadyExistsError(fmt::format("model '{}' is already served", name));
   }
-  // Started once registered: a queue that lost a race to the name never runs a thread.
-  (*queue)->Start();
   return absl::OkStatus();
 }
 

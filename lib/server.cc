@@ -279,7 +279,7 @@ absl::Status Server::Submit(std::string_view name, std::vector<at::Tensor> input
 
 absl::Status Server::Submit(std::string_view name, std::vector<at::Tensor> inputs,
                             ServerRequestOptions options, ServedCallback done) {
-  if (!done) return absl::InvalidArgumentError("Submit needs a completion callback");
+  if (absl::Status s = internal::CheckCallback(done); !s.ok()) return s;
   internal::Reply reply(std::move(done));
   return impl_->Submit(name, std::move(inputs), std::move(options), reply);
 }

@@ -154,6 +154,10 @@ TEST(JsonTest, RejectsMalformedTextWithItsPositionAndNeverThrows) {
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("line 1, column")) << text;
   }
+  absl::StatusOr<Json> duplicate = internal::ParseJson(R"({"a": {"b": 1, "b": 2}})");
+  EXPECT_THAT(std::string(duplicate.status().message()), HasSubstr("duplicate member \"b\""));
+  EXPECT_TRUE(internal::ParseJson(R"({"a": {"b": 1}, "b": {"b": 2}})").ok())
+      << "the same name in different objects is fine";
   absl::StatusOr<Json> multiline = internal::ParseJson("{\n  \"a\": 1,\n  \"b\": ?\n}");
   EXPECT_THAT(std::string(multiline.status().message()), HasSubstr("line 3, column 8"));
 }
