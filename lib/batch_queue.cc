@@ -25,6 +25,10 @@ absl::Status ValidateBatchingOptions(const BatchingOptions& options) {
                                options.max_queue_size, options.max_batch_size));
   }
   if (options.max_queue_delay < absl::ZeroDuration()) return invalid("max_queue_delay is negative");
+  if (options.max_queue_delay == absl::InfiniteDuration()) {
+    // A lone request would wait for company forever.
+    return invalid("max_queue_delay is infinite; expected a finite delay (zero: none)");
+  }
   if (options.default_timeout <= absl::ZeroDuration()) {
     return invalid("default_timeout must be positive (or infinite)");
   }

@@ -189,10 +189,6 @@ void Deployment::SetOptions(DeployOptions options) {
   }
 }
 
-absl::Status Deployment::CheckPolicy(const ModelStore& store, const VersionPolicy& policy) const {
-  return ResolveTarget(store, name_, policy).status();
-}
-
 void Deployment::SetState(int64_t version, ModelState state, std::string reason) {
   Version& v = versions_[version];
   v.state = state;

@@ -54,8 +54,6 @@ class Deployment {
   // Replaces the options; the next Apply reloads every version when they change how versions
   // are loaded or batched. Clears the failures so that failed versions are tried again.
   void SetOptions(DeployOptions options);
-  // Whether `policy` resolves against the store (its versions and aliases exist).
-  absl::Status CheckPolicy(const ModelStore& store, const VersionPolicy& policy) const;
   // Brings the served versions in line with the policy and the store: loads what it newly
   // names (and reloads what new options made stale), switches the routes, unloads what it no
   // longer names. Returns the first error; what served before keeps serving in place of a

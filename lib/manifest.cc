@@ -40,6 +40,18 @@ absl::StatusOr<int64_t> IntField(const Json& o, std::string_view key, std::strin
   return v->get<int64_t>();
 }
 
+// An integer field that must lie in [low, high]: every number read from the store is bounded,
+// so that no arithmetic on it can overflow.
+absl::StatusOr<int64_t> BoundedField(const Json& o, std::string_view key, std::string_view where,
+                                     int64_t low, int64_t high) {
+  MAAS_ASSIGN_OR_RETURN(int64_t value, IntField(o, key, where));
+  if (value < low || value > high) {
+    return absl::InvalidArgumentError(
+        fmt::format("field \"{}\" of {} is {}; expected {} to {}", key, where, value, low, high));
+  }
+  return value;
+}
+
 absl::StatusOr<std::string> StringField(const Json& o, std::string_view key,
                                         std::string_view where) {
   MAAS_ASSIGN_OR_RETURN(const Json* v, Field(o, key, where, &IsString, "a string"));
@@ -144,18 +156,16 @@ absl::StatusOr<ModelInfo> ManifestFromText(std::string_view text) {
   ModelInfo info;
   constexpr std::string_view kWhere = "the manifest";
   MAAS_ASSIGN_OR_RETURN(info.name, StringField(root, "name", kWhere));
-  MAAS_ASSIGN_OR_RETURN(info.version, IntField(root, "version", kWhere));
+  MAAS_ASSIGN_OR_RETURN(info.version, BoundedField(root, "version", kWhere, 1, kMaxVersion));
   MAAS_ASSIGN_OR_RETURN(info.sha256, StringField(root, "sha256", kWhere));
   if (info.sha256.size() != 64 ||
       info.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return absl::InvalidArgumentError(
         fmt::format("field \"sha256\" must be 64 lower-case hex digits, got \"{}\"", info.sha256));
   }
-  MAAS_ASSIGN_OR_RETURN(info.size_bytes, IntField(root, "size_bytes", kWhere));
-  if (info.size_bytes < 0) {
-    return absl::InvalidArgumentError(
-        fmt::format("field \"size_bytes\" must not be negative, got {}", info.size_bytes));
-  }
+  constexpr int64_t kMaxArtifactBytes = int64_t{1} << 50;  // 1 PiB
+  MAAS_ASSIGN_OR_RETURN(info.size_bytes,
+                        BoundedField(root, "size_bytes", kWhere, 0, kMaxArtifactBytes));
   MAAS_ASSIGN_OR_RETURN(std::string created, StringField(root, "created", kWhere));
   std::string error;
   if (!absl::ParseTime(absl::RFC3339_full, created, &info.created, &error)) {
@@ -195,12 +205,13 @@ absl::StatusOr<ModelMeta> ModelMetaFromText(std::string_view text) {
   MAAS_ASSIGN_OR_RETURN(Json root, ParseJson(text));
   MAAS_RETURN_IF_ERROR(CheckFormat(root));
   ModelMeta meta;
-  MAAS_ASSIGN_OR_RETURN(meta.last_version, IntField(root, "last_version", "the file"));
+  MAAS_ASSIGN_OR_RETURN(meta.last_version,
+                        BoundedField(root, "last_version", "the file", 0, kMaxVersion));
   MAAS_ASSIGN_OR_RETURN(const Json* aliases,
                         Field(root, "aliases", "the file", &IsObject, "an object"));
   for (const auto& [alias, version] : aliases->items()) {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) return s;
-    if (!IsInt64(version) || version.get<int64_t>() < 1) {
+    if (!IsInt64(version) || version.get<int64_t>() < 1 || version.get<int64_t>() > kMaxVersion) {
       return absl::InvalidArgumentError(
           fmt::format("alias \"{}\" must map to a version number, got {}", alias,
                       version.dump(-1, ' ', false, Json::error_handler_t::replace)));

@@ -167,6 +167,11 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const fs::path& roo
     if (format == json->end() || !internal::IsInt64(*format)) {
       return CorruptFile(marker, absl::InvalidArgumentError("lacks an integer \"format\""));
     }
+    if (format->get<int64_t>() < 1) {
+      return CorruptFile(
+          marker, absl::InvalidArgumentError(
+                      fmt::format("\"format\" is {}; formats start at 1", format->get<int64_t>())));
+    }
     if (format->get<int64_t>() > internal::kStoreFormat) {
       return absl::FailedPreconditionError(fmt::format(
           "store {} has format {}, newer than the format {} this maas ({}) understands",
@@ -253,6 +258,10 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   MAAS_ASSIGN_OR_RETURN(ModelMeta meta, ReadModelMeta(root_, model_dir));
   std::vector<int64_t> versions = ListVersions(root_, model_dir);
   info.version = std::max(meta.last_version, versions.empty() ? 0 : versions.back()) + 1;
+  if (info.version > internal::kMaxVersion) {
+    return absl::ResourceExhaustedError(fmt::format(
+        "cannot publish '{}': version numbers are used up to {}", name, internal::kMaxVersion));
+  }
   info.created = absl::Now();
   MAAS_RETURN_IF_ERROR(internal::WriteFileDurably(staging / kManifestFile,
                                                   internal::ManifestToText(info),

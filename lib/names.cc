@@ -66,8 +66,8 @@ absl::Status ValidateAlias(std::string_view alias) {
 absl::StatusOr<VersionSelector> ParseVersionSelector(std::string_view version) {
   if (version == "latest") return VersionSelector(LatestVersion{});
   if (!version.empty() && absl::ascii_isdigit(static_cast<unsigned char>(version[0]))) {
-    int64_t number;
-    if (!absl::SimpleAtoi(ToAbsl(version), &number) || number < 1) {
+    const int64_t number = ParseVersionFolderName(version);  // The same strict rule.
+    if (number < 1) {
       return absl::InvalidArgumentError(fmt::format(
           "version '{}' is not valid: expected \"latest\", a number from 1 up, or an alias",
           absl::CHexEscape(ToAbsl(version))));
@@ -83,12 +83,13 @@ absl::StatusOr<VersionSelector> ParseVersionSelector(std::string_view version) {
 }
 
 int64_t ParseVersionFolderName(std::string_view name) {
-  if (name.empty() || name[0] == '0' || name.size() > 18) return -1;
+  if (name.empty() || name[0] == '0' || name.size() > 16) return -1;
+  int64_t v = 0;
   for (char c : name) {
     if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return -1;
+    v = v * 10 + (c - '0');  // At most 16 digits: no overflow.
   }
-  int64_t v;
-  return absl::SimpleAtoi(ToAbsl(name), &v) ? v : -1;
+  return v <= kMaxVersion ? v : -1;
 }
 
 }  // namespace maas::internal

@@ -119,8 +119,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const std::filesystem::pa
     return absl::InvalidArgumentError(
         fmt::format("cpu_cores is {}; expected 0 (all) or a positive count", options.cpu_cores));
   }
-  if (options.watch_interval < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("watch_interval is negative; expected zero (no watcher)");
+  if (options.watch_interval < absl::ZeroDuration() ||
+      options.watch_interval == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        "watch_interval is negative or infinite; expected a finite interval, or zero (no watcher)");
   }
   if (options.memory_budget_bytes < 0) {
     return absl::InvalidArgumentError(fmt::format(
@@ -166,12 +168,12 @@ absl::Status Server::Deploy(std::string_view name, DeployOptions options) {
 }
 
 absl::Status Server::Impl::DeployNow(const std::string& name, DeployOptions deploy_options) {
-  // Fail fast, and deploy nothing, when the store has no such model.
+  // Fail fast, and deploy or change nothing, when the store has no such model or the policy
+  // names a version or alias it does not have.
   MAAS_RETURN_IF_ERROR(store->Versions(name).status());
+  MAAS_RETURN_IF_ERROR(internal::ResolveTarget(*store, name, deploy_options.policy).status());
   std::shared_ptr<internal::Deployment> deployment = models.Find(name);
   if (deployment != nullptr) {
-    // A redeploy whose policy does not resolve changes nothing.
-    MAAS_RETURN_IF_ERROR(deployment->CheckPolicy(*store, deploy_options.policy));
     deployment->SetOptions(std::move(deploy_options));
   } else {
     // The reload callback finds the deployment through a weak pointer: a stale reload task

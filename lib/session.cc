@@ -178,6 +178,27 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
         fmt::format("intra_op_threads is {}; expected 1 to {} (the cores of this machine)",
                     options.intra_op_threads, cores));
   }
+  // Enums from a cast integer (a config file, another language) must name a real value.
+  switch (options.optimization) {
+    case GraphOptimization::kNone:
+    case GraphOptimization::kFreeze:
+    case GraphOptimization::kForInference:
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          fmt::format("optimization is {}; expected kNone (0), kFreeze (1) or kForInference (2)",
+                      static_cast<int>(options.optimization)));
+  }
+  switch (options.precision) {
+    case Precision::kAsSaved:
+    case Precision::kFloat16:
+    case Precision::kBFloat16:
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          fmt::format("precision is {}; expected kAsSaved (0), kFloat16 (1) or kBFloat16 (2)",
+                      static_cast<int>(options.precision)));
+  }
   auto impl = std::make_unique<Impl>();
   MAAS_ASSIGN_OR_RETURN(impl->device, CheckDevice(options.device));
   MAAS_ASSIGN_OR_RETURN(impl->info, store.Get(name, options.version));

@@ -2,6 +2,7 @@
 
 #include <ATen/ops/linspace.h>
 #include <ATen/ops/zeros.h>
+#include <c10/util/StringUtil.h>
 
 #include "absl/strings/str_join.h"
 #include "fmt/core.h"
@@ -50,6 +51,18 @@ absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
     if (!t.defined()) {
       return absl::InvalidArgumentError(
           fmt::format("{}: input '{}' is an undefined tensor", label, spec.name));
+    }
+    // Only dense tensors on a real device can be batched and run: a sparse, mkldnn or meta
+    // input would otherwise fail the whole batch it joined.
+    if (t.layout() != c10::kStrided) {
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: input '{}' has layout {}; expected a dense (strided) tensor (call .to_dense())",
+          label, spec.name, c10::str(t.layout())));
+    }
+    if (!t.device().is_cpu() && !t.device().is_cuda()) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: input '{}' is on device {}; expected the CPU or a CUDA device", label,
+                      spec.name, t.device().str()));
     }
     if (t.scalar_type() != spec.dtype) {
       return absl::InvalidArgumentError(fmt::format("{}: input '{}': expected dtype {}, got {}",

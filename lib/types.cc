@@ -65,11 +65,20 @@ absl::Status ValidateSpecs(const std::vector<TensorSpec>& specs, const char* kin
       return absl::InvalidArgumentError(fmt::format("{} '{}' has {} dimensions; at most {} allowed",
                                                     kind, spec.name, spec.shape.size(), kMaxRank));
     }
+    // Fixed dimensions are bounded so that no product of them overflows, and a signature read
+    // from a hostile store cannot ask a warm-up for exabytes.
+    constexpr int64_t kMaxItemElements = int64_t{1} << 31;
+    int64_t elements = 1;
     for (int64_t dim : spec.shape) {
       if (dim < 1 && dim != kAnyDim) {
         return absl::InvalidArgumentError(
             fmt::format("{} '{}' has shape {}: every dimension must be positive or -1 (any)", kind,
                         spec.name, ShapeString(spec.shape)));
+      }
+      if (dim > kMaxItemElements || (dim > 0 && (elements *= dim) > kMaxItemElements)) {
+        return absl::InvalidArgumentError(
+            fmt::format("{} '{}' has shape {}: more than {} elements per item", kind, spec.name,
+                        ShapeString(spec.shape), kMaxItemElements));
       }
     }
   }

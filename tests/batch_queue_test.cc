@@ -225,6 +225,15 @@ TEST(BatchingOptionsTest, ValidationNamesTheField) {
   options = BatchingOptions{};
   options.max_queue_delay = -absl::Milliseconds(1);
   EXPECT_FALSE(ValidateBatchingOptions(options).ok());
+  // An infinite delay would keep a lone request waiting for company forever.
+  options.max_queue_delay = absl::InfiniteDuration();
+  EXPECT_THAT(std::string(ValidateBatchingOptions(options).message()),
+              HasSubstr("max_queue_delay is infinite"));
+  options = BatchingOptions{};
+  options.default_timeout = absl::ZeroDuration();
+  EXPECT_FALSE(ValidateBatchingOptions(options).ok());
+  options.default_timeout = absl::InfiniteDuration();
+  EXPECT_TRUE(ValidateBatchingOptions(options).ok());
 }
 
 }  // namespace

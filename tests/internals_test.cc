@@ -210,7 +210,11 @@ TEST(NamesTest, ParsesVersionSelectors) {
       std::holds_alternative<internal::LatestVersion>(*internal::ParseVersionSelector("latest")));
   EXPECT_EQ(std::get<int64_t>(*internal::ParseVersionSelector("42")), 42);
   EXPECT_EQ(std::get<std::string>(*internal::ParseVersionSelector("stable")), "stable");
-  for (const char* bad : {"0", "", "99999999999999999999", "1x", "a/b", "-1"}) {
+  EXPECT_EQ(std::get<int64_t>(*internal::ParseVersionSelector("1000000000000000")),
+            internal::kMaxVersion);
+  // Strict: no whitespace on either side, no sign, no leading zero, nothing past kMaxVersion.
+  for (const char* bad : {"0", "", "99999999999999999999", "1x", "a/b", "-1", "1 ", " 1", "1\n",
+                          "1\r\n", "latest\n", "+1", "01", "1000000000000001"}) {
     EXPECT_EQ(internal::ParseVersionSelector(bad).status().code(),
               absl::StatusCode::kInvalidArgument)
         << bad;

@@ -468,6 +468,38 @@ TEST_F(ModelStoreTest, CorruptModelJsonGivesAnErrorNamingTheFile) {
             absl::StatusCode::kDataLoss);
 }
 
+TEST_F(ModelStoreTest, NumbersReadFromTheStoreAreBounded) {
+  PublishSeed("mlp", 1);
+  fs::path meta = root_ / "mlp" / "model.json";
+  // A high-water mark near the int64 maximum would overflow into a negative version.
+  for (const char* last : {"9223372036854775806", "1000000000000001", "-1"}) {
+    testing::WriteBytes(
+        meta, std::string("{\"format\": 1, \"last_version\": ") + last + ", \"aliases\": {}}");
+    absl::StatusOr<ModelInfo> published =
+        store_->Publish("mlp", model_file_, testing::LinearSignature());
+    EXPECT_EQ(published.status().code(), absl::StatusCode::kDataLoss) << last;
+    EXPECT_THAT(Message(published.status()), HasSubstr("last_version")) << last;
+  }
+  // At the bound itself, the numbers are used up: refused, not wrapped.
+  testing::WriteBytes(meta,
+                      "{\"format\": 1, \"last_version\": 1000000000000000, "
+                      "\"aliases\": {}}");
+  EXPECT_EQ(store_->Publish("mlp", model_file_, testing::LinearSignature()).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(*store_->Versions("mlp"), ElementsAre(1));
+  // A version folder beyond the bound is not a version.
+  testing::MakeFolders(root_ / "mlp" / "1000000000000001");
+  EXPECT_THAT(*store_->Versions("mlp"), ElementsAre(1));
+}
+
+TEST_F(ModelStoreTest, AStoreMarkerWithANegativeFormatIsCorrupt) {
+  testing::MakeWritable(root_ / ".maas-store.json");
+  testing::WriteBytes(root_ / ".maas-store.json", "{\"format\": -3}");
+  absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(root_);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(Message(store.status()), HasSubstr("formats start at 1"));
+}
+
 TEST_F(ModelStoreTest, ForeignEntriesInTheStoreAreIgnored) {
   PublishSeed("mlp", 1);
   testing::MakeFolders(root_ / "mlp" / "notes");

@@ -345,13 +345,20 @@ TEST_F(SchedulerTest, ValidationHappensAtSubmit) {
   EXPECT_THAT(Message(s), HasSubstr("5 items, more than max_batch_size 4"));
   s = scheduler->Submit("id", {torch::ones({1, 2}, torch::kInt64)}, {}, never);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  // Layouts and devices a model cannot take are refused here too, never inside a batch.
+  s = scheduler->Submit("id", {torch::ones({1, 2}).to_sparse()}, {}, never);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(s), HasSubstr("input 'x' has layout Sparse; expected a dense"));
+  s = scheduler->Submit("id", {torch::empty({1, 2}, torch::device(torch::kMeta))}, {}, never);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(s), HasSubstr("input 'x' is on device meta"));
   s = scheduler->Submit("other", {torch::ones({1, 2})}, {}, never);
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(Message(s), HasSubstr("(served: id)"));
   EXPECT_EQ(scheduler->Submit("other", {torch::ones({1, 2})}).get().status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_FALSE(called);
-  EXPECT_EQ(scheduler->Stats("id")->failures[absl::StatusCode::kInvalidArgument], 3);
+  EXPECT_EQ(scheduler->Stats("id")->failures[absl::StatusCode::kInvalidArgument], 5);
   // The model keeps serving good requests.
   EXPECT_TRUE(scheduler->Infer("id", {torch::ones({2, 2})}).ok());
 }

@@ -406,6 +406,27 @@ TEST_F(ServerTest, DeployingAgainWithOtherOptionsSwapsThem) {
   EXPECT_EQ(status->versions[0].stats.batch_size_histogram.size(), 9u);
 }
 
+TEST_F(ServerTest, CreateRefusesBadOptions) {
+  auto refused = [&](ServerOptions options, const char* why) {
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(root(), options);
+    EXPECT_TRUE(absl::IsInvalidArgument(server.status())) << why;
+    EXPECT_THAT(Message(server.status()), HasSubstr(why));
+  };
+  ServerOptions options;
+  options.cpu_cores = -1;
+  refused(options, "cpu_cores");
+  options = ServerOptions{};
+  options.watch_interval = -absl::Seconds(1);
+  refused(options, "watch_interval");
+  // An infinite interval would be a watcher that never looks: refused, not silently off.
+  options.watch_interval = absl::InfiniteDuration();
+  refused(options, "watch_interval");
+  options = ServerOptions{};
+  options.memory_budget_bytes = -1;
+  refused(options, "memory_budget_bytes");
+  EXPECT_TRUE(absl::IsNotFound(Server::Create(root() / "absent").status()));
+}
+
 TEST_F(ServerTest, RefusesBadCallsWithClearErrors) {
   PublishNext("m");
   auto server = NewServer();
@@ -420,6 +441,11 @@ TEST_F(ServerTest, RefusesBadCallsWithClearErrors) {
   EXPECT_TRUE(absl::IsInvalidArgument(server->Deploy("m", {VersionPolicy::Specific({})})));
   absl::Status alias = server->Deploy("m", {VersionPolicy::Specific({"nope"})});
   EXPECT_TRUE(absl::IsNotFound(alias)) << alias;
+  // A first Deploy whose policy does not resolve leaves nothing behind: no deployment stuck
+  // "loading", and a corrected Deploy works.
+  EXPECT_TRUE(absl::IsNotFound(server->Deploy("m", {VersionPolicy::Specific({"7"})})));
+  EXPECT_TRUE(server->Models().empty());
+  EXPECT_TRUE(absl::IsNotFound(server->Infer("m", {Rows(1)}).status()));
   DeployOptions options;
   options.devices.clear();
   EXPECT_TRUE(absl::IsInvalidArgument(server->Deploy("m", options)));
@@ -431,6 +457,7 @@ TEST_F(ServerTest, RefusesBadCallsWithClearErrors) {
   EXPECT_TRUE(absl::IsNotFound(server->Undeploy("x")));
   EXPECT_TRUE(absl::IsNotFound(server->Describe("x").status()));
   ASSERT_TRUE(server->Deploy("m").ok());
+  EXPECT_EQ(Tag(server->Infer("m", {Rows(1)})), 1);
   EXPECT_TRUE(absl::IsInvalidArgument(server->Submit("m", {Rows(1)}, {}, InferenceCallback())));
   InferenceResult bad = server->Infer("m", {torch::ones({1, 3})});
   EXPECT_TRUE(absl::IsInvalidArgument(bad.status())) << bad.status();

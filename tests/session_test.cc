@@ -342,6 +342,15 @@ TEST_F(SessionTest, RefusesBadOptionsAndUnknownModels) {
     EXPECT_EQ(session.status().code(), absl::StatusCode::kInvalidArgument) << threads;
     EXPECT_THAT(Message(session.status()), HasSubstr("intra_op_threads")) << threads;
   }
+  // Enums cast from integers must name a real value.
+  SessionOptions bad_enum;
+  bad_enum.optimization = static_cast<GraphOptimization>(7);
+  EXPECT_THAT(Message(Session::Create(*store_, "linear", bad_enum).status()),
+              HasSubstr("optimization is 7"));
+  bad_enum = SessionOptions{};
+  bad_enum.precision = static_cast<Precision>(-1);
+  EXPECT_THAT(Message(Session::Create(*store_, "linear", bad_enum).status()),
+              HasSubstr("precision is -1"));
   SessionOptions meta;
   meta.device = c10::Device(c10::DeviceType::Meta);
   EXPECT_EQ(Session::Create(*store_, "linear", meta).status().code(),

@@ -19,7 +19,7 @@ struct BatchingOptions {
   // How long a partial batch may wait for more requests when an instance is free to run it.
   // Zero runs whatever is queued at once: under load, batches still grow by themselves while
   // instances are busy. Raise it (e.g. 1-5 ms) to trade a bounded latency for fuller batches at
-  // moderate load. Default: zero.
+  // moderate load. Must be finite. Default: zero.
   absl::Duration max_queue_delay = absl::ZeroDuration();
 
   // Batch sizes (items) at which a waiting batch runs without using up max_queue_delay, and to

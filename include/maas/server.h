@@ -104,7 +104,7 @@ class Server {
  public:
   // Opens the store at `store_root` read-only (the Server never writes it) and starts the
   // lifecycle thread. NotFound / FailedPrecondition: as ModelStore::Open. InvalidArgument:
-  // negative cpu_cores, watch_interval or memory_budget_bytes.
+  // negative cpu_cores or memory_budget_bytes, a negative or infinite watch_interval.
   static absl::StatusOr<std::unique_ptr<Server>> Create(const std::filesystem::path& store_root,
                                                         ServerOptions options = {});
 
