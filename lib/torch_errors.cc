@@ -15,21 +15,42 @@ std::string_view TrimTrailing(std::string_view s) {
   return s;
 }
 
+// The first paragraph of a dispatcher error ("Could not run 'aten::x' with arguments from the
+// 'SparseCPU' backend. ... only available for these backends: [...]."), without the list of
+// every kernel registration that follows it (a hundred lines). Other messages are kept whole.
+std::string_view WithoutKernelList(std::string_view message) {
+  if (message.find("Could not run '") == std::string_view::npos) return message;
+  return TrimTrailing(message.substr(0, message.find("\n\n")));
+}
+
 // An error raised inside TorchScript reads "The following operation failed in the TorchScript
-// interpreter.", then two tracebacks (serialized code, original code), and only then, on the
-// last line, what went wrong. Put that line first and keep the original-code traceback.
+// interpreter.", then one or two tracebacks (serialized code, original code) whose every frame
+// ends with a line marked "<--- HERE", and only then what went wrong, to the end (often one line,
+// several for a dispatcher error). Put what went wrong first and keep the last traceback (the
+// original code's, when there is one).
 std::string Readable(std::string_view message) {
   message = TrimTrailing(message);
   constexpr std::string_view kInterpreter =
       "The following operation failed in the TorchScript interpreter.";
-  if (message.find(kInterpreter) == std::string_view::npos) return std::string(message);
-  size_t last_line = message.rfind('\n');
-  if (last_line == std::string_view::npos) return std::string(message);
-  std::string readable(message.substr(last_line + 1));
-  size_t original = message.find("Traceback of TorchScript, original code");
-  if (original != std::string_view::npos && original < last_line) {
+  if (message.find(kInterpreter) == std::string_view::npos) {
+    return std::string(WithoutKernelList(message));
+  }
+  const size_t traceback = message.rfind("Traceback of TorchScript");
+  size_t error = std::string_view::npos;
+  if (const size_t here = message.rfind("<--- HERE"); here != std::string_view::npos) {
+    if (const size_t end = message.find('\n', here); end != std::string_view::npos) {
+      error = end + 1;
+    }
+  }
+  if (error == std::string_view::npos) {  // Not the layout we know: the last line, then.
+    const size_t last_line = message.rfind('\n');
+    if (last_line == std::string_view::npos) return std::string(message);
+    error = last_line + 1;
+  }
+  std::string readable(WithoutKernelList(message.substr(error)));
+  if (traceback != std::string_view::npos && traceback < error) {
     readable += "\n";
-    readable += TrimTrailing(message.substr(original, last_line - original));
+    readable += TrimTrailing(message.substr(traceback, error - traceback));
   }
   return readable;
 }

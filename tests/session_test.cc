@@ -232,6 +232,27 @@ TEST_F(SessionTest, AThrowingModelBecomesAStatusAndTheSessionStaysUsable) {
   EXPECT_TRUE(torch::equal((*out)[0], torch::full({1, 2}, 2.0f)));
 }
 
+TEST_F(SessionTest, ADispatcherErrorKeepsItsCauseNotTheKernelList) {
+  // LibTorch's "Could not run 'X' with arguments from the 'Y' backend" is followed by a hundred
+  // lines of kernel registrations; the cause must come first, the list must go.
+  ModelSignature signature{{{"x", torch::kFloat32, {2}}}, {{"y", torch::kFloat32, {2}}}};
+  Publish("sparse",
+          "def forward(self, x: Tensor) -> Tensor:\n  return torch.cumsum(x.to_sparse(), 0)\n",
+          signature);
+  SessionOptions no_warm_up;
+  no_warm_up.warm_up = false;
+  no_warm_up.optimization = GraphOptimization::kNone;
+  std::unique_ptr<Session> session = Create("sparse", no_warm_up);
+  ASSERT_NE(session, nullptr);
+  absl::StatusOr<std::vector<at::Tensor>> out = session->Run({torch::ones({1, 2})});
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(Message(out.status()),
+              HasSubstr("model 'sparse' version 1 failed: RuntimeError: Could not run "
+                        "'aten::cumsum' with arguments from the 'SparseCPU' backend"));
+  EXPECT_THAT(Message(out.status()), ::testing::Not(HasSubstr("registered at")));
+  EXPECT_THAT(Message(out.status()), HasSubstr("Traceback of TorchScript"));
+}
+
 TEST_F(SessionTest, OutputsThatContradictTheSignatureAreCaught) {
   // Declares 2 output features; returns 3.
   ModelSignature signature{{{"x", torch::kFloat32, {3}}}, {{"y", torch::kFloat32, {2}}}};
