@@ -14,6 +14,7 @@
 #include "absl_compat.h"
 #include "fmt/core.h"
 #include "lifecycle.h"
+#include "load_hook.h"
 #include "names.h"
 #include "status_macros.h"
 
@@ -39,7 +40,15 @@ bool SameServing(DeployOptions a, DeployOptions b) {
   return a == b;
 }
 
+std::atomic<LoadHook> load_hook{nullptr};
+
+// How often Apply resolves the policy again when a version it named vanished from the store
+// while it loaded (a publisher removed it): then the policy means another version now.
+constexpr int kResolveAttempts = 3;
+
 }  // namespace
+
+void SetLoadHookForTesting(LoadHook hook) { load_hook.store(hook); }
 
 void ReturnFreedMemory() {
 #if defined(__GLIBC__)
@@ -202,6 +211,7 @@ absl::StatusOr<std::shared_ptr<ModelQueue>> Deployment::Load(const ModelStore& s
                                                              Reserve reserve,
                                                              int64_t* memory_bytes) const {
   const std::string number = std::to_string(version);
+  if (LoadHook hook = load_hook.load()) hook(name_, version);
   MAAS_ASSIGN_OR_RETURN(ModelInfo info, store.Get(name_, number));
   // Before loading, the artifact's size stands for its weights.
   MAAS_RETURN_IF_ERROR(reserve(info.size_bytes * static_cast<int64_t>(options.devices.size())));
@@ -240,14 +250,20 @@ absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
     MutexLock lock(&mu_);
     options = options_;
   }
-  absl::StatusOr<Target> target = ResolveTarget(store, name_, options.policy);
-  if (!target.ok()) {
-    MutexLock lock(&mu_);
-    last_error_ = std::string(target.status().message());
-    last_refresh_ = clock_->Now();
-    return target.status();
+  absl::Status applied;
+  for (int attempt = 0; attempt < kResolveAttempts; ++attempt) {
+    absl::StatusOr<Target> target = ResolveTarget(store, name_, options.policy);
+    if (!target.ok()) {
+      MutexLock lock(&mu_);
+      last_error_ = std::string(target.status().message());
+      last_refresh_ = clock_->Now();
+      return target.status();
+    }
+    bool vanished = false;
+    applied = ApplyTarget(store, reserve, options, *target, &vanished);
+    if (!vanished) break;
   }
-  return ApplyTarget(store, reserve, options, *target);
+  return applied;
 }
 
 absl::Status Deployment::Restore(const ModelStore& store, Reserve reserve) {
@@ -267,11 +283,13 @@ absl::Status Deployment::Restore(const ModelStore& store, Reserve reserve) {
     target.aliases = routes_->aliases;
   }
   if (target.versions.empty()) return Apply(store, reserve);
-  return ApplyTarget(store, reserve, options, target);
+  bool vanished = false;  // The next Apply follows the store as it is then.
+  return ApplyTarget(store, reserve, options, target, &vanished);
 }
 
 absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
-                                     const DeployOptions& options, const Target& target) {
+                                     const DeployOptions& options, const Target& target,
+                                     bool* vanished) {
   std::vector<LoadStep> steps;
   {
     MutexLock lock(&mu_);
@@ -308,6 +326,13 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
       continue;
     }
     note(queue.status());
+    if (absl::IsNotFound(queue.status()) && versions_[version].state != ModelState::kReady) {
+      // Removed from the store since the target was resolved: not a failure of the version;
+      // the policy is resolved again.
+      versions_.erase(version);
+      *vanished = true;
+      continue;
+    }
     Version& v = versions_[version];
     if (v.state == ModelState::kReady) {  // Reloading with new options: keep the old.
       if (!absl::IsResourceExhausted(queue.status())) {

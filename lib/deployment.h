@@ -101,8 +101,10 @@ class Deployment {
   // `waiting` is left as it was) or max_queue_size requests already wait (kFull).
   WaitResult Wait(Waiting& waiting);
   absl::Status WaitingFull() const;
+  // Loads and routes as the plans say for `target`. Sets *vanished when a version it meant to
+  // load was removed from the store meanwhile (Apply then resolves the policy again).
   absl::Status ApplyTarget(const ModelStore& store, Reserve reserve, const DeployOptions& options,
-                           const Target& target);
+                           const Target& target, bool* vanished);
   absl::StatusOr<std::shared_ptr<ModelQueue>> Load(const ModelStore& store, int64_t version,
                                                    const DeployOptions& options, Reserve reserve,
                                                    int64_t* memory_bytes) const;

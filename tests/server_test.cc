@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lifecycle.h"
+#include "load_hook.h"
 #include "maas/model_store.h"
 #include "maas/scheduler.h"
 #include "test_util.h"
@@ -404,6 +405,34 @@ TEST_F(ServerTest, DeployingAgainWithOtherOptionsSwapsThem) {
   ASSERT_TRUE(status.ok());
   ASSERT_EQ(status->versions.size(), 1u);
   EXPECT_EQ(status->versions[0].stats.batch_size_histogram.size(), 9u);
+}
+
+// Removes the version about to load, once: a publisher's Remove racing a load.
+std::string* g_remove_from_root = nullptr;
+void RemoveTheVersionAboutToLoad(std::string_view model, int64_t version) {
+  if (g_remove_from_root == nullptr) return;
+  auto store = ModelStore::Open(*g_remove_from_root);
+  ASSERT_TRUE(store.ok());
+  EXPECT_TRUE((*store)->Remove(std::string(model), version).ok());
+  g_remove_from_root = nullptr;
+}
+
+TEST_F(ServerTest, ALatestVersionRemovedWhileItLoadsIsResolvedAgain) {
+  PublishNext("m");
+  PublishNext("m");
+  auto server = NewServer();
+  std::string root_path = root().string();
+  g_remove_from_root = &root_path;
+  internal::SetLoadHookForTesting(&RemoveTheVersionAboutToLoad);
+  absl::Status deployed = server->Deploy("m");  // "latest" is 2 when resolved, gone at load.
+  internal::SetLoadHookForTesting(nullptr);
+  EXPECT_EQ(g_remove_from_root, nullptr) << "the hook ran: version 2 was removed as it loaded";
+  EXPECT_TRUE(deployed.ok()) << deployed;
+  EXPECT_EQ(Tag(server->Infer("m", {Rows(1)})), 1);
+  absl::StatusOr<ModelStatus> status = server->Describe("m");
+  ASSERT_TRUE(status.ok());
+  ASSERT_EQ(status->versions.size(), 1u) << "version 2 is not left behind as failed";
+  EXPECT_EQ(status->versions[0].version, 1);
 }
 
 TEST_F(ServerTest, CreateRefusesBadOptions) {
