@@ -307,13 +307,29 @@ void ModelQueue::Execute(size_t instance, std::vector<std::unique_ptr<Request>> 
     result = StatusFromCurrentException(absl::StatusCode::kInternal,
                                         fmt::format("{}: cannot assemble the batch", label_));
   }
+  std::vector<InferenceResult> answers;
+  answers.reserve(batch.size());
+  // A failed batch of several may have failed on one request's data (or on its size, as a GPU
+  // out of memory): each request runs again alone, so that one bad request does not fail its
+  // neighbours. This costs a run per request, and only when a batch fails.
+  const bool retried_alone = !result.ok() && batch.size() > 1;
+  if (retried_alone) {
+    for (const std::unique_ptr<Request>& request : batch) {
+      try {
+        answers.push_back(session->Run(request->inputs));
+      } catch (...) {
+        answers.push_back(StatusFromCurrentException(absl::StatusCode::kInternal,
+                                                     fmt::format("{} failed", label_)));
+      }
+    }
+  }
   const absl::Time end = clock_->Now();
   if (cores > 0) cores_->Release(cores);
 
   // Every request gets its own rows: views into the batch's outputs, no copies.
-  std::vector<InferenceResult> answers;
-  answers.reserve(batch.size());
-  if (!result.ok()) {
+  if (retried_alone) {
+    // Answered above.
+  } else if (!result.ok()) {
     answers.assign(batch.size(), result.status());
   } else if (batch.size() == 1) {
     answers.push_back(std::move(result));
@@ -332,6 +348,7 @@ void ModelQueue::Execute(size_t instance, std::vector<std::unique_ptr<Request>> 
       CountAnswer(answers[i].status());
     }
     RecordExecution(instance, items, start, end, result.ok());
+    if (retried_alone) ++stats_.batches_retried_alone;
   }
   for (size_t i = 0; i < batch.size(); ++i) batch[i]->reply.Answer(std::move(answers[i]), version_);
 }

@@ -58,8 +58,9 @@ struct SchedulerOptions {
 //   without running. Beyond that, the scheduler learns each model's execution time per batch
 //   size and does not start a request that would finish after its deadline (DeadlineExceeded at
 //   once, instead of wasted compute and a late answer); see docs/scheduler.md.
-// - Failures: a model that throws fails the requests of that batch with its error (Internal);
-//   other batches and models go on.
+// - Failures: when a model throws on a batch of several requests, each of them runs again
+//   alone, so that only the requests it fails on get its error (Internal) and one bad request
+//   does not fail its neighbours; other batches and models go on.
 //
 // Threads: the scheduler owns one worker thread per instance. Workers run batches, then call
 // completion callbacks on the same thread, after releasing every library lock; a slow callback

@@ -36,6 +36,9 @@ struct ModelStats {
   std::map<absl::StatusCode, int64_t> failures;
 
   int64_t batches = 0;  // Model executions.
+  // Batches of several requests that failed and were run again one request at a time, so that
+  // only the requests the model fails on fail (see Scheduler, "Failures").
+  int64_t batches_retried_alone = 0;
   // Requests that Scheduler::Infer ran at once on the calling thread (idle instance, empty
   // queue), without a handoff to a worker. Included in requests and batches.
   int64_t run_on_caller = 0;
