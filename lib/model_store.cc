@@ -272,7 +272,7 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   staging_lock.reset();
   MAAS_RETURN_IF_ERROR(internal::SyncFolder(staging));
   fs::path version_dir = model_dir / std::to_string(info.version);
-  if (::rename(staging.c_str(), version_dir.c_str()) != 0) {
+  if (internal::RenameFile(staging, version_dir) != 0) {
     return internal::FileError("rename into place", version_dir,
                                std::error_code(errno, std::generic_category()));
   }
@@ -475,7 +475,7 @@ absl::Status ModelStore::Remove(std::string_view name, int64_t version) {
   // Rename first so that readers see the version vanish at once, then delete at leisure.
   fs::path version_dir = model.dir / std::to_string(version);
   fs::path doomed = model.dir / (kRemovingPrefix + internal::UniqueName());
-  if (::rename(version_dir.c_str(), doomed.c_str()) != 0) {
+  if (internal::RenameFile(version_dir, doomed) != 0) {
     return internal::FileError("rename away", version_dir,
                                std::error_code(errno, std::generic_category()));
   }

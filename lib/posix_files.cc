@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "file_faults.h"
+
 namespace maas::internal::posix {
 namespace fs = std::filesystem;
 namespace {
@@ -34,6 +36,10 @@ FileType TypeFromStat(int result, const struct stat& info, std::error_code& ec) 
 // Removes `name` (relative to the folder `dir_fd`) and, for a folder, what it holds, without
 // following links: a link inside the tree is removed, not what it leads to.
 void RemoveAllAt(int dir_fd, const char* name, std::error_code& ec) {
+  if (int fault = InjectedFileFault()) {
+    ec = std::error_code(fault, std::generic_category());
+    return;
+  }
   if (::unlinkat(dir_fd, name, 0) == 0 || errno == ENOENT) return;
   if (errno != EISDIR && errno != EPERM) {
     ec = LastError();
@@ -90,6 +96,10 @@ std::uintmax_t FileSize(const fs::path& path, std::error_code& ec) {
 
 bool CreateDirectory(const fs::path& path, std::error_code& ec) {
   ec.clear();
+  if (int fault = InjectedFileFault()) {
+    ec = std::error_code(fault, std::generic_category());
+    return false;
+  }
   if (::mkdir(path.c_str(), 0755) == 0) return true;
   const std::error_code error = LastError();
   if (error.value() == EEXIST && TypeOf(path, ec) == FileType::kDirectory) return false;
@@ -113,6 +123,10 @@ void CreateDirectories(const fs::path& path, std::error_code& ec) {
 
 bool Remove(const fs::path& path, std::error_code& ec) {
   ec.clear();
+  if (int fault = InjectedFileFault()) {
+    ec = std::error_code(fault, std::generic_category());
+    return false;
+  }
   if (::unlink(path.c_str()) == 0) return true;
   if (errno == ENOENT) return false;
   if (errno != EISDIR && errno != EPERM) {

@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "file_faults.h"
 #include "fmt/core.h"
 #include "posix_files.h"
 #include "sha256.h"
@@ -21,6 +22,12 @@ namespace {
 std::error_code LastError() { return std::error_code(errno, std::generic_category()); }
 
 int OpenRetrying(const fs::path& path, int flags, mode_t mode = 0) {
+  if ((flags & (O_WRONLY | O_RDWR | O_CREAT)) != 0) {
+    if (int fault = InjectedFileFault()) {
+      errno = fault;
+      return -1;
+    }
+  }
   int fd;
   do {
     fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
@@ -30,7 +37,8 @@ int OpenRetrying(const fs::path& path, int flags, mode_t mode = 0) {
 
 absl::Status WriteAll(int fd, const char* data, size_t size, const fs::path& path) {
   while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
+    const int fault = InjectedFileFault();
+    ssize_t n = fault != 0 ? (errno = fault, -1) : ::write(fd, data, size);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return FileError("write", path, LastError());
     data += n;
@@ -40,7 +48,8 @@ absl::Status WriteAll(int fd, const char* data, size_t size, const fs::path& pat
 }
 
 absl::Status SyncAndClose(int fd, const fs::path& path) {
-  if (::fsync(fd) != 0) {
+  const int fault = InjectedFileFault();
+  if (fault != 0 ? (errno = fault, true) : ::fsync(fd) != 0) {
     std::error_code ec = LastError();
     ::close(fd);
     return FileError("fsync", path, ec);
@@ -50,6 +59,14 @@ absl::Status SyncAndClose(int fd, const fs::path& path) {
 }
 
 }  // namespace
+
+int RenameFile(const fs::path& from, const fs::path& to) {
+  if (int fault = InjectedFileFault()) {
+    errno = fault;
+    return -1;
+  }
+  return ::rename(from.c_str(), to.c_str());
+}
 
 absl::Status FileError(std::string_view operation, const fs::path& path,
                        const std::error_code& ec) {
@@ -175,7 +192,7 @@ absl::Status ReplaceFileAtomically(const fs::path& path, const std::string& cont
     posix::Remove(temporary, ignored);
     return s;
   }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+  if (RenameFile(temporary, path) != 0) {
     std::error_code ec = LastError();
     std::error_code ignored;
     posix::Remove(temporary, ignored);

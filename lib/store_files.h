@@ -70,6 +70,9 @@ absl::StatusOr<CopyResult> CopyAndHash(const std::filesystem::path& from,
 absl::StatusOr<std::filesystem::path> ResolveInside(const std::filesystem::path& root,
                                                     const std::filesystem::path& path);
 
+// rename(2), through the fault-injection seam (file_faults.h): 0 or -1 with errno.
+int RenameFile(const std::filesystem::path& from, const std::filesystem::path& to);
+
 // Shorthand for an Internal error naming an operation, a path and errno/error_code text.
 absl::Status FileError(std::string_view operation, const std::filesystem::path& path,
                        const std::error_code& ec);

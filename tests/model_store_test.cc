@@ -6,15 +6,19 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "absl/time/clock.h"
+#include "file_faults.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "json.h"
+#include "names.h"
 #include "posix_files.h"
 #include "sha256.h"
 #include "test_util.h"
@@ -655,6 +659,105 @@ TEST_F(ModelStoreTest, AKilledPublisherLeavesNothingVisibleAndIsCleanedUp) {
     EXPECT_EQ(name.rfind(".staging-", 0), std::string::npos) << name << " was left behind";
   }
   EXPECT_EQ(store_->Get("mlp", "1")->sha256, v1.sha256);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection: every file operation that changes the store (create, write, fsync, rename,
+// mkdir, unlink) fails in turn, with ENOSPC and with EIO, during Publish, SetAlias and Remove.
+// After each: the store opens, every version it lists is complete and verifies, every alias
+// points at a version, and the next (clean) publish leaves nothing behind that cleanup missed.
+
+// Whether the store at `root` is sound after a fault, as described above.
+void ExpectSoundStore(const fs::path& root, const fs::path& model_file,
+                      const std::string& context) {
+  SCOPED_TRACE(context);
+  internal::SetFileFaultForTesting(0, 0);
+  auto store = ModelStore::Open(root);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<std::vector<int64_t>> versions = (*store)->Versions("m");
+  ASSERT_TRUE(versions.ok()) << versions.status();
+  for (int64_t version : *versions) {
+    EXPECT_TRUE((*store)->Verify("m", std::to_string(version)).ok()) << "version " << version;
+  }
+  absl::StatusOr<std::map<std::string, int64_t>> aliases = (*store)->Aliases("m");
+  ASSERT_TRUE(aliases.ok()) << aliases.status();
+  for (const auto& [alias, version] : *aliases) {
+    EXPECT_TRUE(std::binary_search(versions->begin(), versions->end(), version))
+        << "alias " << alias << " points at missing version " << version;
+  }
+  // The next publish works (no lock left held) and cleans up whatever the fault left.
+  absl::StatusOr<ModelInfo> next = (*store)->Publish("m", model_file, testing::LinearSignature());
+  ASSERT_TRUE(next.ok()) << next.status();
+  for (const std::string& name : testing::ListNames(root / "m")) {
+    const bool expected =
+        name == "model.json" || name == ".lock" || internal::ParseVersionFolderName(name) > 0;
+    EXPECT_TRUE(expected) << "left behind: " << name;
+  }
+}
+
+// Runs `operation` on a fresh store (versions 1 and 2, "stable" -> 1) once per fault point,
+// failing that point with `error`.
+void InjectEveryFault(const std::function<absl::Status(ModelStore&)>& operation,
+                      const std::string& what) {
+  auto fresh_store = [](const testing::TempDir& dir, fs::path* model_file) {
+    *model_file = dir.path() / "linear.pt";
+    testing::SaveLinearModel(*model_file);
+    auto store = ModelStore::Open(dir.path() / "store");
+    EXPECT_TRUE(store.ok());
+    EXPECT_TRUE((*store)->Publish("m", *model_file, testing::LinearSignature()).ok());
+    testing::SaveLinearModel(*model_file, 4, 2, /*seed=*/2);
+    EXPECT_TRUE((*store)->Publish("m", *model_file, testing::LinearSignature()).ok());
+    EXPECT_TRUE((*store)->SetAlias("m", "stable", 1).ok());
+    return std::move(*store);
+  };
+  int64_t points = 0;
+  {
+    testing::TempDir dir;
+    fs::path model_file;
+    std::unique_ptr<ModelStore> store = fresh_store(dir, &model_file);
+    internal::SetFileFaultForTesting(0, 0);
+    ASSERT_TRUE(operation(*store).ok()) << what << " without faults";
+    points = internal::FileFaultPointsForTesting();
+  }
+  ASSERT_GT(points, 0) << what << " passes no fault point: the seam is not wired";
+  int64_t refused = 0;
+  for (int error : {ENOSPC, EIO}) {
+    for (int64_t n = 1; n <= points; ++n) {
+      testing::TempDir dir;
+      fs::path model_file;
+      std::unique_ptr<ModelStore> store = fresh_store(dir, &model_file);
+      internal::SetFileFaultForTesting(n, error);
+      absl::Status status = operation(*store);
+      internal::SetFileFaultForTesting(0, 0);
+      refused += !status.ok();
+      const std::string context = what + ", fault " + std::to_string(n) + " of " +
+                                  std::to_string(points) + ", " + std::strerror(error) + ": " +
+                                  status.ToString();
+      ExpectSoundStore(dir.path() / "store", model_file, context);
+    }
+  }
+  // Most faults surface as errors; a few hit clean-up steps whose failure is harmless.
+  EXPECT_GT(refused, points) << what << ": " << points << " fault points, " << refused
+                             << " refusals over both errors";
+  std::cerr << what << ": " << points << " fault points, " << refused << " refusals\n";
+}
+
+TEST(ModelStoreFaultInjectionTest, PublishLeavesASoundStoreWhateverFails) {
+  InjectEveryFault(
+      [](ModelStore& store) {
+        return store
+            .Publish("m", store.root().parent_path() / "linear.pt", testing::LinearSignature())
+            .status();
+      },
+      "Publish");
+}
+
+TEST(ModelStoreFaultInjectionTest, SetAliasLeavesASoundStoreWhateverFails) {
+  InjectEveryFault([](ModelStore& store) { return store.SetAlias("m", "stable", 2); }, "SetAlias");
+}
+
+TEST(ModelStoreFaultInjectionTest, RemoveLeavesASoundStoreWhateverFails) {
+  InjectEveryFault([](ModelStore& store) { return store.Remove("m", 2); }, "Remove");
 }
 
 }  // namespace
