@@ -1,5 +1,7 @@
 #include "file_faults.h"
 
+#include <signal.h>
+
 #include <atomic>
 
 namespace maas::internal {
@@ -15,7 +17,9 @@ std::atomic<int> fault_error{0};
 int InjectedFileFault() {
   if (!armed.load(std::memory_order_relaxed)) return 0;
   const int64_t n = calls.fetch_add(1) + 1;
-  return n == fail_at.load() ? fault_error.load() : 0;
+  if (n != fail_at.load()) return 0;
+  if (fault_error.load() == kKillProcess) ::raise(SIGKILL);
+  return fault_error.load();
 }
 
 void SetFileFaultForTesting(int64_t nth, int error) {

@@ -12,9 +12,13 @@ namespace maas::internal {
 // 0, or the errno that the calling operation must fail with (it then sets errno and fails).
 int InjectedFileFault();
 
-// Arms the seam: the `nth` call from now (1-based) fails with `error`; nth 0 disarms. Either
-// way the count of calls starts again from zero. Tests only; not thread-safe with respect to
-// other tests' faults.
+// As an `error` below: the process dies by SIGKILL at that point instead, as it would in a power
+// loss or an OOM kill, before the operation happens.
+inline constexpr int kKillProcess = -1;
+
+// Arms the seam: the `nth` call from now (1-based) fails with `error` (or kKillProcess); nth 0
+// disarms. Either way the count of calls starts again from zero. Tests only; not thread-safe
+// with respect to other tests' faults.
 void SetFileFaultForTesting(int64_t nth, int error);
 
 // Calls since the last SetFileFaultForTesting: how many fault points an operation passes.

@@ -695,69 +695,96 @@ void ExpectSoundStore(const fs::path& root, const fs::path& model_file,
   }
 }
 
-// Runs `operation` on a fresh store (versions 1 and 2, "stable" -> 1) once per fault point,
-// failing that point with `error`.
-void InjectEveryFault(const std::function<absl::Status(ModelStore&)>& operation,
-                      const std::string& what) {
-  auto fresh_store = [](const testing::TempDir& dir, fs::path* model_file) {
-    *model_file = dir.path() / "linear.pt";
-    testing::SaveLinearModel(*model_file);
-    auto store = ModelStore::Open(dir.path() / "store");
-    EXPECT_TRUE(store.ok());
-    EXPECT_TRUE((*store)->Publish("m", *model_file, testing::LinearSignature()).ok());
-    testing::SaveLinearModel(*model_file, 4, 2, /*seed=*/2);
-    EXPECT_TRUE((*store)->Publish("m", *model_file, testing::LinearSignature()).ok());
-    EXPECT_TRUE((*store)->SetAlias("m", "stable", 1).ok());
-    return std::move(*store);
-  };
-  int64_t points = 0;
-  {
-    testing::TempDir dir;
-    fs::path model_file;
-    std::unique_ptr<ModelStore> store = fresh_store(dir, &model_file);
-    internal::SetFileFaultForTesting(0, 0);
-    ASSERT_TRUE(operation(*store).ok()) << what << " without faults";
-    points = internal::FileFaultPointsForTesting();
-  }
-  ASSERT_GT(points, 0) << what << " passes no fault point: the seam is not wired";
+// A fresh store in `dir` for RunStoreOperation: model "m" versions 1 and 2, "stable" -> 1.
+std::unique_ptr<ModelStore> FreshStore(const testing::TempDir& dir, fs::path* model_file) {
+  *model_file = dir.path() / "linear.pt";
+  testing::SaveLinearModel(*model_file);
+  auto store = ModelStore::Open(dir.path() / "store");
+  EXPECT_TRUE(store.ok());
+  EXPECT_TRUE((*store)->Publish("m", *model_file, testing::LinearSignature()).ok());
+  testing::SaveLinearModel(*model_file, 4, 2, /*seed=*/2);
+  EXPECT_TRUE((*store)->Publish("m", *model_file, testing::LinearSignature()).ok());
+  EXPECT_TRUE((*store)->SetAlias("m", "stable", 1).ok());
+  return std::move(*store);
+}
+
+// How many fault points `operation` passes on a fresh store.
+int64_t CountFaultPoints(const std::string& operation) {
+  testing::TempDir dir;
+  fs::path model_file;
+  std::unique_ptr<ModelStore> store = FreshStore(dir, &model_file);
+  internal::SetFileFaultForTesting(0, 0);
+  EXPECT_TRUE(testing::RunStoreOperation(*store, operation).ok()) << operation;
+  const int64_t points = internal::FileFaultPointsForTesting();
+  EXPECT_GT(points, 0) << operation << " passes no fault point: the seam is not wired";
+  return points;
+}
+
+// Runs `operation` on a fresh store once per fault point, failing that point with ENOSPC, then
+// with EIO.
+void InjectEveryFault(const std::string& operation) {
+  const int64_t points = CountFaultPoints(operation);
   int64_t refused = 0;
   for (int error : {ENOSPC, EIO}) {
     for (int64_t n = 1; n <= points; ++n) {
       testing::TempDir dir;
       fs::path model_file;
-      std::unique_ptr<ModelStore> store = fresh_store(dir, &model_file);
+      std::unique_ptr<ModelStore> store = FreshStore(dir, &model_file);
       internal::SetFileFaultForTesting(n, error);
-      absl::Status status = operation(*store);
+      absl::Status status = testing::RunStoreOperation(*store, operation);
       internal::SetFileFaultForTesting(0, 0);
       refused += !status.ok();
-      const std::string context = what + ", fault " + std::to_string(n) + " of " +
-                                  std::to_string(points) + ", " + std::strerror(error) + ": " +
-                                  status.ToString();
-      ExpectSoundStore(dir.path() / "store", model_file, context);
+      ExpectSoundStore(dir.path() / "store", model_file,
+                       operation + ", fault " + std::to_string(n) + " of " +
+                           std::to_string(points) + ", " + std::strerror(error) + ": " +
+                           status.ToString());
     }
   }
   // Most faults surface as errors; a few hit clean-up steps whose failure is harmless.
-  EXPECT_GT(refused, points) << what << ": " << points << " fault points, " << refused
+  EXPECT_GT(refused, points) << operation << ": " << points << " fault points, " << refused
                              << " refusals over both errors";
-  std::cerr << what << ": " << points << " fault points, " << refused << " refusals\n";
+}
+
+// Runs `operation` in a child process on a fresh store once per fault point, killing the child
+// with SIGKILL at that point (before the operation there happens).
+void KillAtEveryFaultPoint(const std::string& operation) {
+  const int64_t points = CountFaultPoints(operation);
+  for (int64_t n = 1; n <= points; ++n) {
+    testing::TempDir dir;
+    fs::path model_file;
+    FreshStore(dir, &model_file);
+    testing::ChildResult child = testing::RunChild(
+        {"store-op-killed", (dir.path() / "store").string(), operation, std::to_string(n)});
+    EXPECT_EQ(child.term_signal, SIGKILL) << operation << " at point " << n;
+    ExpectSoundStore(
+        dir.path() / "store", model_file,
+        operation + " killed at point " + std::to_string(n) + " of " + std::to_string(points));
+  }
 }
 
 TEST(ModelStoreFaultInjectionTest, PublishLeavesASoundStoreWhateverFails) {
-  InjectEveryFault(
-      [](ModelStore& store) {
-        return store
-            .Publish("m", store.root().parent_path() / "linear.pt", testing::LinearSignature())
-            .status();
-      },
-      "Publish");
+  InjectEveryFault("publish");
 }
 
 TEST(ModelStoreFaultInjectionTest, SetAliasLeavesASoundStoreWhateverFails) {
-  InjectEveryFault([](ModelStore& store) { return store.SetAlias("m", "stable", 2); }, "SetAlias");
+  InjectEveryFault("set-alias");
 }
 
 TEST(ModelStoreFaultInjectionTest, RemoveLeavesASoundStoreWhateverFails) {
-  InjectEveryFault([](ModelStore& store) { return store.Remove("m", 2); }, "Remove");
+  InjectEveryFault("remove");
+}
+
+// A crash between any two file operations (power loss, OOM kill) leaves a sound store too.
+TEST(ModelStoreFaultInjectionTest, PublishKilledAtAnyPointLeavesASoundStore) {
+  KillAtEveryFaultPoint("publish");
+}
+
+TEST(ModelStoreFaultInjectionTest, SetAliasKilledAtAnyPointLeavesASoundStore) {
+  KillAtEveryFaultPoint("set-alias");
+}
+
+TEST(ModelStoreFaultInjectionTest, RemoveKilledAtAnyPointLeavesASoundStore) {
+  KillAtEveryFaultPoint("remove");
 }
 
 }  // namespace

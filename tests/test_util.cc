@@ -14,6 +14,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "file_faults.h"
 #include "gtest/gtest.h"
 #include "maas/model_store.h"
 #include "posix_files.h"
@@ -194,6 +195,15 @@ void KillAtCrashPoint(std::string_view point) {
 
 }  // namespace
 
+absl::Status RunStoreOperation(ModelStore& store, const std::string& operation) {
+  if (operation == "publish") {
+    return store.Publish("m", store.root().parent_path() / "linear.pt", LinearSignature()).status();
+  }
+  if (operation == "set-alias") return store.SetAlias("m", "stable", 2);
+  if (operation == "remove") return store.Remove("m", 2);
+  return absl::InvalidArgumentError("unknown store operation " + operation);
+}
+
 int RunChildCommand(const std::vector<std::string>& args) {
   // publish <root> <name> <file> <count>: prints each version published, one per line.
   if (args.size() == 5 && args[0] == "publish") {
@@ -211,6 +221,16 @@ int RunChildCommand(const std::vector<std::string>& args) {
       std::cout << info->version << std::endl;
     }
     return 0;
+  }
+  // store-op-killed <root> <op> <n>: runs `op` (publish, set-alias or remove) on model "m" of
+  // the store at <root>, and dies by SIGKILL at its n-th file fault point (file_faults.h).
+  if (args.size() == 4 && args[0] == "store-op-killed") {
+    auto store = ModelStore::Open(args[1]);
+    if (!store.ok()) return 1;
+    internal::SetFileFaultForTesting(std::stoll(args[3]), internal::kKillProcess);
+    absl::Status status = RunStoreOperation(**store, args[2]);
+    std::cerr << args[2] << " was not killed at point " << args[3] << ": " << status << "\n";
+    return 3;
   }
   // publish-crash <root> <name> <file> <point>: dies by SIGKILL at a publish hook point.
   if (args.size() == 5 && args[0] == "publish-crash") {

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "maas/model_store.h"
 #include "maas/types.h"
 
 namespace maas::testing {
@@ -91,6 +93,11 @@ struct ChildResult {
   int term_signal = 0;  // When a signal killed it.
   std::string output;   // Its standard output.
 };
+
+// Runs a store operation on model "m" (its versions 1 and 2, "stable" -> 1, the artifact file
+// linear.pt beside the store's root): "publish" a new version, "set-alias" stable -> 2, or
+// "remove" version 2. Shared by the fault-injection tests and their child processes.
+absl::Status RunStoreOperation(ModelStore& store, const std::string& operation);
 
 // Runs this test binary as `<self> --maas-child <args...>` and waits for it.
 ChildResult RunChild(const std::vector<std::string>& args);
