@@ -134,8 +134,9 @@ class Session {
   // inputs and at least 1. Inputs on another device are moved; any strides work.
   // Returns the outputs in the signature's order, whatever the model returns (a Tensor, a tuple
   // or list of Tensors, or a dict from output name to Tensor).
-  // InvalidArgument: wrong input count, dtype, rank, fixed dimension or batch sizes (naming the
-  // input, what was expected and what came). Internal: the model threw (its message follows),
+  // InvalidArgument: wrong input count, dtype, rank, fixed dimension or batch sizes, a layout
+  // other than dense (sparse, mkldnn) or a device other than the CPU or CUDA (meta), naming the
+  // input, what was expected and what came. Internal: the model threw (its message follows),
   // or its outputs contradict the signature. The session stays usable after any error.
   absl::StatusOr<std::vector<at::Tensor>> Run(const std::vector<at::Tensor>& inputs) const;
 
