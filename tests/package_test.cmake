@@ -10,8 +10,11 @@ function(run)
 endfunction()
 
 run(${CMAKE_COMMAND} --install ${MAAS_BINARY_DIR} --prefix ${WORK_DIR}/prefix)
-run(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
-    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
+# The prefixes go through an initial cache file: a list cannot pass through run()'s arguments.
+string(REPLACE "|" ";" prefixes "${WORK_DIR}/prefix|${DEPENDENCY_PREFIXES}")
+file(WRITE ${WORK_DIR}/prefixes.cmake "set(CMAKE_PREFIX_PATH \"${prefixes}\" CACHE STRING \"\")\n")
+run(${CMAKE_COMMAND} -C ${WORK_DIR}/prefixes.cmake -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
+    -DCMAKE_BUILD_TYPE=Release)
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/consumer ${WORK_DIR}/store)
 if(NOT LAST_OUTPUT MATCHES "maas ${EXPECTED_VERSION}")
