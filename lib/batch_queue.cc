@@ -2,6 +2,26 @@
 
 namespace maas::internal {
 
+void CountBatchEnd(BatchEnd end, BatchEndCounts* counts) {
+  switch (end) {
+    case BatchEnd::kFull:
+      ++counts->full;
+      return;
+    case BatchEnd::kNextTooLarge:
+      ++counts->next_too_large;
+      return;
+    case BatchEnd::kDeadline:
+      ++counts->deadline;
+      return;
+    case BatchEnd::kPreferred:
+      ++counts->preferred;
+      return;
+    case BatchEnd::kQueueEmpty:
+      ++counts->queue_empty;
+      return;
+  }
+}
+
 std::string Millis(absl::Duration d) {
   return fmt::format("{:.3f} ms", absl::ToDoubleMilliseconds(d));
 }

@@ -22,6 +22,7 @@
 #include "execution_time_model.h"
 #include "fmt/core.h"
 #include "maas/batching_options.h"
+#include "maas/stats.h"
 
 namespace maas::internal {
 
@@ -41,6 +42,12 @@ std::string Millis(absl::Duration d);
 
 // Checks batching options; InvalidArgument naming the field otherwise.
 absl::Status ValidateBatchingOptions(const BatchingOptions& options);
+
+// Why a formed batch is no larger (counted in ModelStats::batch_ends).
+enum class BatchEnd { kFull, kNextTooLarge, kDeadline, kPreferred, kQueueEmpty };
+
+// Counts `end` in `counts`.
+void CountBatchEnd(BatchEnd end, BatchEndCounts* counts);
 
 // The queue of one model: tasks by priority (highest first), arrival order within one priority.
 // It forms batches of tasks with equal keys, at most max_batch_size items, in that order; a
@@ -129,10 +136,13 @@ class BatchQueue {
   }
 
   // Forms the next batch at `now`. Returns it (tasks in order) when it should run now, or when
-  // `flush` (the queue is being drained: nothing waits for company). Otherwise returns an empty
-  // batch and sets *wake_at to when it will be ready at the latest.
-  std::vector<std::unique_ptr<Task>> Form(absl::Time now, bool flush, absl::Time* wake_at) {
+  // `flush` (the queue is being drained: nothing waits for company), and sets *end to why it is
+  // no larger. Otherwise returns an empty batch and sets *wake_at to when it will be ready at
+  // the latest.
+  std::vector<std::unique_ptr<Task>> Form(absl::Time now, bool flush, absl::Time* wake_at,
+                                          BatchEnd* end) {
     *wake_at = absl::InfiniteFuture();
+    *end = BatchEnd::kQueueEmpty;
     std::vector<std::unique_ptr<Task>> batch;
     if (requests_ == 0) return batch;
     using Position = std::pair<std::list<std::unique_ptr<Task>>*,
@@ -149,6 +159,7 @@ class BatchQueue {
         if (key != nullptr && task.key != *key) continue;  // Another shape: a later batch.
         if (items + task.items > max_items_) {
           full = true;
+          *end = BatchEnd::kNextTooLarge;
           break;
         }
         // Do not grow a batch so much that its slower execution makes someone late.
@@ -156,6 +167,7 @@ class BatchQueue {
         if (!chosen.empty() && predicted &&
             now + *predicted > std::min(earliest_deadline, task.deadline)) {
           full = true;
+          *end = BatchEnd::kDeadline;
           break;
         }
         chosen.emplace_back(&tasks, it);
@@ -164,6 +176,7 @@ class BatchQueue {
         earliest_deadline = std::min(earliest_deadline, task.deadline);
         oldest = std::min(oldest, task.enqueued);
         full = items == max_items_;
+        if (full) *end = BatchEnd::kFull;
       }
       if (full) break;
     }
@@ -181,6 +194,7 @@ class BatchQueue {
           preferred = true;
         }
       }
+      if (preferred) *end = BatchEnd::kPreferred;
     }
     const absl::Time ready_at = oldest + options_.max_queue_delay;
     if (!(full || preferred || flush || now >= ready_at)) {

@@ -162,6 +162,7 @@ InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
       busy_[instance] = true;
       ++stats_.requests;
       ++stats_.run_on_caller;
+      CountBatchEnd(BatchEnd::kQueueEmpty, &stats_.batch_ends);
       stats_.items += request->items;
     }
   }
@@ -269,8 +270,10 @@ ModelQueue::Work ModelQueue::NextWork(size_t instance) {
     }
     absl::Time wake_at = absl::InfiniteFuture();
     if (!queue_.empty()) {
-      work.batch = queue_.Form(now, /*flush=*/stopping_, &wake_at);
+      BatchEnd end;
+      work.batch = queue_.Form(now, /*flush=*/stopping_, &wake_at, &end);
       if (!work.batch.empty()) {
+        CountBatchEnd(end, &stats_.batch_ends);
         busy_[instance] = true;
         // Requests left behind (another shape, or beyond the batch) may suit an idle instance.
         if (!queue_.empty()) work_available_.Signal();

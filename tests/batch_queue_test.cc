@@ -44,12 +44,15 @@ class BatchQueueTest : public ::testing::Test {
   // The ids of the batch formed at `now_us` (empty when it waits), and when it would be ready.
   std::vector<std::string> Form(int64_t now_us, bool flush = false) {
     std::vector<std::string> ids;
-    for (const auto& task : queue_->Form(At(now_us), flush, &wake_at_)) ids.push_back(task->id);
+    for (const auto& task : queue_->Form(At(now_us), flush, &wake_at_, &end_)) {
+      ids.push_back(task->id);
+    }
     return ids;
   }
 
   std::unique_ptr<BatchQueue<Task>> queue_;
   absl::Time wake_at_;
+  BatchEnd end_ = BatchEnd::kQueueEmpty;
 };
 
 BatchingOptions Options(int64_t max_batch_size, absl::Duration delay = absl::ZeroDuration()) {
@@ -66,7 +69,9 @@ TEST_F(BatchQueueTest, WithoutADelayEverythingQueuedRunsAtOnceUpToTheMaximum) {
   EXPECT_EQ(queue_->items(), 6);
   // a+b = 4 items is full; c waits for the next batch.
   EXPECT_THAT(Form(0), ElementsAre("a", "b"));
+  EXPECT_EQ(end_, BatchEnd::kFull);
   EXPECT_THAT(Form(0), ElementsAre("c"));
+  EXPECT_EQ(end_, BatchEnd::kQueueEmpty);
   EXPECT_TRUE(queue_->empty());
   EXPECT_THAT(Form(0), IsEmpty());
   EXPECT_EQ(wake_at_, absl::InfiniteFuture());
@@ -102,6 +107,7 @@ TEST_F(BatchQueueTest, PreferredSizesRunEarlyAndTrimTheBatch) {
   ASSERT_TRUE(Push("c", 1).ok());
   // a+b adds up to 3: it runs now, without c.
   EXPECT_THAT(Form(0), ElementsAre("a", "b"));
+  EXPECT_EQ(end_, BatchEnd::kPreferred);
   EXPECT_THAT(Form(0), IsEmpty());
 }
 
@@ -129,6 +135,7 @@ TEST_F(BatchQueueTest, ARequestThatDoesNotFitEndsTheBatchInsteadOfBeingOvertaken
   ASSERT_TRUE(Push("big", 2).ok());
   ASSERT_TRUE(Push("small", 1).ok());
   EXPECT_THAT(Form(0), ElementsAre("a"));
+  EXPECT_EQ(end_, BatchEnd::kNextTooLarge);
   EXPECT_THAT(Form(0), ElementsAre("big", "small"));
 }
 
@@ -197,6 +204,7 @@ TEST_F(BatchQueueTest, LearnedExecutionTimesRefuseHopelessRequestsAndCapBatches)
   }
   for (std::string id : {"a", "b", "c", "d"}) ASSERT_TRUE(Push(id, 1, 0, 0, At(2500)).ok());
   EXPECT_THAT(Form(0), ElementsAre("a", "b"));
+  EXPECT_EQ(end_, BatchEnd::kDeadline);
 }
 
 TEST_F(BatchQueueTest, TakeAllEmptiesTheQueueInOrder) {

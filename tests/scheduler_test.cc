@@ -313,6 +313,7 @@ TEST_F(SchedulerTest, AFullQueueRefusesAtOnceWithUnavailable) {
   ModelStats stats = *scheduler->Stats("id");
   EXPECT_EQ(stats.failures[absl::StatusCode::kUnavailable], 1);
   EXPECT_EQ(stats.batch_size_histogram[4], 1);
+  EXPECT_EQ(stats.batch_ends.full, 1) << "the statistics say why the batch was no larger";
 }
 
 TEST_F(SchedulerTest, PreferredBatchSizeRunsWithoutWaitingForTheDelay) {
@@ -487,6 +488,7 @@ TEST_F(SchedulerTest, InferRunsALoneRequestOnTheCallingThread) {
   EXPECT_EQ(stats.succeeded, 1);
   EXPECT_EQ(stats.batches, 1);
   EXPECT_EQ(stats.batch_size_histogram[3], 1);
+  EXPECT_EQ(stats.batch_ends.queue_empty, 1);
   // Bad input is refused before anything runs, as with Submit.
   EXPECT_EQ(scheduler->Infer("id", {torch::ones({1, 5})}).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -26,6 +26,18 @@ struct DurationDistribution {
   std::vector<Bucket> buckets;  // Only the buckets up to the largest observation.
 };
 
+// Why batches were no larger: how many executions ended their growth for each reason. A policy
+// at work shows here: many `queue_empty` batches of small size mean the load, not maas, limits
+// the batch; `deadline` means deadlines are tight for the model's speed.
+struct BatchEndCounts {
+  int64_t full = 0;            // max_batch_size reached.
+  int64_t next_too_large = 0;  // The next request in order would have exceeded max_batch_size.
+  int64_t deadline = 0;        // A larger batch would have finished after a request's deadline.
+  int64_t preferred = 0;       // Trimmed to one of preferred_batch_sizes.
+  int64_t queue_empty = 0;     // Nothing else of the same shape was queued (when it ran, or
+                               // when the request ran at once on the calling thread).
+};
+
 // A snapshot of one model's statistics since it was added to the Scheduler.
 struct ModelStats {
   int64_t requests = 0;   // Accepted by Submit.
@@ -44,6 +56,8 @@ struct ModelStats {
   int64_t run_on_caller = 0;
   // batch_size_histogram[n] = executions with n items; size max_batch_size + 1.
   std::vector<int64_t> batch_size_histogram;
+  // Why each execution's batch was no larger.
+  BatchEndCounts batch_ends;
 
   DurationDistribution queue_time;    // Submit to the start of the request's execution.
   DurationDistribution compute_time;  // Per execution: concatenation, Session::Run, split.
