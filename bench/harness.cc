@@ -14,8 +14,10 @@
 //   simple        a hand-written batcher: one worker, a mutex, a condition variable and a
 //                 fixed 2 ms timeout (what a competent engineer writes in an afternoon), with
 //                 one intra-op thread (on these machines better than a team of all cores);
-//   maas-default  Scheduler, default BatchingOptions, one instance per core;
-//   maas-tuned    Scheduler, max_batch_size = the limit's best batch, one instance per core.
+//   maas-default  Scheduler, default options everywhere: one Session, Scheduler::Create(),
+//                 AddModel with default BatchingOptions (workers and batching chosen by maas);
+//   maas-tuned    Scheduler, a fixed hand-tuned policy: one session and one worker per core,
+//                 max_batch_size = the limit's best batch, no adaptive batching.
 // Closed loop: 16 clients, one request of one item each in flight. Server scenario (MLPerf
 // style): Poisson arrivals of one-item requests at rising rates; the highest rate whose p99
 // latency (from the scheduled arrival) stays within the model's bound.
@@ -487,6 +489,8 @@ int main(int argc, char** argv) {
 
     maas::BatchingOptions tuned;
     tuned.max_batch_size = std::max<int64_t>(limit_batch, 1);
+    tuned.adaptive_batching = false;
+    tuned.workers_per_session = 1;
     struct Entry {
       std::string name;
       std::function<std::unique_ptr<System>()> make;
@@ -496,16 +500,15 @@ int main(int argc, char** argv) {
         {"simple",
          [&] { return std::make_unique<SimpleBatcher>(module, tuned.max_batch_size, 1); }},
         {"maas-default",
-         [&] {
-           return std::make_unique<Maas>(**store, spec.name, parallelism, maas::BatchingOptions());
-         }},
+         [&] { return std::make_unique<Maas>(**store, spec.name, 1, maas::BatchingOptions()); }},
         {"maas-tuned",
          [&] { return std::make_unique<Maas>(**store, spec.name, parallelism, tuned); }},
     };
 
-    std::printf("## %s (per item: input [%s])\n\nlimit: %.0f items/s (%s; batch sizes tried: %s)\n\n",
-                spec.name.c_str(), absl::StrJoin(spec.input, ", ").c_str(), limit,
-                limit_setting.c_str(), absl::StrJoin(batches, ", ").c_str());
+    std::printf(
+        "## %s (per item: input [%s])\n\nlimit: %.0f items/s (%s; batch sizes tried: %s)\n\n",
+        spec.name.c_str(), absl::StrJoin(spec.input, ", ").c_str(), limit, limit_setting.c_str(),
+        absl::StrJoin(batches, ", ").c_str());
     std::printf("| %d clients, batch 1, closed loop | items/s | p50 ms | p99 ms | vs limit |\n",
                 kClients);
     std::printf("|---|---|---|---|---|\n");

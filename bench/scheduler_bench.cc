@@ -6,7 +6,10 @@
 //    thread settings (one thread, all cores in one forward, one forward per core).
 // 2. Naive: C client threads calling one shared module's forward on batch 1, with LibTorch's
 //    default thread settings (what a first attempt does) and with one thread per caller.
-// 3. maas: the same C clients calling Scheduler::Infer on batch 1; one instance per core.
+// 3. maas with default options everywhere (one Session, Scheduler::Create(), AddModel; and
+//    Server::Create, Deploy): C clients each blocking in Submit(...).get() against the direct
+//    forward on batches of C with all cores (the best that C waiting clients allow), and C
+//    clients each keeping 32 requests in flight against the limit.
 // 4. Added cost per request: one client in a closed loop, interleaved blocks of Session::Run,
 //    Scheduler::Infer (which runs a lone request on the calling thread) and Submit().get()
 //    (always through a worker), on an identity model and on the MLP; and the floor of any
@@ -204,10 +207,9 @@ int main(int argc, char** argv) {
   torch::jit::Module direct = torch::jit::load(mlp_file.string());
   direct.eval();
   double limit = 0;
-  int64_t limit_batch = 0;
   std::string limit_setting;
   std::printf("| limit: direct forward on full batches | items/s |\n|---|---|\n");
-  for (int64_t batch : {32, 64, 128}) {
+  for (int64_t batch : {32, 64, 128, 256}) {
     at::Tensor x = torch::randn({batch, 512});
     struct Setting {
       const char* name;
@@ -229,7 +231,6 @@ int main(int argc, char** argv) {
                   items);
       if (items > limit) {
         limit = items;
-        limit_batch = batch;
         limit_setting = std::string("batch ") + std::to_string(batch) + ", " + setting.name;
       }
     }
@@ -247,64 +248,71 @@ int main(int argc, char** argv) {
   LoadResult naive_sane = ClosedLoop(
       clients, seconds, [](int) { at::set_num_threads(1); }, naive_call);
 
-  // 3. maas: one instance per core, 1 intra-op thread each, batches up to 64, no queue delay.
-  std::vector<std::shared_ptr<maas::Session>> instances;
-  for (int i = 0; i < cores; ++i) {
-    auto session = maas::Session::Create(**store, "mlp");
-    Check(session.status(), "Session::Create");
-    instances.push_back(std::move(*session));
-  }
+  // The best that `clients` blocking clients allow: the direct forward on batches of that many,
+  // with all cores.
+  at::Tensor as_many = torch::randn({clients, 512});
+  const double blocking_limit = ClosedLoop(
+                                    1, seconds / 2, [&](int) { at::set_num_threads(cores); },
+                                    [&] {
+                                      c10::InferenceMode guard;
+                                      direct.forward({as_many});
+                                    })
+                                    .items_per_second *
+                                clients;
+
+  // 3. maas, default options everywhere.
+  std::shared_ptr<maas::Session> session = std::move(*maas::Session::Create(**store, "mlp"));
   auto scheduler = maas::Scheduler::Create();
   Check(scheduler.status(), "Scheduler::Create");
-  maas::BatchingOptions batching;
-  batching.max_batch_size = 64;
-  Check((*scheduler)->AddModel("mlp", instances, batching), "AddModel");
-  LoadResult maas_closed = ClosedLoop(
-      clients, seconds, [](int) {},
-      [&] {
-        if (!(*scheduler)->Infer("mlp", {one}).ok()) std::abort();
-      });
+  Check((*scheduler)->AddModel("mlp", {session}), "AddModel");
+  auto blocking = [&](auto& target) {
+    return ClosedLoop(
+        clients, seconds, [](int) {},
+        [&] {
+          if (!target.Submit("mlp", {one}).get().ok()) std::abort();
+        });
+  };
+  LoadResult maas_closed = blocking(**scheduler);
   maas::ModelStats stats = *(*scheduler)->Stats("mlp");
-  // Tuned: batches as large as the limit's best, and enough requests in flight to fill them.
-  maas::BatchingOptions tuned = batching;
-  tuned.max_batch_size = limit_batch;
-  Check((*scheduler)->AddModel("mlp-tuned", instances, tuned), "AddModel");
-  const int window = static_cast<int>(4 * limit_batch * cores / clients);
-  LoadResult maas_pipelined =
-      PipelinedLoad(**scheduler, "mlp-tuned", clients, window, seconds, one);
-  maas::ModelStats tuned_stats = *(*scheduler)->Stats("mlp-tuned");
-  // The same through a Server (version routing in front of the same batching).
+  constexpr int kWindow = 32;
+  LoadResult maas_pipelined = PipelinedLoad(**scheduler, "mlp", clients, kWindow, seconds, one);
+  maas::ModelStats pipelined_stats = *(*scheduler)->Stats("mlp");
   auto server = maas::Server::Create(dir / "store");
   Check(server.status(), "Server::Create");
-  maas::DeployOptions deploy;
-  deploy.instances_per_device = cores;
-  deploy.batching = tuned;
-  Check((*server)->Deploy("mlp", deploy), "Deploy");
-  LoadResult server_pipelined = PipelinedLoad(**server, "mlp", clients, window, seconds, one);
-  double mean_batch = stats.batches ? static_cast<double>(stats.items) / stats.batches : 0;
+  Check((*server)->Deploy("mlp"), "Deploy");
+  LoadResult server_closed = blocking(**server);
+  LoadResult server_pipelined = PipelinedLoad(**server, "mlp", clients, kWindow, seconds, one);
+  auto mean_batch = [](const maas::ModelStats& s, const maas::ModelStats& before) {
+    const int64_t batches = s.batches - before.batches;
+    return batches ? static_cast<double>(s.items - before.items) / batches : 0.0;
+  };
 
   const double best_naive = std::max(naive_default.items_per_second, naive_sane.items_per_second);
-  std::printf("| %d clients, batch 1 | items/s | p50 us | p99 us | vs limit | vs best naive |\n",
-              clients);
-  std::printf("|---|---|---|---|---|---|\n");
-  auto row = [&](const char* name, const LoadResult& r) {
-    std::printf("| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n", name, r.items_per_second, r.p50_us,
-                r.p99_us, r.items_per_second / limit, r.items_per_second / best_naive);
+  std::printf(
+      "direct forward on batches of %d with all cores (the best for %d blocking clients): %.0f "
+      "items/s\n\n",
+      clients, clients, blocking_limit);
+  std::printf(
+      "| %d clients, batch 1, default options | items/s | p50 us | p99 us | vs limit | vs "
+      "batches of %d | vs best naive |\n",
+      clients, clients);
+  std::printf("|---|---|---|---|---|---|---|\n");
+  auto row = [&](const std::string& name, const LoadResult& r) {
+    std::printf("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", name.c_str(),
+                r.items_per_second, r.p50_us, r.p99_us, r.items_per_second / limit,
+                r.items_per_second / blocking_limit, r.items_per_second / best_naive);
   };
   row("naive: shared module, default threads", naive_default);
   row("naive: shared module, 1 thread per caller", naive_sane);
-  row("maas, each client blocking in Infer (16 in flight)", maas_closed);
+  row("Scheduler, each client blocking in Submit().get()", maas_closed);
+  row("Server, each client blocking", server_closed);
+  row("Scheduler, each client " + std::to_string(kWindow) + " in flight", maas_pipelined);
+  row("Server, each client " + std::to_string(kWindow) + " in flight", server_pipelined);
   std::printf(
-      "| maas tuned (max batch %lld), each client %d Submits in flight | %.0f | %.0f | %.0f "
-      "| %.2f | %.2f |\n",
-      static_cast<long long>(limit_batch), window, maas_pipelined.items_per_second,
-      maas_pipelined.p50_us, maas_pipelined.p99_us, maas_pipelined.items_per_second / limit,
-      maas_pipelined.items_per_second / best_naive);
-  row("the same through a Server", server_pipelined);
-  std::printf(
-      "\nmean batch: %.1f items blocking (max 64), %.1f items pipelined (max %lld)\n\n", mean_batch,
-      tuned_stats.batches ? static_cast<double>(tuned_stats.items) / tuned_stats.batches : 0,
-      static_cast<long long>(limit_batch));
+      "\nScheduler defaults: %d workers; mean batch %.1f items blocking (expected in flight %.1f),"
+      " %.1f pipelined (batch size limit learned: %lld)\n\n",
+      stats.workers, mean_batch(stats, {}), stats.expected_in_flight,
+      mean_batch(pipelined_stats, stats), static_cast<long long>(pipelined_stats.batch_size_limit));
 
   // 4 and 5: one client, closed loop, interleaved blocks of Session::Run, Scheduler::Infer,
   // Scheduler::Submit().get() and Server::Infer (the same path behind a version routing table).
@@ -316,7 +324,7 @@ int main(int argc, char** argv) {
     Check(session.status(), "Session::Create");
     std::shared_ptr<maas::Session> shared = std::move(*session);
     Check((*scheduler)->AddModel(model + "-single", {shared}), "AddModel");
-    Check((*server)->Deploy(model), "Deploy");
+    if (model != "mlp") Check((*server)->Deploy(model), "Deploy");
     std::vector<double> run_us, infer_us, submit_us, server_us;
     auto time = [](std::vector<double>& out, const std::function<void()>& call) {
       auto t0 = Clock::now();
@@ -352,6 +360,12 @@ int main(int argc, char** argv) {
         lone.submit_us - lone.run_us, 100 * (lone.submit_us - lone.run_us) / lone.run_us,
         lone.server_us, lone.server_us - lone.run_us);
   }
+  const bool lone_ok =
+      mlp.infer_us <= mlp.run_us * 1.05 + 20 && mlp.server_us <= mlp.run_us * 1.05 + 20;
+  std::printf(
+      "\none MLP client on default options within 5%% + 20 us of Session::Run (Scheduler::Infer "
+      "and Server::Infer): %s\n",
+      lone_ok ? "yes" : "NO");
   std::printf(
       "\nfloor of the Submit path: a thread handoff round trip (condvar ping-pong) takes "
       "%.1f us here\n",

@@ -52,6 +52,11 @@ absl::Status ValidateBatchingOptions(const BatchingOptions& options) {
   if (options.default_timeout <= absl::ZeroDuration()) {
     return invalid("default_timeout must be positive (or infinite)");
   }
+  constexpr int kMaxWorkersPerSession = 256;
+  if (options.workers_per_session < 0 || options.workers_per_session > kMaxWorkersPerSession) {
+    return invalid(fmt::format("workers_per_session is {}; expected 0 (automatic) to {}",
+                               options.workers_per_session, kMaxWorkersPerSession));
+  }
   for (int64_t size : options.preferred_batch_sizes) {
     if (size < 1 || size > options.max_batch_size) {
       return invalid(fmt::format("preferred batch size {} is outside 1..max_batch_size ({})", size,

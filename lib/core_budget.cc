@@ -26,4 +26,14 @@ void CoreBudget::Release(int n) {
   released_.SignalAll();
 }
 
+bool CoreBudget::AllFree() {
+  MutexLock lock(&mu_);
+  return available_ == total_;
+}
+
+int CoreBudget::Available() {
+  MutexLock lock(&mu_);
+  return available_;
+}
+
 }  // namespace maas::internal

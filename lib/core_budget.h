@@ -20,6 +20,10 @@ class CoreBudget {
   // Takes `n` cores if they are free now.
   bool TryAcquire(int n);
   void Release(int n);
+  // Whether no core is taken now (a hint: it may change at once).
+  bool AllFree();
+  // The cores free now (a hint).
+  int Available();
 
  private:
   const int total_;

@@ -25,10 +25,10 @@ namespace {
 // added without updating them would be silently ignored by SameServing; their sizes catch it:
 // update operator== and these sizes together.
 #if defined(__GLIBCXX__) && (defined(__x86_64__) || defined(__aarch64__))
-static_assert(sizeof(BatchingOptions) == 72, "BatchingOptions changed: update its operator==");
+static_assert(sizeof(BatchingOptions) == 80, "BatchingOptions changed: update its operator==");
 static_assert(sizeof(SessionOptions) == 56, "SessionOptions changed: update its operator==");
 static_assert(sizeof(VersionPolicy) == 40, "VersionPolicy changed: update its operator==");
-static_assert(sizeof(DeployOptions) == 200, "DeployOptions changed: update its operator==");
+static_assert(sizeof(DeployOptions) == 208, "DeployOptions changed: update its operator==");
 #endif
 
 // Whether two sets of options load and batch versions the same way: all but the policy, and

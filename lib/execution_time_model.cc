@@ -41,4 +41,9 @@ std::optional<absl::Duration> ExecutionTimeModel::Predict(int64_t items) const {
   return std::nullopt;
 }
 
+bool ExecutionTimeModel::Measured(int64_t items) const {
+  return items >= 1 && items < static_cast<int64_t>(samples_.size()) &&
+         samples_[items] >= kMinSamples;
+}
+
 }  // namespace maas::internal

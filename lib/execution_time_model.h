@@ -30,6 +30,9 @@ class ExecutionTimeModel {
   // largest it reuses the largest's time; below the smallest it scales down proportionally.
   std::optional<absl::Duration> Predict(int64_t items) const;
 
+  // Whether batches of exactly `items` have been measured often enough to predict.
+  bool Measured(int64_t items) const;
+
  private:
   static constexpr int kMinSamples = 2;
   static constexpr double kSmoothing = 0.2;  // weight of the newest sample in the average

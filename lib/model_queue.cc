@@ -32,16 +32,60 @@ ModelQueue::ModelQueue(std::string label, int64_t version,
       options_(std::move(options)),
       clock_(std::move(clock)),
       cores_(cores),
+      workers_(PlanWorkers(instances_, options_.workers_per_session, cores->total())),
+      has_wide_worker_(std::any_of(workers_.begin(), workers_.end(),
+                                   [](const Worker& worker) { return worker.wide; })),
       queue_(label_, options_, signature_.batchable) {
   stats_.batch_size_histogram.assign(static_cast<size_t>(options_.max_batch_size) + 1, 0);
-  busy_.assign(instances_.size(), false);
+  busy_.assign(workers_.size(), false);
 }
 
 ModelQueue::~ModelQueue() { Stop(/*drain=*/false); }
 
+std::vector<ModelQueue::Worker> ModelQueue::PlanWorkers(
+    const std::vector<std::shared_ptr<Session>>& instances, int workers_per_session, int cores) {
+  std::vector<Worker> workers;
+  auto threads_of = [](const Session& session) {
+    return session.device().is_cpu() ? session.intra_op_threads() : 0;
+  };
+  if (workers_per_session > 0) {
+    for (size_t i = 0; i < instances.size(); ++i) {
+      for (int k = 0; k < workers_per_session; ++k) {
+        workers.push_back({i, threads_of(*instances[i]), false});
+      }
+    }
+    return workers;
+  }
+  // Automatic: CPU sessions share the cores; each CUDA session gets two workers, so that one
+  // batch's copies overlap another's kernels.
+  const int cpu_sessions = static_cast<int>(std::count_if(
+      instances.begin(), instances.end(),
+      [](const std::shared_ptr<Session>& session) { return session->device().is_cpu(); }));
+  std::optional<size_t> first_cpu;
+  for (size_t i = 0; i < instances.size(); ++i) {
+    const int threads = threads_of(*instances[i]);
+    if (threads == 0) {
+      workers.push_back({i, 0, false});
+      workers.push_back({i, 0, false});
+      continue;
+    }
+    if (!first_cpu) first_cpu = i;
+    const int count = std::max(1, cores / threads / cpu_sessions);
+    for (int k = 0; k < count; ++k) workers.push_back({i, threads, false});
+  }
+  // A wide worker: at low concurrency one batch on all the cores answers sooner and, for
+  // memory-bound models, runs faster than several narrow batches (docs/performance.md).
+  if (first_cpu) {
+    const int machine = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int all = std::min(cores, machine);
+    if (all > threads_of(*instances[*first_cpu])) workers.push_back({*first_cpu, all, true});
+  }
+  return workers;
+}
+
 void ModelQueue::Start() {
-  for (size_t i = 0; i < instances_.size(); ++i) {
-    workers_.emplace_back([this, i] { WorkerLoop(i); });
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    threads_.emplace_back([this, i] { WorkerLoop(i); });
   }
 }
 
@@ -96,14 +140,41 @@ absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
   }
   ++stats_.requests;
   stats_.items += items;
-  // A worker whose instance a caller has borrowed (Infer) cannot take the request; wake them
-  // all then, so that one that can does.
-  if (std::find(busy_.begin(), busy_.end(), true) != busy_.end()) {
+  SignalWorker();
+  return absl::OkStatus();
+}
+
+bool ModelQueue::WideTurn() { return queue_.running_batches() == 0 && cores_->AllFree(); }
+
+bool ModelQueue::TakesNextBatch(size_t worker, absl::Time now, absl::Time* recheck_at) {
+  if (!has_wide_worker_ || stopping_) return true;
+  if (workers_[worker].wide) return WideTurn();
+  if (WideTurn()) {
+    if (wide_waiting_) return false;
+    // The wide worker is answering its last batch's callers and is back in a moment; only a
+    // slow callback holds it longer.
+    const absl::Time grace_until = wide_left_at_ + kWideWorkerGrace;
+    if (now >= grace_until) return true;
+    *recheck_at = grace_until;
+    return false;
+  }
+  // A batch formed while every core is taken by this model's running batches would only wait
+  // for one of them, taking requests that may soon have more company. (Cores taken by other
+  // models: take it and wait for a core, as nothing of this model will wake this worker.)
+  return queue_.running_batches() == 0 || cores_->Available() >= workers_[worker].threads;
+}
+
+void ModelQueue::SignalWorker() {
+  if (has_wide_worker_ && WideTurn()) {
+    wide_work_.Signal();
+    if (!wide_waiting_) work_available_.Signal();  // Takes over if the wide one is held up.
+  } else if (borrowed_ > 0) {
+    // A worker whose slot a caller has borrowed (Infer) cannot take the request; wake them
+    // all then, so that one that can does.
     work_available_.SignalAll();
   } else {
     work_available_.Signal();
   }
-  return absl::OkStatus();
 }
 
 std::optional<absl::Status> ModelQueue::TrySubmit(std::vector<at::Tensor>& inputs,
@@ -136,41 +207,45 @@ InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
   // Run on this thread when the model is idle: nothing queued, no instance running. (Not when
   // some instance is busy: then load is building up, and a lone batch-1 run would take an
   // instance away from the batches that serve it better.)
-  size_t instance = instances_.size();
+  // Nor when more requests are expected soon (adaptive batching): they should share a batch.
+  size_t slot = workers_.size();
   int cores = 0;
   std::unique_ptr<Request> request;
   {
     MutexLock lock(&mu_);
     if (!accepting_) return absl::UnavailableError(fmt::format("{} is being removed", label_));
     request = std::move(*taken);
-    if (queue_.empty() && options_.max_queue_delay == absl::ZeroDuration() &&
-        std::find(busy_.begin(), busy_.end(), true) == busy_.end()) {
-      for (size_t i = 0; i < instances_.size() && instance == instances_.size(); ++i) {
-        if (busy_[i]) continue;
-        const Session& session = *instances_[i];
+    if (queue_.empty() && queue_.running_batches() == 0 &&
+        options_.max_queue_delay == absl::ZeroDuration() && !queue_.ExpectsCompany()) {
+      for (size_t i = 0; i < workers_.size() && slot == workers_.size(); ++i) {
+        if (busy_[i] || workers_[i].wide) continue;
+        const Session& session = *instances_[workers_[i].instance];
         cores = session.device().is_cpu() ? session.intra_op_threads() : 0;
-        if (cores == 0 || cores_->TryAcquire(cores)) instance = i;
+        if (cores == 0 || cores_->TryAcquire(cores)) slot = i;
       }
     }
-    if (instance < instances_.size()) {
+    if (slot < workers_.size()) {
       const absl::Time now = clock_->Now();
       if (absl::Status late = queue_.Admit(*request, now); !late.ok()) {
         if (cores > 0) cores_->Release(cores);
         ++stats_.failures[late.code()];
         return late;
       }
-      busy_[instance] = true;
+      busy_[slot] = true;
+      ++borrowed_;
+      queue_.StartAlone(request->items, now);
       ++stats_.requests;
       ++stats_.run_on_caller;
       CountBatchEnd(BatchEnd::kQueueEmpty, &stats_.batch_ends);
       stats_.items += request->items;
     }
   }
-  if (instance < instances_.size()) {
+  if (slot < workers_.size()) {
     const absl::Time start = clock_->Now();
     InferenceResult result;
     try {
-      result = instances_[instance]->Run(request->inputs);
+      // With the session's own threads: a caller's thread keeps its width.
+      result = instances_[workers_[slot].instance]->Run(request->inputs);
     } catch (...) {
       result =
           StatusFromCurrentException(absl::StatusCode::kInternal, fmt::format("{} failed", label_));
@@ -180,8 +255,13 @@ InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
     MutexLock lock(&mu_);
     queue_time_.Record(start - request->enqueued);
     CountAnswer(result.status());
-    RecordExecution(instance, request->items, start, end, result.ok());
-    work_available_.SignalAll();  // The instance's worker may be waiting to have it back.
+    --borrowed_;
+    RecordExecution(slot, request->items, start, end, result.ok(), /*too_large=*/false);
+    if (!queue_.empty()) {
+      // Requests queued meanwhile: the slot's worker may be waiting to have it back.
+      work_available_.SignalAll();
+      wide_work_.Signal();
+    }
     return result;
   }
 
@@ -202,7 +282,7 @@ InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
 }
 
 void ModelQueue::Stop(bool drain) {
-  if (workers_.empty()) return;  // Never started, or already stopped.
+  if (threads_.empty()) return;  // Never started, or already stopped.
   std::vector<std::unique_ptr<Request>> cancelled;
   {
     MutexLock lock(&mu_);
@@ -213,19 +293,20 @@ void ModelQueue::Stop(bool drain) {
       stats_.failures[absl::StatusCode::kCancelled] += static_cast<int64_t>(cancelled.size());
     }
     work_available_.SignalAll();
+    wide_work_.SignalAll();
   }
   for (std::unique_ptr<Request>& request : cancelled) {
     request->reply.Answer(absl::CancelledError(fmt::format(
                               "{}: the scheduler shut down before the request ran", label_)),
                           version_);
   }
-  for (std::thread& worker : workers_) worker.join();
-  workers_.clear();
+  for (std::thread& thread : threads_) thread.join();
+  threads_.clear();
 }
 
 bool ModelQueue::Idle() const {
   MutexLock lock(&mu_);
-  return queue_.empty() && std::find(busy_.begin(), busy_.end(), true) == busy_.end();
+  return queue_.empty() && queue_.running_batches() == 0;
 }
 
 ModelStats ModelQueue::Stats() const {
@@ -235,6 +316,9 @@ ModelStats ModelQueue::Stats() const {
   stats.compute_time = compute_time_.Snapshot();
   stats.queued_requests = queue_.requests();
   stats.queued_items = queue_.items();
+  stats.workers = static_cast<int>(workers_.size());
+  stats.batch_size_limit = queue_.batch_size_limit();
+  stats.expected_in_flight = queue_.expected_in_flight();
   return stats;
 }
 
@@ -244,54 +328,71 @@ thread_local bool in_worker = false;
 
 bool InSchedulerWorker() { return in_worker; }
 
-void ModelQueue::WorkerLoop(size_t instance) {
+void ModelQueue::WorkerLoop(size_t worker) {
   in_worker = true;
   while (true) {
-    Work work = NextWork(instance);
+    Work work = NextWork(worker);
     for (auto& [request, status] : work.refused) request->reply.Answer(std::move(status), version_);
-    if (!work.batch.empty()) Execute(instance, std::move(work.batch));
+    if (!work.batch.empty()) Execute(worker, std::move(work.batch));
     if (work.exit) return;
   }
 }
 
-ModelQueue::Work ModelQueue::NextWork(size_t instance) {
+ModelQueue::Work ModelQueue::NextWork(size_t worker) {
   Work work;
   MutexLock lock(&mu_);
+  CondVar& wake_up = WakeUpOf(worker);
+  // The wide worker is waiting from here until it returns (with a batch, refusals or exit).
+  if (workers_[worker].wide) wide_waiting_ = true;
   while (true) {
-    if (busy_[instance]) {  // A caller's Infer is running on this instance.
-      work_available_.Wait(&mu_);
+    if (busy_[worker]) {  // A caller's Infer is running in this worker's slot.
+      wake_up.Wait(&mu_);
       continue;
     }
     const absl::Time now = clock_->Now();
     const absl::Time next_deadline = queue_.RefuseLate(now, &work.refused);
     if (!work.refused.empty()) {
       for (const auto& refused : work.refused) ++stats_.failures[refused.status.code()];
+      if (workers_[worker].wide) {
+        wide_waiting_ = false;
+        wide_left_at_ = now;
+      }
       return work;  // Answer them now; the batch can wait a moment.
     }
     absl::Time wake_at = absl::InfiniteFuture();
-    if (!queue_.empty()) {
+    if (!queue_.empty() && !TakesNextBatch(worker, now, &wake_at)) {
+      if (wake_at == absl::InfiniteFuture()) SignalWorker();  // Pass it on to one that takes it.
+    } else if (!queue_.empty()) {
       BatchEnd end;
       work.batch = queue_.Form(now, /*flush=*/stopping_, &wake_at, &end);
       if (!work.batch.empty()) {
         CountBatchEnd(end, &stats_.batch_ends);
-        busy_[instance] = true;
-        // Requests left behind (another shape, or beyond the batch) may suit an idle instance.
-        if (!queue_.empty()) work_available_.Signal();
+        busy_[worker] = true;
+        // Requests left behind (another shape, or beyond the batch) may suit an idle worker.
+        if (!queue_.empty()) SignalWorker();
+        if (workers_[worker].wide) {
+          wide_waiting_ = false;
+          wide_left_at_ = now;
+        }
         return work;
       }
     } else if (stopping_) {
       work.exit = true;
+      if (workers_[worker].wide) wide_waiting_ = false;
       return work;
     }
-    work_available_.WaitUntil(&mu_, clock_->WakeUpTime(std::min(wake_at, next_deadline)));
+    wake_up.WaitUntil(&mu_, clock_->WakeUpTime(std::min(wake_at, next_deadline)));
   }
 }
 
-void ModelQueue::Execute(size_t instance, std::vector<std::unique_ptr<Request>> batch) {
-  Session* session = instances_[instance].get();
+void ModelQueue::Execute(size_t worker, std::vector<std::unique_ptr<Request>> batch) {
+  Session* session = instances_[workers_[worker].instance].get();
   int64_t items = 0;
   for (const std::unique_ptr<Request>& request : batch) items += request->items;
-  const int cores = session->device().is_cpu() ? session->intra_op_threads() : 0;
+  const int cores = workers_[worker].threads;
+  auto run = [&](const std::vector<at::Tensor>& inputs) {
+    return cores > 0 ? session->Run(inputs, cores) : session->Run(inputs);
+  };
 
   if (cores > 0) cores_->Acquire(cores);
   const absl::Time start = clock_->Now();
@@ -299,12 +400,12 @@ void ModelQueue::Execute(size_t instance, std::vector<std::unique_ptr<Request>> 
   try {
     // One request runs on its own tensors; several are concatenated along the batch dimension.
     if (batch.size() == 1) {
-      result = session->Run(batch.front()->inputs);
+      result = run(batch.front()->inputs);
     } else {
       std::vector<const std::vector<at::Tensor>*> inputs;
       inputs.reserve(batch.size());
       for (const std::unique_ptr<Request>& request : batch) inputs.push_back(&request->inputs);
-      result = session->Run(Concatenate(inputs, session->device()));
+      result = run(Concatenate(inputs, session->device()));
     }
   } catch (...) {
     result = StatusFromCurrentException(absl::StatusCode::kInternal,
@@ -319,7 +420,7 @@ void ModelQueue::Execute(size_t instance, std::vector<std::unique_ptr<Request>> 
   if (retried_alone) {
     for (const std::unique_ptr<Request>& request : batch) {
       try {
-        answers.push_back(session->Run(request->inputs));
+        answers.push_back(run(request->inputs));
       } catch (...) {
         answers.push_back(StatusFromCurrentException(absl::StatusCode::kInternal,
                                                      fmt::format("{} failed", label_)));
@@ -350,19 +451,24 @@ void ModelQueue::Execute(size_t instance, std::vector<std::unique_ptr<Request>> 
       queue_time_.Record(start - batch[i]->enqueued);
       CountAnswer(answers[i].status());
     }
-    RecordExecution(instance, items, start, end, result.ok());
+    const bool too_large =
+        retried_alone && std::all_of(answers.begin(), answers.end(),
+                                     [](const InferenceResult& answer) { return answer.ok(); });
+    RecordExecution(worker, items, start, end, result.ok(), too_large);
     if (retried_alone) ++stats_.batches_retried_alone;
   }
   for (size_t i = 0; i < batch.size(); ++i) batch[i]->reply.Answer(std::move(answers[i]), version_);
 }
 
-void ModelQueue::RecordExecution(size_t instance, int64_t items, absl::Time start, absl::Time end,
-                                 bool ok) {
+void ModelQueue::RecordExecution(size_t worker, int64_t items, absl::Time start, absl::Time end,
+                                 bool ok, bool too_large) {
   ++stats_.batches;
   ++stats_.batch_size_histogram[static_cast<size_t>(std::min(items, options_.max_batch_size))];
   compute_time_.Record(end - start);
-  if (ok) queue_.RecordExecution(items, end - start);
-  busy_[instance] = false;
+  queue_.Finished(items, end, ok ? std::optional<absl::Duration>(end - start) : std::nullopt,
+                  workers_[worker].wide);
+  if (too_large) queue_.TooLarge(items);
+  busy_[worker] = false;
 }
 
 void ModelQueue::CountAnswer(const absl::Status& status) {

@@ -64,7 +64,7 @@ class ModelQueue {
              BatchingOptions options, std::shared_ptr<Clock> clock, CoreBudget* cores);
   ~ModelQueue();
 
-  // Starts one worker thread per instance.
+  // Starts the worker threads (BatchingOptions::workers_per_session).
   void Start();
 
   // Validates and queues a request, taking `inputs` and `reply`; see Scheduler::Submit for the
@@ -91,10 +91,22 @@ class ModelQueue {
   // Whether nothing is queued and no instance is running.
   bool Idle() const;
 
+  // Worker threads serving the model.
+  int workers() const { return static_cast<int>(workers_.size()); }
+
   // The sessions it runs on, one per instance (instances may share a session).
   const std::vector<std::shared_ptr<Session>>& instances() const { return instances_; }
 
  private:
+  // One worker thread: the session it runs batches on and how.
+  struct Worker {
+    size_t instance;  // Index into instances_.
+    int threads;      // Intra-op threads (and cores) of its batches; 0 on a GPU.
+    bool wide;        // Takes a batch only when the model has nothing else running, on all cores.
+  };
+  static std::vector<Worker> PlanWorkers(const std::vector<std::shared_ptr<Session>>& instances,
+                                         int workers_per_session, int cores);
+
   // What a worker takes out of the queue in one go: requests to run together, and requests to
   // answer with an error without running.
   struct Work {
@@ -113,14 +125,25 @@ class ModelQueue {
   // Queues a prepared request, taking it; Unavailable (counted), leaving it in place, when the
   // queue is full. The caller has checked accepting_.
   absl::Status Push(std::unique_ptr<Request>* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void WorkerLoop(size_t instance);
-  Work NextWork(size_t instance);
-  // Runs a batch on instance `instance` (which the caller has marked busy) and answers it.
-  void Execute(size_t instance, std::vector<std::unique_ptr<Request>> batch);
-  void CountAnswer(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records one execution of `items` items in the statistics, and frees the instance.
-  void RecordExecution(size_t instance, int64_t items, absl::Time start, absl::Time end, bool ok)
+  void WorkerLoop(size_t worker);
+  Work NextWork(size_t worker);
+  // Whether worker `worker` should take the next batch: the wide worker when the model has
+  // nothing else running and every core is free (low concurrency: one batch on all cores
+  // answers soonest), the others otherwise; anyone while draining.
+  // When it should not only for now, sets *recheck_at to when to ask again.
+  bool TakesNextBatch(size_t worker, absl::Time now, absl::Time* recheck_at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool WideTurn() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Wakes a worker that should take the next batch.
+  void SignalWorker() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  CondVar& WakeUpOf(size_t worker) { return workers_[worker].wide ? wide_work_ : work_available_; }
+  // Runs a batch on worker `worker` (which the caller has marked busy) and answers it.
+  void Execute(size_t worker, std::vector<std::unique_ptr<Request>> batch);
+  void CountAnswer(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records one execution of `items` items in the statistics, ends it in the queue and frees
+  // the worker. `too_large`: it failed, though each of its requests succeeded alone.
+  void RecordExecution(size_t worker, int64_t items, absl::Time start, absl::Time end, bool ok,
+                       bool too_large) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string label_;  // "model 'mlp'" for messages
   const int64_t version_;
@@ -129,13 +152,24 @@ class ModelQueue {
   const BatchingOptions options_;
   const std::shared_ptr<Clock> clock_;
   CoreBudget* const cores_;
-  std::vector<std::thread> workers_;
+  const std::vector<Worker> workers_;
+  const bool has_wide_worker_;
+  std::vector<std::thread> threads_;
 
   mutable Mutex mu_;
-  CondVar work_available_;
+  CondVar work_available_;  // For the workers that are not wide.
+  CondVar wide_work_;
   BatchQueue<Request> queue_ ABSL_GUARDED_BY(mu_);
-  // busy_[i]: instance i is running a batch, on its worker or on a caller's thread (Infer).
+  // busy_[i]: worker i's slot is running a batch, on its thread or on a caller's (Infer).
   std::vector<bool> busy_ ABSL_GUARDED_BY(mu_);
+  int borrowed_ ABSL_GUARDED_BY(mu_) = 0;  // Slots lent to callers now.
+  // The wide worker is waiting for work (not running a batch or calling callbacks), or when
+  // it last left to do so.
+  bool wide_waiting_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time wide_left_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // How long the others leave a batch that is the wide worker's to take while it answers
+  // callers; beyond it (a slow callback), one of them takes it.
+  static constexpr absl::Duration kWideWorkerGrace = absl::Milliseconds(1);
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // workers exit once the queue is empty
   ModelStats stats_ ABSL_GUARDED_BY(mu_);

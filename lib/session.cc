@@ -307,12 +307,17 @@ absl::Status Session::PrepareGraph(const SessionOptions& options) {
 }
 
 absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tensor>& inputs) const {
+  return Run(inputs, impl_->intra_op_threads);
+}
+
+absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tensor>& inputs,
+                                                     int intra_op_threads) const {
   const Impl& impl = *impl_;
   MAAS_ASSIGN_OR_RETURN(int64_t batch,
                         internal::CheckInputs(impl.info.signature, inputs, impl.label));
   absl::StatusOr<std::vector<at::Tensor>> outputs;
   try {
-    outputs = RunValidated(inputs, batch);
+    outputs = RunValidated(inputs, batch, intra_op_threads);
   } catch (...) {
     outputs = internal::StatusFromCurrentException(absl::StatusCode::kInternal,
                                                    fmt::format("{} failed", impl.label));
@@ -329,9 +334,10 @@ absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tenso
 }
 
 absl::StatusOr<std::vector<at::Tensor>> Session::RunValidated(const std::vector<at::Tensor>& inputs,
-                                                              int64_t batch) const {
+                                                              int64_t batch,
+                                                              int intra_op_threads) const {
   const Impl& impl = *impl_;
-  UseIntraOpThreads(impl.intra_op_threads);
+  UseIntraOpThreads(intra_op_threads);
   c10::InferenceMode inference_mode;
   c10::OptionalDeviceGuard device_guard;
   // On a GPU each calling thread (each Scheduler worker) runs on a stream of its own, so that

@@ -50,6 +50,12 @@ class BatchQueueTest : public ::testing::Test {
     return ids;
   }
 
+  // Teaches the queue one run of `items` items that took `elapsed` and ended at `end_us`.
+  void Ran(int64_t items, absl::Duration elapsed, int64_t end_us = 0) {
+    queue_->StartAlone(items, At(end_us) - elapsed);
+    queue_->Finished(items, At(end_us), elapsed);
+  }
+
   std::unique_ptr<BatchQueue<Task>> queue_;
   absl::Time wake_at_;
   BatchEnd end_ = BatchEnd::kQueueEmpty;
@@ -183,8 +189,8 @@ TEST_F(BatchQueueTest, LearnedExecutionTimesRefuseHopelessRequestsAndCapBatches)
   Make(Options(8));
   // The model takes 1 ms for one item and 4 ms for four (2 samples each to be trusted).
   for (int i = 0; i < 2; ++i) {
-    queue_->RecordExecution(1, absl::Milliseconds(1));
-    queue_->RecordExecution(4, absl::Milliseconds(4));
+    Ran(1, absl::Milliseconds(1));
+    Ran(4, absl::Milliseconds(4));
   }
   BatchTask hopeless;
   hopeless.deadline = At(500);  // 0.5 ms left, a run takes 1 ms.
@@ -199,12 +205,132 @@ TEST_F(BatchQueueTest, LearnedExecutionTimesRefuseHopelessRequestsAndCapBatches)
   // make them late, so the batch stops growing where its predicted time still fits (2 items).
   Make(Options(8));
   for (int i = 0; i < 2; ++i) {
-    queue_->RecordExecution(1, absl::Milliseconds(1));
-    queue_->RecordExecution(4, absl::Milliseconds(4));
+    Ran(1, absl::Milliseconds(1));
+    Ran(4, absl::Milliseconds(4));
   }
   for (std::string id : {"a", "b", "c", "d"}) ASSERT_TRUE(Push(id, 1, 0, 0, At(2500)).ok());
   EXPECT_THAT(Form(0), ElementsAre("a", "b"));
   EXPECT_EQ(end_, BatchEnd::kDeadline);
+}
+
+TEST_F(BatchQueueTest, BlockingCallersAnsweredAMomentAgoAreWaitedFor) {
+  Make(Options(8));
+  for (int i = 0; i < 2; ++i) Ran(4, absl::Milliseconds(4));  // A batch of 4 takes 4 ms.
+  // Four callers, each waiting for its answer: all four are in flight at once.
+  for (std::string id : {"a", "b", "c", "d"}) ASSERT_TRUE(Push(id, 1).ok());
+  EXPECT_DOUBLE_EQ(queue_->expected_in_flight(), 4);
+  EXPECT_THAT(Form(0), ElementsAre("a", "b", "c", "d"));
+  queue_->Finished(4, At(4000), absl::Milliseconds(4));
+  // Answered at 4 ms; the first caller is back at once. Running it alone would split the next
+  // batch: it waits for the other three, at most a quarter of a batch of 4 (1 ms).
+  ASSERT_TRUE(Push("a2", 1, 4010).ok());
+  EXPECT_THAT(Form(4010), IsEmpty());
+  EXPECT_EQ(wake_at_, At(5010));
+  for (std::string id : {"b2", "c2"}) ASSERT_TRUE(Push(id, 1, 4020).ok());
+  EXPECT_THAT(Form(4020), IsEmpty());
+  ASSERT_TRUE(Push("d2", 1, 4030).ok());
+  EXPECT_THAT(Form(4030), ElementsAre("a2", "b2", "c2", "d2"));
+  EXPECT_EQ(end_, BatchEnd::kQueueEmpty);
+}
+
+TEST_F(BatchQueueTest, ALoneCallerNeverWaitsAndAnUnrewardedWaitLowersTheExpectation) {
+  Make(Options(8));
+  for (int i = 0; i < 2; ++i) Ran(4, absl::Milliseconds(4));
+  ASSERT_TRUE(Push("lone", 1).ok());
+  EXPECT_FALSE(queue_->ExpectsCompany());
+  EXPECT_THAT(Form(0), ElementsAre("lone"));  // Nothing else in flight: no reason to wait.
+  queue_->Finished(1, At(1000), absl::Milliseconds(1));
+
+  // Three arrive together, then only one comes back: it waits in vain, runs at the limit of
+  // the wait, and from then on a lone request runs at once again.
+  for (std::string id : {"a", "b", "c"}) ASSERT_TRUE(Push(id, 1, 2000).ok());
+  EXPECT_TRUE(queue_->ExpectsCompany());
+  EXPECT_THAT(Form(2000), ElementsAre("a", "b", "c"));
+  queue_->Finished(3, At(5000), absl::Milliseconds(3));
+  ASSERT_TRUE(Push("back", 1, 5000).ok());
+  EXPECT_THAT(Form(5000), IsEmpty());
+  const absl::Time limit = wake_at_;
+  EXPECT_GT(limit, At(5000));
+  EXPECT_LE(limit, At(6000));  // A quarter of the predicted batch of 3 (3.25 ms) at most.
+  EXPECT_THAT(Form(absl::ToInt64Microseconds(limit - kStart)), ElementsAre("back"));
+  EXPECT_FALSE(queue_->ExpectsCompany());
+  queue_->Finished(1, At(7000), absl::Milliseconds(1));
+  ASSERT_TRUE(Push("next", 1, 8000).ok());
+  EXPECT_THAT(Form(8000), ElementsAre("next"));
+}
+
+TEST_F(BatchQueueTest, TheWaitForCompanyNeverMakesARequestLate) {
+  Make(Options(8));
+  for (int i = 0; i < 2; ++i) Ran(4, absl::Milliseconds(4));
+  for (std::string id : {"a", "b", "c", "d"}) ASSERT_TRUE(Push(id, 1).ok());
+  EXPECT_THAT(Form(0), ElementsAre("a", "b", "c", "d"));
+  queue_->Finished(4, At(4000), absl::Milliseconds(4));
+  // Due 8.5 ms from the start; a batch of 4 takes 4 ms: it may wait until 4.5 ms, not 5.
+  ASSERT_TRUE(Push("urgent", 1, 4000, 0, At(8500)).ok());
+  EXPECT_THAT(Form(4000), IsEmpty());
+  EXPECT_EQ(wake_at_, At(4500));
+  EXPECT_THAT(Form(4500), ElementsAre("urgent"));
+}
+
+TEST_F(BatchQueueTest, WithoutAdaptiveBatchingNothingWaitsAndTheLimitIsTheMaximum) {
+  BatchingOptions options = Options(64);
+  options.adaptive_batching = false;
+  Make(options);
+  EXPECT_EQ(queue_->batch_size_limit(), 64);
+  for (int i = 0; i < 2; ++i) Ran(4, absl::Milliseconds(4));
+  for (std::string id : {"a", "b", "c", "d"}) ASSERT_TRUE(Push(id, 1).ok());
+  EXPECT_THAT(Form(0), ElementsAre("a", "b", "c", "d"));
+  queue_->Finished(4, At(4000), absl::Milliseconds(4));
+  ASSERT_TRUE(Push("a2", 1, 4010).ok());
+  EXPECT_THAT(Form(4010), ElementsAre("a2"));
+  EXPECT_FALSE(queue_->ExpectsCompany());
+}
+
+// Fills the queue with `items` one-item tasks and runs them as one batch taking `elapsed`.
+void RunFullBatch(BatchQueue<Task>& queue, int64_t items, absl::Duration elapsed) {
+  for (int64_t i = 0; i < items; ++i) {
+    auto task = std::make_unique<Task>();
+    task->enqueued = kStart;
+    ASSERT_TRUE(queue.Push(&task).ok());
+  }
+  absl::Time wake_at;
+  BatchEnd end;
+  ASSERT_EQ(queue.Form(kStart, false, &wake_at, &end).size(), static_cast<size_t>(items));
+  queue.Finished(items, kStart, elapsed);
+}
+
+TEST_F(BatchQueueTest, TheBatchSizeLimitDoublesWhileThatPaysAndNotBeyond) {
+  Make(Options(256));
+  EXPECT_EQ(queue_->batch_size_limit(), 32);
+  // Only 32 in flight: batches of 64 could not overlap with their callers' next requests.
+  for (int i = 0; i < 3; ++i) RunFullBatch(*queue_, 32, absl::Milliseconds(1));
+  EXPECT_EQ(queue_->batch_size_limit(), 32);
+  // Many more in flight (another shape, behind): larger batches may pay.
+  ASSERT_TRUE(Push("others", 2000, 0, -1, absl::InfiniteFuture(), {1}).ok());
+  // 32 items take 1 ms (measured above): the next full batch probes 64; 64 take 1.5 ms (a
+  // third faster per item): the limit stays doubled.
+  RunFullBatch(*queue_, 32, absl::Milliseconds(1));
+  EXPECT_EQ(queue_->batch_size_limit(), 64);
+  // Two runs to measure 64 (worth it: kept), one more to probe further.
+  for (int i = 0; i < 3; ++i) RunFullBatch(*queue_, 64, absl::Microseconds(1500));
+  EXPECT_EQ(queue_->batch_size_limit(), 128);
+  // 128 take 3 ms: no faster per item than 64. Back to 64, and it stays there.
+  for (int i = 0; i < 2; ++i) RunFullBatch(*queue_, 128, absl::Milliseconds(3));
+  EXPECT_EQ(queue_->batch_size_limit(), 64);
+  for (int i = 0; i < 10; ++i) RunFullBatch(*queue_, 64, absl::Microseconds(1500));
+  EXPECT_EQ(queue_->batch_size_limit(), 64);
+  // A batch that fails although each request succeeds alone halves it.
+  queue_->TooLarge(64);
+  EXPECT_EQ(queue_->batch_size_limit(), 32);
+}
+
+TEST_F(BatchQueueTest, ARequestLargerThanTheAdaptiveLimitRunsAlone) {
+  Make(Options(256));
+  ASSERT_TRUE(Push("big", 100).ok());
+  ASSERT_TRUE(Push("small", 1).ok());
+  EXPECT_THAT(Form(0), ElementsAre("big"));
+  EXPECT_EQ(end_, BatchEnd::kFull);
+  EXPECT_THAT(Form(0), ElementsAre("small"));
 }
 
 TEST_F(BatchQueueTest, TakeAllEmptiesTheQueueInOrder) {
@@ -227,9 +353,9 @@ TEST(BatchingOptionsTest, ValidationNamesTheField) {
   EXPECT_THAT(std::string(ValidateBatchingOptions(options).message()),
               HasSubstr("max_batch_size is 0"));
   options = BatchingOptions{};
-  options.preferred_batch_sizes = {64};
+  options.preferred_batch_sizes = {512};
   EXPECT_THAT(std::string(ValidateBatchingOptions(options).message()),
-              HasSubstr("preferred batch size 64 is outside 1..max_batch_size (32)"));
+              HasSubstr("preferred batch size 512 is outside 1..max_batch_size (256)"));
   options = BatchingOptions{};
   options.max_queue_delay = -absl::Milliseconds(1);
   EXPECT_FALSE(ValidateBatchingOptions(options).ok());
@@ -242,6 +368,10 @@ TEST(BatchingOptionsTest, ValidationNamesTheField) {
   EXPECT_FALSE(ValidateBatchingOptions(options).ok());
   options.default_timeout = absl::InfiniteDuration();
   EXPECT_TRUE(ValidateBatchingOptions(options).ok());
+  options = BatchingOptions{};
+  options.workers_per_session = -1;
+  EXPECT_THAT(std::string(ValidateBatchingOptions(options).message()),
+              HasSubstr("workers_per_session is -1; expected 0 (automatic) to 256"));
 }
 
 }  // namespace

@@ -218,6 +218,7 @@ TEST_F(SchedulerTest, HigherPriorityRunsFirstAndArrivalOrderWithin) {
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
   BatchingOptions batching;
   batching.max_batch_size = 1;
+  batching.workers_per_session = 1;  // One worker: the order it takes requests in shows.
   ASSERT_TRUE(scheduler->AddModel("id", sessions, batching).ok());
 
   Blocker blocker;
@@ -378,7 +379,10 @@ TEST_F(SchedulerTest, AddModelRefusesBadArguments) {
   bad.max_batch_size = 0;
   EXPECT_EQ(scheduler->AddModel("id", sessions, bad).code(), absl::StatusCode::kInvalidArgument);
   bad = BatchingOptions();
-  bad.preferred_batch_sizes = {64};
+  bad.preferred_batch_sizes = {512};
+  EXPECT_EQ(scheduler->AddModel("id", sessions, bad).code(), absl::StatusCode::kInvalidArgument);
+  bad = BatchingOptions();
+  bad.workers_per_session = 1000;
   EXPECT_EQ(scheduler->AddModel("id", sessions, bad).code(), absl::StatusCode::kInvalidArgument);
   bad = BatchingOptions();
   bad.max_batch_size = bad.max_queue_size = std::numeric_limits<int64_t>::max();  // "no limit"
@@ -454,7 +458,9 @@ TEST_F(SchedulerTest, SeveralInstancesServeConcurrently) {
   ASSERT_TRUE(store_->Publish("plus", file, kIdentitySignature).ok());
   instances.push_back(std::move(*Session::Create(*store_, "plus")));
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
-  ASSERT_TRUE(scheduler->AddModel("plus", instances).ok());
+  BatchingOptions one_worker_each;
+  one_worker_each.workers_per_session = 1;
+  ASSERT_TRUE(scheduler->AddModel("plus", instances, one_worker_each).ok());
 
   // While one instance's worker is held in a callback, the other serves.
   testing::Notification entered, release;
@@ -473,6 +479,71 @@ TEST_F(SchedulerTest, SeveralInstancesServeConcurrently) {
   release.Notify();
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_NE((*second)[0][0][0].item<float>(), first) << "the second request waited for the first";
+}
+
+TEST_F(SchedulerTest, DefaultsRunSeveralBatchesOfOneSessionAtOnce) {
+  std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
+  SchedulerOptions options;
+  options.cpu_cores = 3;
+  std::unique_ptr<Scheduler> scheduler = std::move(*Scheduler::Create(options));
+  ASSERT_TRUE(scheduler->AddModel("id", sessions).ok());
+  // One worker per core of the budget (intra_op_threads 1), and on a machine with several
+  // cores one more that runs a batch on all of them when nothing else runs.
+  const int machine = static_cast<int>(std::thread::hardware_concurrency());
+  EXPECT_EQ(scheduler->Stats("id")->workers, machine > 1 ? 4 : 3);
+
+  // While the first request's worker is held in its callback, others serve.
+  Blocker blocker;
+  ASSERT_TRUE(scheduler->Submit("id", {torch::zeros({1, 2})}, {}, blocker.Callback()).ok());
+  blocker.WaitUntilBlocking();
+  for (int i = 0; i < 3; ++i) {
+    InferenceResult result = scheduler->Submit("id", {torch::ones({1, 2})}).get();
+    EXPECT_TRUE(result.ok()) << result.status();
+  }
+  blocker.Release();
+
+  BatchingOptions one;
+  one.workers_per_session = 1;
+  ASSERT_TRUE(scheduler->AddModel("one", sessions, one).ok());
+  EXPECT_EQ(scheduler->Stats("one")->workers, 1);
+}
+
+TEST_F(SchedulerTest, BlockingCallersShareBatchesAndALoneCallerStillRunsAtOnce) {
+  // About 2-10 ms per execution whatever the batch, as a model far from its batch limit is.
+  std::vector<std::shared_ptr<Session>> sessions =
+      Load("slow", R"(
+def forward(self, x: Tensor) -> Tensor:
+  z = self.w
+  for i in range(20):
+    z = torch.matmul(z, self.w) / 16.0
+  return x + 0.0 * z.sum()
+)",
+           kIdentitySignature, {{"w", torch::randn({256, 256})}});
+  std::unique_ptr<Scheduler> scheduler = MakeScheduler();
+  ASSERT_TRUE(scheduler->AddModel("slow", sessions).ok());
+  constexpr int kCallers = 8, kCalls = 15;
+  std::vector<std::thread> callers;
+  std::atomic<int> failed{0};
+  for (int c = 0; c < kCallers; ++c) {
+    callers.emplace_back([&] {
+      for (int i = 0; i < kCalls; ++i)
+        failed += !scheduler->Infer("slow", {torch::ones({1, 2})}).ok();
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(failed, 0);
+  ModelStats stats = *scheduler->Stats("slow");
+  // Eight callers each waiting for its answer: the policy learns that about eight are in
+  // flight, and batches gather them instead of splitting them (without it, a free worker
+  // takes the one or two requests back first).
+  const double mean_batch = static_cast<double>(stats.items) / static_cast<double>(stats.batches);
+  EXPECT_GE(mean_batch, kCallers / 2.0) << stats.batches << " batches; sizes "
+                                        << ::testing::PrintToString(stats.batch_size_histogram);
+
+  // The load is gone: after at most one wait in vain, a lone request runs at once on the
+  // calling thread again.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(scheduler->Infer("slow", {torch::ones({1, 2})}).ok());
+  EXPECT_GE(scheduler->Stats("slow")->run_on_caller - stats.run_on_caller, 2);
 }
 
 TEST_F(SchedulerTest, InferRunsALoneRequestOnTheCallingThread) {

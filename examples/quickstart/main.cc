@@ -163,16 +163,14 @@ int main(int argc, char** argv) {
               static_cast<long long>(published->version), published->size_bytes / 1e6,
               published->sha256.c_str(), static_cast<long long>(published->version));
 
-  // 2. A Server deploys mlp@stable: one instance per core (verified against its SHA-256,
-  //    prepared and warmed up), batches of up to 128 requests.
+  // 2. A Server deploys mlp@stable with default options (verified against its SHA-256,
+  //    prepared and warmed up; a worker per core, adaptive batching).
   absl::StatusOr<std::unique_ptr<maas::Server>> server = maas::Server::Create(root);
   if (!server.ok()) return Fail(server.status());
   maas::DeployOptions deploy;
   deploy.policy = maas::VersionPolicy::Specific({"stable"});
-  deploy.instances_per_device = cores;
-  deploy.batching.max_batch_size = 128;
   if (absl::Status s = (*server)->Deploy("mlp", deploy); !s.ok()) return Fail(s);
-  std::printf("deploy    mlp@stable on the CPU, %d instances, 1 thread each\n", cores);
+  std::printf("deploy    mlp@stable on the CPU, default options (%d cores)\n", cores);
 
   // 3. A malformed request is refused at once, with a clear message.
   absl::StatusOr<std::vector<torch::Tensor>> bad =

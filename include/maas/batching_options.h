@@ -13,13 +13,41 @@ namespace maas {
 // DeployOptions::batching).
 struct BatchingOptions {
   // Most items in one execution. A request may hold 1 to max_batch_size items; it is never
-  // split. Default: 32.
-  int64_t max_batch_size = 32;
+  // split. With adaptive_batching, batches grow toward it only while larger ones measurably run
+  // faster per item. Default: 256.
+  int64_t max_batch_size = 256;
+
+  // Let the load and the model's measured speed shape the batches (on by default, so that the
+  // defaults batch well without tuning):
+  // - Size: batches start at most 32 items (or max_batch_size if smaller) and, while the load
+  //   keeps filling them, double as long as a doubling raises throughput per item by 5% or
+  //   more, up to max_batch_size. A batch that fails although each of its requests succeeds
+  //   alone (e.g. out of memory) halves the size.
+  // - Waiting (only when max_queue_delay is zero): when an instance is free but fewer requests
+  //   are queued than are usually in flight (callers answered a moment ago are about to submit
+  //   again, as blocking callers do), the batch waits for them, at most a quarter of its
+  //   predicted execution time and never past a deadline. A lone caller never waits; a wait
+  //   that goes unrewarded lowers the expectation at once.
+  // false: batches are limited by max_batch_size alone and run as soon as an instance is free
+  // (or after max_queue_delay). Default: true.
+  bool adaptive_batching = true;
+
+  // Worker threads per session: how many batches of the model run at once on each session
+  // (sharing its weights). 0 chooses from the machine: on the CPU, the cores the Scheduler or
+  // Server may use divided by the session's intra_op_threads, spread over the model's CPU
+  // sessions, plus one worker that runs a batch on all those cores when the model has nothing
+  // else to run (low concurrency: few requests, each answered sooner); with CUDA, 2 per session,
+  // so that one batch's copies overlap another's kernels. Several models share the cores
+  // through the core budget and never oversubscribe them. A model whose forward mutates its own
+  // state needs 1. Default: 0.
+  int workers_per_session = 0;
 
   // How long a partial batch may wait for more requests when an instance is free to run it.
-  // Zero runs whatever is queued at once: under load, batches still grow by themselves while
-  // instances are busy. Raise it (e.g. 1-5 ms) to trade a bounded latency for fuller batches at
-  // moderate load. Must be finite. Default: zero.
+  // Zero: no fixed delay (with adaptive_batching, a batch may still wait briefly for requests
+  // that are expected; without, whatever is queued runs at once). Under load, batches grow by
+  // themselves while instances are busy. A fixed delay (e.g. 1-5 ms) trades a bounded latency
+  // for fuller batches at moderate load, and replaces the adaptive wait. Must be finite.
+  // Default: zero.
   absl::Duration max_queue_delay = absl::ZeroDuration();
 
   // Batch sizes (items) at which a waiting batch runs without using up max_queue_delay, and to
@@ -39,7 +67,9 @@ struct BatchingOptions {
   friend bool operator==(const BatchingOptions& a, const BatchingOptions& b) {
     return a.max_batch_size == b.max_batch_size && a.max_queue_delay == b.max_queue_delay &&
            a.preferred_batch_sizes == b.preferred_batch_sizes &&
-           a.max_queue_size == b.max_queue_size && a.default_timeout == b.default_timeout;
+           a.max_queue_size == b.max_queue_size && a.default_timeout == b.default_timeout &&
+           a.adaptive_batching == b.adaptive_batching &&
+           a.workers_per_session == b.workers_per_session;
   }
   friend bool operator!=(const BatchingOptions& a, const BatchingOptions& b) { return !(a == b); }
 };

@@ -17,9 +17,10 @@ struct DeployOptions {
   // Which versions to serve and where unnamed requests go. Default: the latest version.
   VersionPolicy policy;
 
-  // The devices to load each version on, and how many instances (sessions, each with its own
-  // worker thread) per device. On CPU, instances x session.intra_op_threads should not exceed
-  // ServerOptions::cpu_cores. Defaults: the CPU, 1 instance.
+  // The devices to load each version on (one session per device), and how many instances per
+  // device: each instance is another set of workers (BatchingOptions::workers_per_session) on
+  // the device's session, sharing its weights. Worker counts are chosen from the machine by
+  // default, so that 1 instance already keeps every core busy. Defaults: the CPU, 1 instance.
   std::vector<c10::Device> devices = {c10::Device(c10::DeviceType::CPU)};
   int instances_per_device = 1;
 

@@ -44,11 +44,16 @@ struct SchedulerOptions {
 // on the model's sessions (instances) and hands every caller exactly its own rows of the output.
 //
 // Behaviour and bounds:
-// - No needless waiting: a free instance takes what is queued at once (up to max_batch_size
-//   items, highest priority first). Only with max_queue_delay > 0 does a partial batch wait,
-//   at most that long, for company. Infer on an idle model runs on the calling thread, so at
-//   low load a request costs one Session::Run plus well under a microsecond; under load batches
-//   grow by themselves while instances are busy.
+// - The machine used, no tuning needed: by default each session is run by a worker per core of
+//   the budget, plus one that runs a batch on all the cores when nothing else runs (see
+//   BatchingOptions::workers_per_session).
+// - No needless waiting: a free worker takes what is queued (up to the batch size limit,
+//   highest priority first). With adaptive batching (the default) a partial batch waits only
+//   for requests it expects from the recent load (callers just answered), at most a quarter of
+//   its predicted execution time; with max_queue_delay > 0 it waits up to that long instead.
+//   Infer on an idle model with a lone caller runs on the calling thread, so a request costs
+//   one Session::Run plus well under a microsecond; under load batches grow while workers are
+//   busy, and their size limit grows while larger batches run measurably faster per item.
 // - Validation happens in Submit, against the model's signature: a bad request fails at once
 //   (InvalidArgument) and never spoils a batch of good ones. Requests share a batch only when
 //   their non-batch dimensions (and devices) match.
@@ -62,9 +67,10 @@ struct SchedulerOptions {
 //   alone, so that only the requests it fails on get its error (Internal) and one bad request
 //   does not fail its neighbours; other batches and models go on.
 //
-// Threads: the scheduler owns one worker thread per instance. Workers run batches, then call
-// completion callbacks on the same thread, after releasing every library lock; a slow callback
-// delays that instance's next batch, so hand heavy work to your own executor. Callbacks must not
+// Threads: the scheduler owns the worker threads (BatchingOptions::workers_per_session). Workers
+// run batches, then call completion callbacks on the same thread, after releasing every library
+// lock; a slow callback delays that worker's next batch, so hand heavy work to your own
+// executor. Callbacks must not
 // throw (an exception from one is caught and dropped). CPU workers together keep at most
 // SchedulerOptions::cpu_cores cores busy.
 //
@@ -78,10 +84,7 @@ struct SchedulerOptions {
 //
 // Example:
 //   auto scheduler = maas::Scheduler::Create();
-//   std::vector<std::shared_ptr<maas::Session>> instances = {std::move(session)};
-//   maas::BatchingOptions batching;
-//   batching.max_batch_size = 64;
-//   absl::Status added = (*scheduler)->AddModel("mlp", instances, batching);
+//   absl::Status added = (*scheduler)->AddModel("mlp", {std::move(session)});  // defaults
 //   // From any number of threads:
 //   absl::StatusOr<std::vector<torch::Tensor>> out = (*scheduler)->Infer("mlp", {x});
 class Scheduler {
@@ -94,9 +97,9 @@ class Scheduler {
   ~Scheduler();
 
   // Serves model `name` with `instances` (sessions of the same signature, possibly on different
-  // devices), one worker thread each. AlreadyExists: the name is taken. InvalidArgument: no
-  // instances, a null one, signatures that differ, or bad batching options (sizes below 1 or
-  // max_batch_size above 2^20,
+  // devices), each run by BatchingOptions::workers_per_session worker threads. AlreadyExists:
+  // the name is taken. InvalidArgument: no instances, a null one, signatures that differ, or bad
+  // batching options (sizes below 1 or max_batch_size above 2^20, workers_per_session above 256,
   // preferred sizes above max_batch_size, a max_batch_size above 1 for a model that is not
   // batchable is ignored: such models run one request at a time).
   absl::Status AddModel(std::string_view name, std::vector<std::shared_ptr<Session>> instances,

@@ -17,6 +17,9 @@
 #include "maas/types.h"
 
 namespace maas {
+namespace internal {
+class ModelQueue;
+}  // namespace internal
 
 // How a Session prepares the TorchScript graph after loading it. Each level includes the one
 // before it. Create verifies the prepared graph against the module as saved on the warm-up
@@ -161,12 +164,17 @@ class Session {
   Precision precision() const;
 
  private:
+  friend class internal::ModelQueue;
   struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);
   absl::Status PrepareGraph(const SessionOptions& options);
+  // Run with `intra_op_threads` threads instead of the session's own: a Scheduler worker's
+  // width (each worker thread keeps one width; changing a thread's width is slow).
+  absl::StatusOr<std::vector<at::Tensor>> Run(const std::vector<at::Tensor>& inputs,
+                                              int intra_op_threads) const;
   // Run after CheckInputs; may throw (Run turns that into a Status).
   absl::StatusOr<std::vector<at::Tensor>> RunValidated(const std::vector<at::Tensor>& inputs,
-                                                       int64_t batch) const;
+                                                       int64_t batch, int intra_op_threads) const;
 
   std::unique_ptr<Impl> impl_;
 };

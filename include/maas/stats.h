@@ -64,6 +64,13 @@ struct ModelStats {
 
   int64_t queued_requests = 0;  // Waiting now.
   int64_t queued_items = 0;     // Their items.
+
+  // How the model is served now: its worker threads (BatchingOptions::workers_per_session), and
+  // what adaptive batching has learned (BatchingOptions::adaptive_batching): the limit on a
+  // batch's items and the items it expects in flight (1 when it expects a lone caller).
+  int workers = 0;
+  int64_t batch_size_limit = 0;
+  double expected_in_flight = 0;
 };
 
 }  // namespace maas
