@@ -304,6 +304,47 @@ Measure ClosedLoop(System& system, const at::Tensor& x, double seconds) {
   return {static_cast<double>(all.size()) / elapsed, Percentile(all, 0.5), Percentile(all, 0.99)};
 }
 
+// kClients threads each keep up to `window` requests in flight through Async, refilling when
+// half of them are answered (as an asynchronous front end would), for `seconds`.
+double Pipelined(System& system, const at::Tensor& x, double seconds, int window) {
+  struct Client {
+    std::mutex mu;
+    std::condition_variable cv;
+    int in_flight = 0;
+  };
+  std::vector<Client> state(kClients);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> answered{0};
+  std::vector<std::thread> clients;
+  const auto start = Clock::now();
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      at::set_num_threads(1);
+      Client& me = state[c];
+      while (!stop) {
+        {
+          std::unique_lock<std::mutex> lock(me.mu);
+          if (me.in_flight >= window) me.cv.wait(lock, [&] { return me.in_flight <= window / 2; });
+          ++me.in_flight;
+        }
+        system.Async(x, [&me, &answered, window](bool ok) {
+          if (!ok) std::abort();
+          ++answered;
+          std::lock_guard<std::mutex> lock(me.mu);
+          if (--me.in_flight == window / 2 || me.in_flight == 0) me.cv.notify_one();
+        });
+      }
+      std::unique_lock<std::mutex> lock(me.mu);
+      me.cv.wait(lock, [&] { return me.in_flight == 0; });
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (std::thread& t : clients) t.join();
+  return static_cast<double>(answered) /
+         std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 // Poisson arrivals at `rate` for `seconds`; latency from each request's scheduled arrival.
 // Requests still unanswered 2 s after the last arrival count as infinitely late.
 Measure Server(System& system, const at::Tensor& x, double rate, double seconds) {
@@ -509,6 +550,7 @@ int main(int argc, char** argv) {
         "## %s (per item: input [%s])\n\nlimit: %.0f items/s (%s; batch sizes tried: %s)\n\n",
         spec.name.c_str(), absl::StrJoin(spec.input, ", ").c_str(), limit, limit_setting.c_str(),
         absl::StrJoin(batches, ", ").c_str());
+    double default_closed = 0;
     std::printf("| %d clients, batch 1, closed loop | items/s | p50 ms | p99 ms | vs limit |\n",
                 kClients);
     std::printf("|---|---|---|---|---|\n");
@@ -521,6 +563,82 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       csv << "closed," << spec.name << "," << entry.name << ",0," << m.items_per_second << ","
           << m.p50_us << "," << m.p99_us << "," << m.items_per_second / limit << "\n";
+      if (entry.name == "maas-default") default_closed = m.items_per_second;
+    }
+
+    // Default options against what the load allows: 16 blocking clients against the direct
+    // forward on batches of 16 with all cores; 16 x 32 in flight against the limit; one client
+    // against Session::Run.
+    {
+      at::Tensor sixteen = example(kClients);
+      if (!g_device.is_cpu()) sixteen = sixteen.pin_memory();
+      std::atomic<bool> stop{false};
+      std::atomic<int64_t> calls{0};
+      std::thread runner([&] {
+        at::set_num_threads(cores);
+        c10::InferenceMode guard;
+        std::optional<c10::StreamGuard> stream = OwnStream();
+        for (int i = 0; i < 3; ++i) ForwardOnDevice(prepared, sixteen);
+        while (!stop) {
+          ForwardOnDevice(prepared, sixteen);
+          ++calls;
+        }
+      });
+      std::this_thread::sleep_for(std::chrono::duration<double>(limit_seconds / 4));
+      const int64_t before = calls;
+      const auto t0 = Clock::now();
+      std::this_thread::sleep_for(std::chrono::duration<double>(limit_seconds));
+      const double batch16 = static_cast<double>((calls - before) * kClients) /
+                             std::chrono::duration<double>(Clock::now() - t0).count();
+      stop = true;
+      runner.join();
+      constexpr int kWindow = 32;
+      double pipelined = 0;
+      {
+        Maas system(**store, spec.name, 1, maas::BatchingOptions());
+        pipelined = Pipelined(system, one, closed_seconds, kWindow);
+      }
+      // One client, interleaved blocks of Session::Run and Scheduler::Infer, medians.
+      maas::SessionOptions session_options;
+      session_options.device = g_device;
+      std::shared_ptr<maas::Session> session =
+          std::move(*maas::Session::Create(**store, spec.name, session_options));
+      auto scheduler = std::move(*maas::Scheduler::Create());
+      Check(scheduler->AddModel(spec.name, {session}), "AddModel");
+      std::vector<double> run_us, infer_us;
+      const int rounds = quick ? 3 : 10, block = 20;
+      for (int r = 0; r < rounds; ++r) {
+        for (int i = 0; i < block; ++i) {
+          auto t = Clock::now();
+          (void)session->Run({one});
+          run_us.push_back(Micros(Clock::now() - t));
+        }
+        for (int i = 0; i < block; ++i) {
+          auto t = Clock::now();
+          (void)scheduler->Infer(spec.name, {one});
+          infer_us.push_back(Micros(Clock::now() - t));
+        }
+      }
+      const double run = Percentile(run_us, 0.5), infer = Percentile(infer_us, 0.5);
+      std::printf(
+          "\n| default options | items/s or median us | against | ratio or added | target |\n");
+      std::printf("|---|---|---|---|---|\n");
+      std::printf(
+          "| %d clients blocking (maas-default above) | %.0f | forward on batches of %d, all "
+          "cores: %.0f | %.2f | 0.8 |\n",
+          kClients, default_closed, kClients, batch16, default_closed / batch16);
+      std::printf("| %d clients x %d in flight | %.0f | limit: %.0f | %.2f | 0.9 |\n", kClients,
+                  kWindow, pipelined, limit, pipelined / limit);
+      std::printf(
+          "| one client, Scheduler::Infer | %.0f us | Session::Run: %.0f us | %+.0f us (%+.1f%%) | "
+          "5%% + 20 us |\n",
+          infer, run, infer - run, 100 * (infer - run) / run);
+      csv << "defaults," << spec.name << ",blocking,0," << default_closed << ",0,0,"
+          << default_closed / batch16 << "\n";
+      csv << "defaults," << spec.name << ",pipelined,0," << pipelined << ",0,0,"
+          << pipelined / limit << "\n";
+      csv << "defaults," << spec.name << ",one-client,0,0," << infer << "," << run << ","
+          << infer / run << "\n";
     }
 
     // Server scenario: rising Poisson rates, as fractions of the limit.

@@ -58,9 +58,11 @@ void CountBatchEnd(BatchEnd end, BatchEndCounts* counts);
 // late.
 //
 // With adaptive_batching (see BatchingOptions) it also learns from the load:
+// - whether requests arrive in step with the answers (Synchronized: blocking callers) or
+//   independently, from how many arrive while a batch runs;
 // - the items usually in flight (queued + running), from their peak at each Push, lowered to
-//   the current count whenever a wait for more goes unrewarded; a free instance's batch waits
-//   for that many (less those running) for a quarter of the batch's predicted execution time;
+//   the current count whenever a wait for more goes unrewarded; when arrivals are in step, a
+//   free worker's batch waits for that many for a quarter of its predicted execution time;
 // - the batch size limit: from 32 it doubles while full batches keep coming and a doubling
 //   raises measured throughput per item by 5% or more (Clipper's additive-increase /
 //   multiplicative-decrease, with throughput instead of a latency target), up to
@@ -103,6 +105,7 @@ class BatchQueue {
     items_ += items;
     expected_in_flight_ =
         std::max(expected_in_flight_, static_cast<double>(items_ + running_items_));
+    CountArrival((*task)->enqueued);
     if ((*task)->deadline != absl::InfiniteFuture()) ++with_deadline_;
     queue_[(*task)->priority].push_back(std::move(*task));
     return absl::OkStatus();
@@ -259,7 +262,14 @@ class BatchQueue {
                 bool wide = false) {
     running_items_ -= items;
     if (--running_batches_ == 0) running_until_ = absl::InfinitePast();
-    last_finish_ = std::max(last_finish_, end);
+    if (last_finish_ == absl::InfinitePast() || end > last_finish_) {
+      // The echo window after this answer, less what overlaps the previous one's.
+      const absl::Duration window = last_finish_ == absl::InfinitePast()
+                                        ? kEchoWindow
+                                        : std::min(kEchoWindow, end - last_finish_);
+      echo_seconds_ += absl::ToDoubleSeconds(window);
+      last_finish_ = end;
+    }
     if (!elapsed) return;
     if (wide) {
       wide_execution_time_.Record(items, *elapsed);
@@ -281,7 +291,22 @@ class BatchQueue {
 
   // Whether a request arriving now should expect company soon (more requests are usually in
   // flight), so that running it at once alone would split a batch.
-  bool ExpectsCompany() const { return adaptive_wait_ && expected_in_flight_ >= 1.5; }
+  bool ExpectsCompany() const {
+    return adaptive_wait_ && Synchronized() && expected_in_flight_ >= 1.5;
+  }
+
+  // Whether requests arrive in step with the answers, as callers that wait for their answer
+  // send them: in bursts right after answers, at kBurstFactor times their average rate or
+  // more. Then waiting for the expected ones pays, and one batch on all cores is the fastest
+  // way to answer them. Requests that arrive independently (an open stream) come as often
+  // right after an answer as at any other time: waiting for them would only add latency.
+  bool Synchronized() const {
+    if (arrivals_ < kMinArrivalsToJudge || echo_seconds_ <= 0) return true;
+    const double span = absl::ToDoubleSeconds(last_arrival_ - observed_since_);
+    if (span <= 0) return true;
+    const double echo_rate = echo_arrivals_ / echo_seconds_, rate = arrivals_ / span;
+    return echo_rate >= kBurstFactor * rate;
+  }
 
   // Takes every queued task out, in order (a shutdown that answers them without running).
   std::vector<std::unique_ptr<Task>> TakeAll() {
@@ -315,6 +340,24 @@ class BatchQueue {
     return usual ? usual : wide_execution_time_.Predict(items);
   }
 
+  // Counts an arrival at `at` for Synchronized, in an echo window (just after an answer) or not,
+  // halving the counts now and then so that they follow changes in the load.
+  void CountArrival(absl::Time at) {
+    if (arrivals_ == 0) observed_since_ = at;
+    last_arrival_ = std::max(last_arrival_, at);
+    ++arrivals_;
+    if (last_finish_ != absl::InfinitePast() && at >= last_finish_ &&
+        at - last_finish_ <= kEchoWindow) {
+      ++echo_arrivals_;
+    }
+    if (arrivals_ >= 2 * kArrivalsRemembered) {
+      arrivals_ /= 2;
+      echo_arrivals_ /= 2;
+      echo_seconds_ /= 2;
+      observed_since_ = last_arrival_ - (last_arrival_ - observed_since_) / 2;
+    }
+  }
+
   void Started(int64_t items, absl::Time now) {
     ++running_batches_;
     running_until_ = std::max(running_until_, now + Predict(items).value_or(absl::ZeroDuration()));
@@ -327,7 +370,7 @@ class BatchQueue {
   absl::Time ExpectedCompanyUntil(int64_t items, absl::Time oldest,
                                   absl::Time earliest_deadline) const {
     const int64_t target = std::min(limit_, static_cast<int64_t>(expected_in_flight_ + 0.5));
-    if (items >= target) return absl::InfinitePast();
+    if (items >= target || !Synchronized()) return absl::InfinitePast();
     std::optional<absl::Duration> predicted = Predict(target);
     if (!predicted) return absl::InfinitePast();  // Nothing learned yet: no basis to wait.
     absl::Time until = std::max({oldest, last_finish_, running_until_}) + *predicted / 4;
@@ -376,6 +419,13 @@ class BatchQueue {
   static constexpr int64_t kFirstLimit = 32;
   static constexpr double kWorthwhileGain = 1.05;
   static constexpr int64_t kBatchesBeforeProbingAgain = 1000;
+  // Synchronized: how long after an answer its callers' next requests count as its echo (a few
+  // thread wake-ups), how much faster than on average requests must arrive then, and how many
+  // arrivals it judges on.
+  static constexpr absl::Duration kEchoWindow = absl::Microseconds(200);
+  static constexpr double kBurstFactor = 3;
+  static constexpr double kMinArrivalsToJudge = 32;
+  static constexpr double kArrivalsRemembered = 1024;
 
   const std::string label_;
   const BatchingOptions options_;
@@ -388,6 +438,13 @@ class BatchQueue {
   bool settled_ = false;      // A probe found no gain (or a batch was too large).
   int64_t full_batches_since_settled_ = 0;
   double expected_in_flight_ = 1;
+  // For Synchronized: arrivals (recent ones weigh more), those just after an answer, the
+  // seconds of such echo windows, and the span of time the arrivals cover.
+  double arrivals_ = 0;
+  double echo_arrivals_ = 0;
+  double echo_seconds_ = 0;
+  absl::Time observed_since_ = absl::InfinitePast();
+  absl::Time last_arrival_ = absl::InfinitePast();
   int64_t running_items_ = 0;
   int running_batches_ = 0;
   absl::Time running_until_ = absl::InfinitePast();  // When the running batches should end.

@@ -144,7 +144,9 @@ absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
   return absl::OkStatus();
 }
 
-bool ModelQueue::WideTurn() { return queue_.running_batches() == 0 && cores_->AllFree(); }
+bool ModelQueue::WideTurn() {
+  return queue_.running_batches() == 0 && queue_.Synchronized() && cores_->AllFree();
+}
 
 bool ModelQueue::TakesNextBatch(size_t worker, absl::Time now, absl::Time* recheck_at) {
   if (!has_wide_worker_ || stopping_) return true;
@@ -257,8 +259,9 @@ InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
     CountAnswer(result.status());
     --borrowed_;
     RecordExecution(slot, request->items, start, end, result.ok(), /*too_large=*/false);
-    if (!queue_.empty()) {
-      // Requests queued meanwhile: the slot's worker may be waiting to have it back.
+    if (!queue_.empty() || stopping_) {
+      // Requests queued meanwhile, or a Stop waiting for the workers to exit: the slot's worker
+      // may be waiting to have it back.
       work_available_.SignalAll();
       wide_work_.Signal();
     }
@@ -361,7 +364,13 @@ ModelQueue::Work ModelQueue::NextWork(size_t worker) {
     }
     absl::Time wake_at = absl::InfiniteFuture();
     if (!queue_.empty() && !TakesNextBatch(worker, now, &wake_at)) {
-      if (wake_at == absl::InfiniteFuture()) SignalWorker();  // Pass it on to one that takes it.
+      // Pass the wake-up on to the other kind of worker if it should take the batch (not to
+      // one of the same kind: those would pass it around while a batch runs).
+      if (workers_[worker].wide) {
+        work_available_.Signal();
+      } else if (wake_at == absl::InfiniteFuture() && WideTurn()) {
+        wide_work_.Signal();
+      }
     } else if (!queue_.empty()) {
       BatchEnd end;
       work.batch = queue_.Form(now, /*flush=*/stopping_, &wake_at, &end);

@@ -259,6 +259,39 @@ TEST_F(BatchQueueTest, ALoneCallerNeverWaitsAndAnUnrewardedWaitLowersTheExpectat
   EXPECT_THAT(Form(8000), ElementsAre("next"));
 }
 
+TEST_F(BatchQueueTest, RequestsArrivingIndependentlyAreNotWaitedFor) {
+  Make(Options(64));
+  for (int i = 0; i < 2; ++i) Ran(8, absl::Milliseconds(4));
+  // An open stream: one request every 100 us, whatever the answers; a batch of whatever is
+  // queued runs every 500 us and takes 400 us. Many are in flight, but they do not come right
+  // after answers, so a batch does not wait for them.
+  int64_t now = 0;
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 5; ++i, now += 100) ASSERT_TRUE(Push("r", 1, now).ok());
+    const size_t formed = Form(now).size();
+    ASSERT_GT(formed, 0u) << "round " << round;
+    queue_->Finished(static_cast<int64_t>(formed), At(now + 400), absl::Microseconds(400));
+  }
+  EXPECT_FALSE(queue_->Synchronized());
+  EXPECT_FALSE(queue_->ExpectsCompany());
+}
+
+TEST_F(BatchQueueTest, CallersThatComeBackRightAfterTheirAnswersAreRecognized) {
+  Make(Options(64));
+  for (int i = 0; i < 2; ++i) Ran(8, absl::Milliseconds(4));
+  // Eight callers, each back 20 us after its answer; a batch of eight takes 4 ms.
+  int64_t now = 0;
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 8; ++i) ASSERT_TRUE(Push("r", 1, now + 20 + 10 * i).ok());
+    now += 100;
+    ASSERT_EQ(Form(now).size(), 8u) << "round " << round;
+    now += 4000;
+    queue_->Finished(8, At(now), absl::Milliseconds(4));
+  }
+  EXPECT_TRUE(queue_->Synchronized());
+  EXPECT_TRUE(queue_->ExpectsCompany());
+}
+
 TEST_F(BatchQueueTest, TheWaitForCompanyNeverMakesARequestLate) {
   Make(Options(8));
   for (int i = 0; i < 2; ++i) Ran(4, absl::Milliseconds(4));
