@@ -171,6 +171,7 @@ class BatchQueue {
                                typename std::list<std::unique_ptr<Task>>::iterator>;
     std::vector<Position> chosen;
     const std::vector<int64_t>* key = nullptr;
+    const int64_t cap = BatchCap();
     int64_t items = 0;
     absl::Time earliest_deadline = absl::InfiniteFuture();
     absl::Time oldest = absl::InfiniteFuture();
@@ -180,7 +181,7 @@ class BatchQueue {
         const Task& task = **it;
         if (key != nullptr && task.key != *key) continue;  // Another shape: a later batch.
         // (A task larger than the adaptive limit, within max_batch_size, runs alone.)
-        if (!chosen.empty() && items + task.items > limit_) {
+        if (!chosen.empty() && items + task.items > cap) {
           full = true;
           *end = BatchEnd::kNextTooLarge;
           break;
@@ -198,7 +199,7 @@ class BatchQueue {
         items += task.items;
         earliest_deadline = std::min(earliest_deadline, task.deadline);
         oldest = std::min(oldest, task.enqueued);
-        full = items >= limit_;
+        full = items >= cap;
         if (full) *end = BatchEnd::kFull;
       }
       if (full) break;
@@ -270,6 +271,7 @@ class BatchQueue {
       echo_seconds_ += absl::ToDoubleSeconds(window);
       last_finish_ = end;
     }
+    if (narrow_workers_ > 0) CountForTurn(items, end);
     if (!elapsed) return;
     if (wide) {
       wide_execution_time_.Record(items, *elapsed);
@@ -300,6 +302,27 @@ class BatchQueue {
   // more. Then waiting for the expected ones pays, and one batch on all cores is the fastest
   // way to answer them. Requests that arrive independently (an open stream) come as often
   // right after an answer as at any other time: waiting for them would only add latency.
+  // For callers in step with their answers, a Scheduler can run the batch they make on all its
+  // cores at once (wide), or split it over `narrow_workers` batches on one core's share each.
+  // Which is faster depends on the model (memory-bound ones gain from one wide batch,
+  // compute-bound ones from several narrow ones), so the queue measures both, in turns of
+  // at least kTurnBatches batches and kTurnTime, keeps the faster (wide unless narrow wins by
+  // 5%) and measures again every kTurnsBetweenMeasurements turns. Call once, before
+  // use, when the owner has both kinds of worker.
+  void ChooseWidthBetween(int narrow_workers) { narrow_workers_ = std::max(1, narrow_workers); }
+
+  // Whether the wide way is the one to use now (see ChooseWidthBetween).
+  bool PreferWide() const { return narrow_workers_ == 0 || wide_now_; }
+
+  // The most items the next batch takes: the limit, or, when synchronized callers are served by
+  // narrow batches side by side, one narrow worker's share of the items expected.
+  int64_t BatchCap() const {
+    if (PreferWide() || !adaptive_wait_ || !Synchronized()) return limit_;
+    const int64_t expected = static_cast<int64_t>(expected_in_flight_ + 0.5);
+    return std::max<int64_t>(1,
+                             std::min(limit_, (expected + narrow_workers_ - 1) / narrow_workers_));
+  }
+
   bool Synchronized() const {
     if (arrivals_ < kMinArrivalsToJudge || echo_seconds_ <= 0) return true;
     const double span = absl::ToDoubleSeconds(last_arrival_ - observed_since_);
@@ -358,6 +381,43 @@ class BatchQueue {
     }
   }
 
+  // Measures the throughput of the width in use for synchronized callers, turn by turn.
+  void CountForTurn(int64_t items, absl::Time end) {
+    if (!Synchronized()) {  // Widths matter only then; start afresh when it is again.
+      turn_batches_ = 0;
+      return;
+    }
+    // The first batches of a turn settle the change of width; it counts from the end of the
+    // last of them, and lasts at least kTurnBatches batches and kTurnTime.
+    if (++turn_batches_ <= kSettlingBatches) {
+      turn_start_ = end;
+      turn_items_ = 0;
+      return;
+    }
+    turn_items_ += items;
+    if (turn_batches_ <= kSettlingBatches + kTurnBatches || end - turn_start_ < kTurnTime) return;
+    const double seconds = absl::ToDoubleSeconds(end - turn_start_);
+    turn_batches_ = 0;
+    if (!measuring_) {
+      if (++turns_since_measured_ >= kTurnsBetweenMeasurements) {
+        measuring_ = true;
+        throughput_[0] = throughput_[1] = 0;
+      }
+      return;
+    }
+    if (seconds <= 0) return;
+    throughput_[wide_now_ ? 1 : 0] = static_cast<double>(turn_items_) / seconds;
+    if (throughput_[0] == 0 || throughput_[1] == 0) {
+      wide_now_ = !wide_now_;  // Measure the other way next.
+      return;
+    }
+    // Wide unless narrow is clearly faster: the measurements are noisy, and wide answers each
+    // batch sooner.
+    wide_now_ = throughput_[1] * kNarrowMustWinBy >= throughput_[0];
+    measuring_ = false;
+    turns_since_measured_ = 0;
+  }
+
   void Started(int64_t items, absl::Time now) {
     ++running_batches_;
     running_until_ = std::max(running_until_, now + Predict(items).value_or(absl::ZeroDuration()));
@@ -369,7 +429,7 @@ class BatchQueue {
   // batches split by chance merge again instead of staying split.
   absl::Time ExpectedCompanyUntil(int64_t items, absl::Time oldest,
                                   absl::Time earliest_deadline) const {
-    const int64_t target = std::min(limit_, static_cast<int64_t>(expected_in_flight_ + 0.5));
+    const int64_t target = std::min(BatchCap(), static_cast<int64_t>(expected_in_flight_ + 0.5));
     if (items >= target || !Synchronized()) return absl::InfinitePast();
     std::optional<absl::Duration> predicted = Predict(target);
     if (!predicted) return absl::InfinitePast();  // Nothing learned yet: no basis to wait.
@@ -426,6 +486,12 @@ class BatchQueue {
   static constexpr double kBurstFactor = 3;
   static constexpr double kMinArrivalsToJudge = 32;
   static constexpr double kArrivalsRemembered = 1024;
+  // ChooseWidthBetween: batches per measured turn, and turns between measurements.
+  static constexpr int kSettlingBatches = 3;
+  static constexpr int kTurnBatches = 16;
+  static constexpr absl::Duration kTurnTime = absl::Milliseconds(200);
+  static constexpr double kNarrowMustWinBy = 1.05;
+  static constexpr int kTurnsBetweenMeasurements = 64;
 
   const std::string label_;
   const BatchingOptions options_;
@@ -445,6 +511,17 @@ class BatchQueue {
   double echo_seconds_ = 0;
   absl::Time observed_since_ = absl::InfinitePast();
   absl::Time last_arrival_ = absl::InfinitePast();
+  // ChooseWidthBetween: narrow workers (0: no choice), the width in use, whether both widths
+  // are being measured, the current turn, and the items per second measured for each width
+  // ([0] narrow, [1] wide).
+  int narrow_workers_ = 0;
+  bool wide_now_ = true;
+  bool measuring_ = true;
+  int turns_since_measured_ = 0;
+  int turn_batches_ = 0;
+  int64_t turn_items_ = 0;
+  absl::Time turn_start_;
+  double throughput_[2] = {0, 0};
   int64_t running_items_ = 0;
   int running_batches_ = 0;
   absl::Time running_until_ = absl::InfinitePast();  // When the running batches should end.

@@ -38,6 +38,13 @@ ModelQueue::ModelQueue(std::string label, int64_t version,
       queue_(label_, options_, signature_.batchable) {
   stats_.batch_size_histogram.assign(static_cast<size_t>(options_.max_batch_size) + 1, 0);
   busy_.assign(workers_.size(), false);
+  if (has_wide_worker_) {
+    MutexLock lock(&mu_);
+    queue_.ChooseWidthBetween(
+        static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [](const Worker& worker) {
+          return !worker.wide && worker.threads > 0;
+        })));
+  }
 }
 
 ModelQueue::~ModelQueue() { Stop(/*drain=*/false); }
@@ -145,7 +152,8 @@ absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
 }
 
 bool ModelQueue::WideTurn() {
-  return queue_.running_batches() == 0 && queue_.Synchronized() && cores_->AllFree();
+  return queue_.running_batches() == 0 && queue_.Synchronized() && queue_.PreferWide() &&
+         cores_->AllFree();
 }
 
 bool ModelQueue::TakesNextBatch(size_t worker, absl::Time now, absl::Time* recheck_at) {
@@ -472,6 +480,7 @@ void ModelQueue::Execute(size_t worker, std::vector<std::unique_ptr<Request>> ba
 void ModelQueue::RecordExecution(size_t worker, int64_t items, absl::Time start, absl::Time end,
                                  bool ok, bool too_large) {
   ++stats_.batches;
+  if (workers_[worker].wide) ++stats_.wide_batches;
   ++stats_.batch_size_histogram[static_cast<size_t>(std::min(items, options_.max_batch_size))];
   compute_time_.Record(end - start);
   queue_.Finished(items, end, ok ? std::optional<absl::Duration>(end - start) : std::nullopt,

@@ -292,6 +292,50 @@ TEST_F(BatchQueueTest, CallersThatComeBackRightAfterTheirAnswersAreRecognized) {
   EXPECT_TRUE(queue_->ExpectsCompany());
 }
 
+// Eight callers in step with their answers, served for `rounds` rounds as a Scheduler with two
+// narrow workers and a wide one would: the wide way runs the eight in one batch taking
+// `wide_us`; the narrow way in two batches of four side by side, each taking `narrow_us`.
+void ServeInStep(BatchQueue<Task>& queue, int rounds, int64_t wide_us, int64_t narrow_us,
+                 int64_t* now_us) {
+  for (int round = 0; round < rounds; ++round) {
+    absl::Time wake_at;
+    BatchEnd end;
+    std::vector<int64_t> sizes;
+    for (int i = 0; i < 8; ++i) {
+      auto task = std::make_unique<Task>();
+      task->enqueued = At(*now_us + 10 + i);
+      ASSERT_TRUE(queue.Push(&task).ok());
+      if (i == 3 || i == 7) {  // A free worker looks when half of them are back, then all.
+        const size_t formed = queue.Form(At(*now_us + 10 + i), false, &wake_at, &end).size();
+        if (formed > 0) sizes.push_back(static_cast<int64_t>(formed));
+      }
+    }
+    const bool wide = queue.PreferWide();
+    const int64_t took = wide ? wide_us : narrow_us;
+    *now_us += 100 + took;
+    for (int64_t size : sizes) queue.Finished(size, At(*now_us), absl::Microseconds(took), wide);
+  }
+}
+
+TEST_F(BatchQueueTest, CallersInStepGetTheFasterOfOneWideOrSeveralNarrowBatches) {
+  int64_t now = 0;
+  // Narrow twice as fast (a compute-bound model): after measuring both, narrow stays.
+  Make(Options(64));
+  queue_->ChooseWidthBetween(2);
+  EXPECT_TRUE(queue_->PreferWide());  // Wide first.
+  ServeInStep(*queue_, 200, /*wide_us=*/4000, /*narrow_us=*/2000, &now);
+  EXPECT_TRUE(queue_->Synchronized());
+  EXPECT_FALSE(queue_->PreferWide());
+  EXPECT_EQ(queue_->BatchCap(), 4);  // Each narrow worker takes its half.
+
+  // Wide twice as fast (a memory-bound model): after measuring both, wide stays.
+  Make(Options(64));
+  queue_->ChooseWidthBetween(2);
+  ServeInStep(*queue_, 200, /*wide_us=*/2000, /*narrow_us=*/4000, &now);
+  EXPECT_TRUE(queue_->PreferWide());
+  EXPECT_EQ(queue_->BatchCap(), 32);
+}
+
 TEST_F(BatchQueueTest, TheWaitForCompanyNeverMakesARequestLate) {
   Make(Options(8));
   for (int i = 0; i < 2; ++i) Ran(4, absl::Milliseconds(4));

@@ -54,6 +54,9 @@ struct ModelStats {
   // Requests that Scheduler::Infer ran at once on the calling thread (idle instance, empty
   // queue), without a handoff to a worker. Included in requests and batches.
   int64_t run_on_caller = 0;
+  // Batches run on all the cores at once by the wide worker (BatchingOptions::
+  // workers_per_session), for callers that wait for their answers. Included in batches.
+  int64_t wide_batches = 0;
   // batch_size_histogram[n] = executions with n items; size max_batch_size + 1.
   std::vector<int64_t> batch_size_histogram;
   // Why each execution's batch was no larger.
