@@ -66,8 +66,8 @@ void CountBatchEnd(BatchEnd end, BatchEndCounts* counts);
 // - the batch size limit: from 32 it doubles while full batches keep coming and a doubling
 //   raises measured throughput per item by 5% or more (Clipper's additive-increase /
 //   multiplicative-decrease, with throughput instead of a latency target), up to
-//   max_batch_size and to a quarter of the items in flight; a failure that only a large batch
-//   has halves it.
+//   max_batch_size and to a quarter of the items in flight, and halves when half of it is
+//   (measured) as fast per item, or when a failure only a large batch has.
 // The owner reports what runs (Form's batches count themselves; StartAlone for tasks run
 // without Form) and ends every run with Finished.
 //
@@ -323,13 +323,7 @@ class BatchQueue {
                              std::min(limit_, (expected + narrow_workers_ - 1) / narrow_workers_));
   }
 
-  bool Synchronized() const {
-    if (arrivals_ < kMinArrivalsToJudge || echo_seconds_ <= 0) return true;
-    const double span = absl::ToDoubleSeconds(last_arrival_ - observed_since_);
-    if (span <= 0) return true;
-    const double echo_rate = echo_arrivals_ / echo_seconds_, rate = arrivals_ / span;
-    return echo_rate >= kBurstFactor * rate;
-  }
+  bool Synchronized() const { return synchronized_; }
 
   // Takes every queued task out, in order (a shutdown that answers them without running).
   std::vector<std::unique_ptr<Task>> TakeAll() {
@@ -363,8 +357,10 @@ class BatchQueue {
     return usual ? usual : wide_execution_time_.Predict(items);
   }
 
-  // Counts an arrival at `at` for Synchronized, in an echo window (just after an answer) or not,
-  // halving the counts now and then so that they follow changes in the load.
+  // Counts an arrival at `at` for Synchronized, in an echo window (just after an answer) or
+  // not. The verdict is taken over epochs of kArrivalsPerVerdict arrivals, comparing the rate in
+  // echo windows with the rate over the same epoch (so that a change of load is judged on the
+  // new load alone); until the first verdict, callers count as in step.
   void CountArrival(absl::Time at) {
     if (arrivals_ == 0) observed_since_ = at;
     last_arrival_ = std::max(last_arrival_, at);
@@ -373,12 +369,14 @@ class BatchQueue {
         at - last_finish_ <= kEchoWindow) {
       ++echo_arrivals_;
     }
-    if (arrivals_ >= 2 * kArrivalsRemembered) {
-      arrivals_ /= 2;
-      echo_arrivals_ /= 2;
-      echo_seconds_ /= 2;
-      observed_since_ = last_arrival_ - (last_arrival_ - observed_since_) / 2;
+    if (arrivals_ < kArrivalsPerVerdict) return;
+    const double span = absl::ToDoubleSeconds(last_arrival_ - observed_since_);
+    if (span > 0 && echo_seconds_ > 0) {
+      synchronized_ = echo_arrivals_ / echo_seconds_ >= kBurstFactor * arrivals_ / span;
+    } else if (span > 0) {
+      synchronized_ = false;  // Nothing answered during a whole epoch of arrivals.
     }
+    arrivals_ = echo_arrivals_ = echo_seconds_ = 0;
   }
 
   // Measures the throughput of the width in use for synchronized callers, turn by turn.
@@ -441,14 +439,28 @@ class BatchQueue {
   }
 
   // A full batch at the limit finished: probe a doubled limit, or judge the probe.
+  // How much more throughput per item a batch of `larger` items has than one of `smaller`
+  // (both measured).
+  double Gain(int64_t larger, int64_t smaller) const {
+    return static_cast<double>(larger) / static_cast<double>(smaller) *
+           absl::FDivDuration(*execution_time_.Predict(smaller), *execution_time_.Predict(larger));
+  }
+
   void FullBatchAtLimit() {
+    // A limit that is no faster per item than half of it only adds latency: halve it (the
+    // smallest batch that reaches the model's throughput answers soonest).
+    const int64_t half = limit_ / 2;
+    if (probing_from_ == 0 && half >= 1 && execution_time_.Measured(limit_) &&
+        execution_time_.Measured(half) && Gain(limit_, half) < kWorthwhileGain) {
+      limit_ = half;
+      settled_ = true;
+      full_batches_since_settled_ = 0;
+      return;
+    }
     if (probing_from_ > 0) {
       if (!execution_time_.Measured(limit_)) return;
       // Throughput per item at the probe against the size it doubled.
-      const double gain = static_cast<double>(limit_) / static_cast<double>(probing_from_) *
-                          absl::FDivDuration(*execution_time_.Predict(probing_from_),
-                                             *execution_time_.Predict(limit_));
-      if (gain < kWorthwhileGain) {
+      if (Gain(limit_, probing_from_) < kWorthwhileGain) {
         limit_ = probing_from_;
         settled_ = true;
       }
@@ -484,8 +496,7 @@ class BatchQueue {
   // arrivals it judges on.
   static constexpr absl::Duration kEchoWindow = absl::Microseconds(200);
   static constexpr double kBurstFactor = 3;
-  static constexpr double kMinArrivalsToJudge = 32;
-  static constexpr double kArrivalsRemembered = 1024;
+  static constexpr double kArrivalsPerVerdict = 64;
   // ChooseWidthBetween: batches per measured turn, and turns between measurements.
   static constexpr int kSettlingBatches = 3;
   static constexpr int kTurnBatches = 16;
@@ -504,8 +515,9 @@ class BatchQueue {
   bool settled_ = false;      // A probe found no gain (or a batch was too large).
   int64_t full_batches_since_settled_ = 0;
   double expected_in_flight_ = 1;
-  // For Synchronized: arrivals (recent ones weigh more), those just after an answer, the
-  // seconds of such echo windows, and the span of time the arrivals cover.
+  // For Synchronized: the verdict, and in the current epoch the arrivals, those just after an
+  // answer, the seconds of such echo windows, and when the epoch began.
+  bool synchronized_ = true;
   double arrivals_ = 0;
   double echo_arrivals_ = 0;
   double echo_seconds_ = 0;

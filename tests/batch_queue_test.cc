@@ -401,6 +401,24 @@ TEST_F(BatchQueueTest, TheBatchSizeLimitDoublesWhileThatPaysAndNotBeyond) {
   EXPECT_EQ(queue_->batch_size_limit(), 32);
 }
 
+TEST_F(BatchQueueTest, TheBatchSizeLimitHalvesWhenHalfOfItIsAsFastPerItem) {
+  Make(Options(256));
+  // A compute-bound model: 16 items take 8 ms, 32 take 16 ms: no faster per item. Once both
+  // sizes are measured, a full batch at 32 halves the limit, and so on down to the knee.
+  for (int i = 0; i < 2; ++i) {
+    Ran(16, absl::Milliseconds(8));
+    Ran(8, absl::Milliseconds(4));
+    Ran(4, absl::Milliseconds(3));  // Slower per item.
+  }
+  EXPECT_EQ(queue_->batch_size_limit(), 32);
+  for (int i = 0; i < 2; ++i) RunFullBatch(*queue_, 32, absl::Milliseconds(16));
+  EXPECT_EQ(queue_->batch_size_limit(), 16);
+  RunFullBatch(*queue_, 16, absl::Milliseconds(8));
+  EXPECT_EQ(queue_->batch_size_limit(), 8);
+  RunFullBatch(*queue_, 8, absl::Milliseconds(4));
+  EXPECT_EQ(queue_->batch_size_limit(), 8);  // 8 is 50% faster per item than 4: it stays.
+}
+
 TEST_F(BatchQueueTest, ARequestLargerThanTheAdaptiveLimitRunsAlone) {
   Make(Options(256));
   ASSERT_TRUE(Push("big", 100).ok());

@@ -21,14 +21,16 @@ struct BatchingOptions {
   // defaults batch well without tuning):
   // - Size: batches start at most 32 items (or max_batch_size if smaller) and, while the load
   //   keeps filling them, double as long as a doubling raises throughput per item by 5% or
-  //   more, up to max_batch_size. A batch that fails although each of its requests succeeds
-  //   alone (e.g. out of memory) halves the size.
-  // - Waiting (only when max_queue_delay is zero): when an instance is free but fewer requests
-  //   are queued than are usually in flight (callers answered a moment ago are about to submit
-  //   again, as blocking callers do), the batch waits for them, at most a quarter of its
-  //   predicted execution time and never past a deadline. A lone caller never waits; a wait
-  //   that goes unrewarded lowers the expectation at once.
-  // false: batches are limited by max_batch_size alone and run as soon as an instance is free
+  //   more, up to max_batch_size and to a quarter of the items in flight; they halve while half
+  //   the size is as fast per item (smaller batches answer sooner), and when a batch fails
+  //   although each of its requests succeeds alone (e.g. out of memory).
+  // - Callers in step with their answers (each waits for its answer, then sends the next: their
+  //   requests arrive in bursts right after answers), and only then, when max_queue_delay is
+  //   zero: a free worker's batch waits for the requests expected back, at most a quarter of
+  //   its predicted execution time and never past a deadline; and the Scheduler measures
+  //   whether one batch on all cores or several on one core each serves them faster, and keeps
+  //   that. A lone caller never waits. Requests that arrive independently are not waited for.
+  // false: batches are limited by max_batch_size alone and run as soon as a worker is free
   // (or after max_queue_delay). Default: true.
   bool adaptive_batching = true;
 
