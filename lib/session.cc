@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "archive_check.h"
 #include "device_memory.h"
 #include "fmt/core.h"
 #include "integrity.h"
@@ -213,6 +214,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
   hash.Update(bytes);
   MAAS_RETURN_IF_ERROR(
       internal::CheckArtifact(info, static_cast<int64_t>(bytes.size()), hash.HexDigest()));
+  MAAS_RETURN_IF_ERROR(internal::CheckZipArchive(bytes, info.artifact_path.string()));
 
   UseIntraOpThreads(impl->intra_op_threads);
   const int64_t reserved_before = internal::DeviceReservedBytes(impl->device);

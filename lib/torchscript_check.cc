@@ -4,12 +4,20 @@
 
 #include <string>
 
+#include "archive_check.h"
 #include "fmt/core.h"
+#include "status_macros.h"
+#include "store_files.h"
 #include "torch_errors.h"
 
 namespace maas::internal {
 
 absl::Status CheckTorchScript(const std::filesystem::path& path, const ModelSignature& signature) {
+  {
+    // Refuse a damaged or hostile archive before LibTorch allocates for what it declares.
+    MAAS_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
+    MAAS_RETURN_IF_ERROR(CheckZipArchive(bytes, path.string()));
+  }
   try {
     torch::jit::Module module = torch::jit::load(path.string(), torch::kCPU);
     auto forward = module.find_method("forward");

@@ -230,12 +230,52 @@ TEST_F(ModelStoreTest, PublishRefusesBadNamesAndWritesNothing) {
   EXPECT_THAT(testing::ListNames(dir_.path()), ElementsAre("linear.pt", "store"));
 }
 
+// Writes `value` little-endian into 4 bytes of `bytes` at `at`.
+void Patch32(std::string& bytes, size_t at, uint32_t value) {
+  for (int i = 0; i < 4; ++i) bytes[at + i] = static_cast<char>((value >> (8 * i)) & 0xFF);
+}
+
+TEST_F(ModelStoreTest, PublishRefusesArchivesThatDeclareMoreThanTheyHoldBeforeLoadingThem) {
+  const std::string bytes = testing::ReadBytes(model_file_);
+  const size_t entry = bytes.find(std::string("PK\x01\x02", 4));  // First directory entry.
+  ASSERT_NE(entry, std::string::npos);
+  fs::path hostile = dir_.path() / "hostile.pt";
+  auto refused = [&](const std::string& content) {
+    testing::WriteBytes(hostile, content);
+    absl::StatusOr<ModelInfo> info = store_->Publish("mlp", hostile, testing::LinearSignature());
+    EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
+    return Message(info.status());
+  };
+  // An entry that declares 2 GB (a reader would allocate for it).
+  std::string huge = bytes;
+  Patch32(huge, entry + 20, 0x7FFFFFFF);
+  Patch32(huge, entry + 24, 0x7FFFFFFF);
+  EXPECT_THAT(refused(huge),
+              ::testing::AllOf(HasSubstr("declares 2147483647 bytes"), HasSubstr("beyond the")));
+  // Sizes that disagree for a stored entry.
+  std::string disagree = bytes;
+  Patch32(disagree, entry + 24, 0x7FFFFFFF);
+  EXPECT_THAT(refused(disagree), HasSubstr("declares 2147483647 bytes but holds"));
+  // A compression LibTorch cannot read.
+  std::string bzip2 = bytes;
+  bzip2[entry + 10] = 12;
+  EXPECT_THAT(refused(bzip2), HasSubstr("compression method 12"));
+  // An entry whose data lies outside the file.
+  std::string outside = bytes;
+  Patch32(outside, entry + 42, 0x7FFFFFF0);
+  EXPECT_THAT(refused(outside), HasSubstr("points outside the file"));
+  // The real archive still publishes.
+  testing::WriteBytes(hostile, bytes);
+  EXPECT_TRUE(store_->Publish("mlp", hostile, testing::LinearSignature()).ok());
+}
+
 TEST_F(ModelStoreTest, PublishRefusesAFileThatIsNotTorchScript) {
   fs::path junk = dir_.path() / "junk.pt";
   testing::WriteBytes(junk, "this is not a zip archive");
   absl::StatusOr<ModelInfo> info = store_->Publish("mlp", junk, testing::LinearSignature());
   EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(Message(info.status()), HasSubstr("not a loadable TorchScript archive"));
+  EXPECT_THAT(Message(info.status()),
+              HasSubstr("not a valid TorchScript archive: no zip end-of-directory record"));
   EXPECT_THAT(Message(info.status()), HasSubstr("junk.pt"));
 
   // A truncated real archive is refused too.
