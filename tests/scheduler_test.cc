@@ -79,6 +79,16 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // An identity model, "id", with one instance.
+  // "slow": the identity on x, after `matmuls` products of 256x256 matrices, so that an
+  // execution takes about the same time whatever the batch.
+  std::vector<std::shared_ptr<Session>> LoadSlow(int matmuls) {
+    return Load("slow",
+                "def forward(self, x: Tensor) -> Tensor:\n  z = self.w\n  for i in range(" +
+                    std::to_string(matmuls) +
+                    "):\n    z = torch.matmul(z, self.w) / 16.0\n  return x + 0.0 * z.sum()\n",
+                kIdentitySignature, {{"w", torch::randn({256, 256})}});
+  }
+
   std::vector<std::shared_ptr<Session>> LoadIdentity() {
     return Load("id", "def forward(self, x: Tensor) -> Tensor:\n  return x\n", kIdentitySignature);
   }
@@ -510,15 +520,7 @@ TEST_F(SchedulerTest, DefaultsRunSeveralBatchesOfOneSessionAtOnce) {
 
 TEST_F(SchedulerTest, BlockingCallersShareBatchesAndALoneCallerStillRunsAtOnce) {
   // About 2-10 ms per execution whatever the batch, as a model far from its batch limit is.
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("slow", R"(
-def forward(self, x: Tensor) -> Tensor:
-  z = self.w
-  for i in range(20):
-    z = torch.matmul(z, self.w) / 16.0
-  return x + 0.0 * z.sum()
-)",
-           kIdentitySignature, {{"w", torch::randn({256, 256})}});
+  std::vector<std::shared_ptr<Session>> sessions = LoadSlow(20);
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
   ASSERT_TRUE(scheduler->AddModel("slow", sessions).ok());
   constexpr int kCallers = 8, kCalls = 15;
@@ -665,15 +667,7 @@ TEST_F(SchedulerTest, DestructionUnderLoadAnswersEveryRequestExactlyOnce) {
 
 TEST_F(SchedulerTest, LearnsExecutionTimeAndRefusesRequestsThatCannotMakeTheirDeadline) {
   // About 20-60 ms per execution on this project's machines, whatever the batch.
-  std::vector<std::shared_ptr<Session>> sessions =
-      Load("slow", R"(
-def forward(self, x: Tensor) -> Tensor:
-  z = self.w
-  for i in range(60):
-    z = torch.matmul(z, self.w) / 16.0
-  return x + 0.0 * z.sum()
-)",
-           kIdentitySignature, {{"w", torch::randn({256, 256})}});
+  std::vector<std::shared_ptr<Session>> sessions = LoadSlow(60);
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
   ASSERT_TRUE(scheduler->AddModel("slow", sessions).ok());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(scheduler->Infer("slow", {torch::ones({1, 2})}).ok());
