@@ -46,6 +46,36 @@ std::atomic<LoadHook> load_hook{nullptr};
 // while it loaded (a publisher removed it): then the policy means another version now.
 constexpr int kResolveAttempts = 3;
 
+// `inputs`, named by `names` (ServerRequestOptions::input_names), in the order of `signature`.
+absl::StatusOr<std::vector<at::Tensor>> ArrangeByName(const std::vector<at::Tensor>& inputs,
+                                                      const std::vector<std::string>& names,
+                                                      const ModelSignature& signature,
+                                                      int64_t version, std::string_view label) {
+  std::vector<std::string> expected;
+  for (const TensorSpec& spec : signature.inputs) expected.push_back(spec.name);
+  const auto refuse = [&](std::string what) {
+    return absl::InvalidArgumentError(fmt::format("{} version {}: {}; its inputs are {}", label,
+                                                  version, what, absl::StrJoin(expected, ", ")));
+  };
+  if (names.size() != inputs.size()) {
+    return refuse(fmt::format("{} input names for {} inputs", names.size(), inputs.size()));
+  }
+  std::vector<at::Tensor> arranged(signature.inputs.size());
+  std::vector<bool> given(signature.inputs.size(), false);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto found = std::find(expected.begin(), expected.end(), names[i]);
+    if (found == expected.end()) return refuse(fmt::format("no input is named '{}'", names[i]));
+    const size_t position = static_cast<size_t>(found - expected.begin());
+    if (given[position]) return refuse(fmt::format("input '{}' is given twice", names[i]));
+    given[position] = true;
+    arranged[position] = inputs[i];
+  }
+  for (size_t i = 0; i < expected.size(); ++i) {
+    if (!given[i]) return refuse(fmt::format("input '{}' is missing", expected[i]));
+  }
+  return arranged;
+}
+
 }  // namespace
 
 void SetLoadHookForTesting(LoadHook hook) { load_hook.store(hook); }
@@ -134,7 +164,15 @@ absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, ServerRequestOpt
       continue;
     }
     if (route.queue == nullptr) return route.status;
-    if (std::optional<absl::Status> submitted = route.queue->TrySubmit(inputs, options, reply)) {
+    std::vector<at::Tensor> arranged;  // Keeps `inputs` as given, for a route taken again.
+    if (!options.input_names.empty()) {
+      MAAS_ASSIGN_OR_RETURN(arranged,
+                            ArrangeByName(inputs, options.input_names, route.queue->signature(),
+                                          route.queue->version(), label_));
+    }
+    std::vector<at::Tensor>& submitting = options.input_names.empty() ? inputs : arranged;
+    if (std::optional<absl::Status> submitted =
+            route.queue->TrySubmit(submitting, options, reply)) {
       return *submitted;
     }
   }
@@ -174,7 +212,14 @@ InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, ServerRequestO
       continue;
     }
     if (route.queue == nullptr) return route.status;
-    if (std::optional<InferenceResult> result = route.queue->TryInfer(inputs, options)) {
+    std::vector<at::Tensor> arranged;
+    if (!options.input_names.empty()) {
+      MAAS_ASSIGN_OR_RETURN(arranged,
+                            ArrangeByName(inputs, options.input_names, route.queue->signature(),
+                                          route.queue->version(), label_));
+    }
+    std::vector<at::Tensor>& submitting = options.input_names.empty() ? inputs : arranged;
+    if (std::optional<InferenceResult> result = route.queue->TryInfer(submitting, options)) {
       return *std::move(result);
     }
   }

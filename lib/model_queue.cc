@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <future>
+#include <unordered_set>
 
 #include "absl_compat.h"
 #include "batch_tensors.h"
@@ -330,6 +331,10 @@ ModelStats ModelQueue::Stats() const {
   stats.workers = static_cast<int>(workers_.size());
   stats.batch_size_limit = queue_.batch_size_limit();
   stats.expected_in_flight = queue_.expected_in_flight();
+  std::unordered_set<const Session*> counted;  // Instances may share a session.
+  for (const std::shared_ptr<Session>& session : instances_) {
+    if (counted.insert(session.get()).second) stats.torch_warnings += session->torch_warnings();
+  }
   return stats;
 }
 

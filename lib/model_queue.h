@@ -94,6 +94,10 @@ class ModelQueue {
   // Worker threads serving the model.
   int workers() const { return static_cast<int>(workers_.size()); }
 
+  // The version it serves (0 for a Scheduler's model) and its signature.
+  int64_t version() const { return version_; }
+  const ModelSignature& signature() const { return instances_.front()->info().signature; }
+
   // The sessions it runs on, one per instance (instances may share a session).
   const std::vector<std::shared_ptr<Session>>& instances() const { return instances_; }
 

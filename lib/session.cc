@@ -23,6 +23,7 @@
 #include "store_files.h"
 #include "tensor_checks.h"
 #include "torch_errors.h"
+#include "torch_warnings.h"
 
 namespace maas {
 namespace {
@@ -157,6 +158,8 @@ struct Session::Impl {
   // Module::forward is not const but is safe to call concurrently: the graph executor is
   // thread-safe and the module's weights are only read.
   torch::jit::Module module;
+  // Receives LibTorch's warnings on every thread while the session loads or runs there.
+  std::shared_ptr<internal::TorchWarnings> warnings;
 };
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -169,6 +172,7 @@ int Session::intra_op_threads() const { return impl_->intra_op_threads; }
 int64_t Session::memory_bytes() const { return impl_->memory_bytes; }
 int64_t Session::device_reserved_bytes() const { return impl_->device_reserved_bytes; }
 Precision Session::precision() const { return impl_->precision; }
+int64_t Session::torch_warnings() const { return impl_->warnings->count(); }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store,
                                                          std::string_view name,
@@ -204,6 +208,11 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
   MAAS_ASSIGN_OR_RETURN(impl->device, CheckDevice(options.device));
   MAAS_ASSIGN_OR_RETURN(impl->info, store.Get(name, options.version));
   impl->label = fmt::format("model '{}' version {}", impl->info.name, impl->info.version);
+  impl->warnings = std::make_shared<internal::TorchWarnings>(
+      fmt::format("{} on {}", impl->label, impl->device.str()));
+  // Outlives the scope, which outlives a session destroyed on an error below.
+  const std::shared_ptr<internal::TorchWarnings> warnings = impl->warnings;
+  internal::TorchWarnings::Scope warnings_scope(warnings.get());
   impl->intra_op_threads = options.intra_op_threads;
   impl->keep_outputs_on_device = options.keep_outputs_on_device;
   const ModelInfo& info = impl->info;
@@ -317,6 +326,7 @@ absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tenso
   const Impl& impl = *impl_;
   MAAS_ASSIGN_OR_RETURN(int64_t batch,
                         internal::CheckInputs(impl.info.signature, inputs, impl.label));
+  internal::TorchWarnings::Scope warnings_scope(impl.warnings.get());
   absl::StatusOr<std::vector<at::Tensor>> outputs;
   try {
     outputs = RunValidated(inputs, batch, intra_op_threads);

@@ -10,9 +10,12 @@ function(run)
 endfunction()
 
 run(${CMAKE_COMMAND} --install ${MAAS_BINARY_DIR} --prefix ${WORK_DIR}/prefix)
-# The prefixes go through an initial cache file: a list cannot pass through run()'s arguments.
+# The prefixes and flags go through an initial cache file: a list cannot pass through run()'s arguments.
 string(REPLACE "|" ";" prefixes "${WORK_DIR}/prefix|${DEPENDENCY_PREFIXES}")
-file(WRITE ${WORK_DIR}/prefixes.cmake "set(CMAKE_PREFIX_PATH \"${prefixes}\" CACHE STRING \"\")\n")
+file(WRITE ${WORK_DIR}/prefixes.cmake
+  "set(CMAKE_PREFIX_PATH \"${prefixes}\" CACHE STRING \"\")\n"
+  "set(CMAKE_CXX_FLAGS \"${CONSUMER_CXX_FLAGS}\" CACHE STRING \"\")\n"
+  "set(CMAKE_EXE_LINKER_FLAGS \"${CONSUMER_LINKER_FLAGS}\" CACHE STRING \"\")\n")
 run(${CMAKE_COMMAND} -C ${WORK_DIR}/prefixes.cmake -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
     -DCMAKE_BUILD_TYPE=Release)
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)

@@ -183,6 +183,49 @@ TEST_F(ServerTest, RequestsNameVersionsAliasesAndLatest) {
   EXPECT_DOUBLE_EQ(status->versions[1].traffic_share, 1.0);
 }
 
+TEST_F(ServerTest, NamedInputsFollowTheSignatureOfTheVersionThatServes) {
+  // Version 1 takes (a, b), version 2 (b, a); both compute a - 2b. A client naming its inputs
+  // gets the same answer from either, whatever order it sends them in.
+  const std::string source =
+      "def forward(self, first: Tensor, second: Tensor) -> Tensor:\n"
+      "  return {}\n";
+  const auto publish = [&](const std::string& formula, const std::vector<std::string>& names) {
+    fs::path file = dir_.path() / fmt::format("pair-{}.pt", names.front());
+    testing::SaveScript(file, fmt::format(source, formula));
+    ModelSignature signature{{{names[0], torch::kFloat32, {2}}, {names[1], torch::kFloat32, {2}}},
+                             {{"y", torch::kFloat32, {2}}}};
+    ASSERT_TRUE(store_->Publish("pair", file, signature).ok());
+  };
+  publish("first - 2.0 * second", {"a", "b"});
+  publish("second - 2.0 * first", {"b", "a"});
+  std::unique_ptr<Server> server = NewServer();
+  DeployOptions options;
+  options.policy = VersionPolicy::Specific({"1", "2"});
+  ASSERT_TRUE(server->Deploy("pair", options).ok());
+  const at::Tensor a = torch::full({1, 2}, 5.0f), b = torch::full({1, 2}, 1.0f);
+  for (const std::string version : {"1", "2"}) {
+    ServerRequestOptions named = Version(version);
+    named.input_names = {"b", "a"};
+    InferenceResult result = server->Infer("pair", {b, a}, named);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_TRUE(torch::equal(result->front(), torch::full({1, 2}, 3.0f))) << version;
+    std::future<InferenceResult> submitted = server->Submit("pair", {b, a}, named);
+    ASSERT_TRUE(torch::equal(submitted.get()->front(), torch::full({1, 2}, 3.0f))) << version;
+  }
+  ServerRequestOptions wrong = Version("2");
+  wrong.input_names = {"a", "c"};
+  InferenceResult refused = server->Infer("pair", {a, b}, wrong);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(refused.status()),
+              HasSubstr("model 'pair' version 2: no input is named 'c'; its inputs are b, a"));
+  wrong.input_names = {"a", "a"};
+  EXPECT_THAT(Message(server->Infer("pair", {a, b}, wrong).status()),
+              HasSubstr("input 'a' is given twice"));
+  wrong.input_names = {"a"};
+  EXPECT_THAT(Message(server->Infer("pair", {a}, wrong).status()),
+              HasSubstr("input 'b' is missing"));
+}
+
 TEST_F(ServerTest, FollowsAnAliasAndRollsBackWhenItMovesBack) {
   PublishNext("m");
   PublishNext("m");

@@ -7,13 +7,17 @@
 #include <torch/script.h>
 
 #include <atomic>
+#include <future>
 #include <iostream>
+#include <mutex>
 #include <thread>
 #include <tuple>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "maas/log.h"
 #include "maas/model_store.h"
+#include "maas/scheduler.h"
 #include "test_util.h"
 
 namespace maas {
@@ -251,6 +255,62 @@ TEST_F(SessionTest, ADispatcherErrorKeepsItsCauseNotTheKernelList) {
                         "'aten::cumsum' with arguments from the 'SparseCPU' backend"));
   EXPECT_THAT(Message(out.status()), ::testing::Not(HasSubstr("registered at")));
   EXPECT_THAT(Message(out.status()), HasSubstr("Traceback of TorchScript"));
+}
+
+// Warns on every call: the output buffer is resized to the input's shape.
+constexpr char kWarnsEveryCall[] = R"(
+def forward(self, x: Tensor) -> Tensor:
+  out = torch.ones([1])
+  return torch.add(x, x, out=out)
+)";
+
+TEST_F(SessionTest, LibTorchWarningsAreLoggedOncePerSessionAndCountedNotPrinted) {
+  struct Logged {
+    std::mutex mu;
+    std::vector<std::pair<LogSeverity, std::string>> messages;
+  };
+  auto logged = std::make_shared<Logged>();
+  SetLogSink([logged](LogSeverity severity, std::string_view message) {
+    std::lock_guard<std::mutex> lock(logged->mu);
+    logged->messages.emplace_back(severity, std::string(message));
+  });
+  struct RestoreSink {
+    ~RestoreSink() { SetLogSink(nullptr); }
+  } restore;
+
+  ModelSignature signature{{{"x", torch::kFloat32, {2}}}, {{"y", torch::kFloat32, {2}}}};
+  Publish("warns", kWarnsEveryCall, signature);
+  ::testing::internal::CaptureStderr();
+  std::unique_ptr<Session> session = Create("warns");
+  ASSERT_NE(session, nullptr);
+  const int64_t after_create = session->torch_warnings();
+  for (int64_t batch : {1, 2, 3, 2, 5}) {
+    absl::StatusOr<std::vector<at::Tensor>> out = session->Run({torch::ones({batch, 2})});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_TRUE(torch::equal((*out)[0], torch::full({batch, 2}, 2.0f)));
+  }
+  std::thread other([&] { ASSERT_TRUE(session->Run({torch::ones({4, 2})}).ok()); });
+  other.join();
+  // Through a Scheduler, on its worker threads too, and in the model's statistics.
+  absl::StatusOr<std::unique_ptr<Scheduler>> scheduler = Scheduler::Create();
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  std::shared_ptr<Session> shared = std::move(session);
+  ASSERT_TRUE((*scheduler)->AddModel("warns", {shared}).ok());
+  std::vector<std::future<InferenceResult>> pending;
+  for (int i = 0; i < 8; ++i)
+    pending.push_back((*scheduler)->Submit("warns", {torch::ones({3, 2})}));
+  for (auto& result : pending) ASSERT_TRUE(result.get().ok());
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+
+  EXPECT_THAT(printed, ::testing::Not(HasSubstr("resized")));
+  EXPECT_GE(shared->torch_warnings(), after_create + 6 + 1);  // each run warned
+  EXPECT_EQ((*scheduler)->Stats("warns")->torch_warnings, shared->torch_warnings());
+  std::lock_guard<std::mutex> lock(logged->mu);
+  ASSERT_EQ(logged->messages.size(), 1u);  // one warning site, however many runs and shapes
+  EXPECT_EQ(logged->messages[0].first, LogSeverity::kWarning);
+  EXPECT_THAT(logged->messages[0].second, HasSubstr("model 'warns' version 1 on cpu"));
+  EXPECT_THAT(logged->messages[0].second,
+              HasSubstr("An output with one or more elements was resized"));
 }
 
 TEST_F(SessionTest, OutputsThatContradictTheSignatureAreCaught) {

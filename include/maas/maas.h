@@ -3,6 +3,7 @@
 #define MAAS_MAAS_H_
 
 #include "maas/clock.h"
+#include "maas/log.h"
 #include "maas/model_status.h"
 #include "maas/model_store.h"
 #include "maas/scheduler.h"

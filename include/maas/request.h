@@ -36,6 +36,12 @@ struct ServerRequestOptions : RequestOptions {
   // Empty: the model's version policy decides (its newest or first version, or the canary
   // split). Default: empty.
   std::string version;
+  // The names of `inputs`, in the order given: the Server then puts the inputs in the
+  // signature order of the version that serves the request, which may differ between versions
+  // (what a network front end needs, whose clients name their inputs). InvalidArgument when a
+  // name is unknown to that version, repeated or missing, naming it and the version's inputs.
+  // Empty: `inputs` are in the signature's order. Default: empty.
+  std::vector<std::string> input_names;
 };
 
 // The outputs of one request (its own rows, in the signature's order), or why there are none.

@@ -162,6 +162,11 @@ class Session {
   int64_t device_reserved_bytes() const;
   // The precision it computes in.
   Precision precision() const;
+  // LibTorch warnings raised on the calling threads while this session loaded or ran. They do
+  // not go to stderr as LibTorch prints them: each warning (each place in LibTorch that warns)
+  // goes once per session to the library's log (maas/log.h), naming the session; all are
+  // counted here. Warnings from LibTorch's own intra-op threads are printed as LibTorch does.
+  int64_t torch_warnings() const;
 
  private:
   friend class internal::ModelQueue;

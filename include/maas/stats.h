@@ -57,6 +57,10 @@ struct ModelStats {
   // Batches run on all the cores at once by the wide worker (BatchingOptions::
   // workers_per_session), for callers that wait for their answers. Included in batches.
   int64_t wide_batches = 0;
+  // LibTorch warnings raised while the model's sessions loaded and ran (Session::
+  // torch_warnings, summed). Each warning is logged once per session (maas/log.h), not printed
+  // on every batch; a count that keeps rising says the model warns on every batch.
+  int64_t torch_warnings = 0;
   // batch_size_histogram[n] = executions with n items; size max_batch_size + 1.
   std::vector<int64_t> batch_size_histogram;
   // Why each execution's batch was no larger.

@@ -1,0 +1,453 @@
+#include "infer_codec.h"
+
+#include <ATen/ATen.h>
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "absl/strings/str_join.h"
+#include "absl_compat.h"
+#include "datatypes.h"
+#include "fmt/core.h"
+#include "fmt/format.h"
+
+namespace maasd {
+namespace {
+
+namespace dom = simdjson::dom;
+
+absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(message); }
+
+// One parser per thread: it keeps its buffers between requests (no allocation per request once
+// warm), and is never shared.
+dom::parser& Parser() {
+  thread_local dom::parser parser;
+  return parser;
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", absl::StrJoin(shape, ", "));
+}
+
+absl::StatusOr<int64_t> NonNegativeInteger(dom::element value, std::string_view what) {
+  int64_t number = 0;
+  if (value.get_int64().get(number) != simdjson::SUCCESS || number < 0) {
+    return Invalid(
+        fmt::format("{} must be a non-negative integer; got {}", what, simdjson::minify(value)));
+  }
+  return number;
+}
+
+// Converts one JSON value to T, or says why it cannot.
+template <typename T>
+absl::Status Convert(dom::element value, T* out) {
+  if constexpr (std::is_same_v<T, bool>) {
+    if (value.get_bool().get(*out) == simdjson::SUCCESS) return absl::OkStatus();
+    return Invalid(fmt::format("expected true or false, got {}", simdjson::minify(value)));
+  } else if constexpr (std::is_integral_v<T>) {
+    int64_t number = 0;
+    if (value.get_int64().get(number) != simdjson::SUCCESS) {
+      return Invalid(fmt::format("expected an integer, got {}", simdjson::minify(value)));
+    }
+    if (number < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+        number > static_cast<int64_t>(std::numeric_limits<T>::max())) {
+      return Invalid(fmt::format("{} is out of the datatype's range [{}, {}]", number,
+                                 static_cast<int64_t>(std::numeric_limits<T>::min()),
+                                 static_cast<int64_t>(std::numeric_limits<T>::max())));
+    }
+    *out = static_cast<T>(number);
+    return absl::OkStatus();
+  } else {
+    double number = 0;
+    if (value.get_double().get(number) != simdjson::SUCCESS) {
+      return Invalid(fmt::format("expected a number, got {}", simdjson::minify(value)));
+    }
+    *out = static_cast<T>(number);
+    return absl::OkStatus();
+  }
+}
+
+// Writes the values of `data` (an array, nested arrays flattened in row-major order, or a lone
+// value) to out[0..capacity); counts them in *count, stopping at capacity + 1.
+template <typename T>
+absl::Status Flatten(dom::element data, T* out, int64_t capacity, int64_t* count) {
+  dom::array array;
+  if (data.get_array().get(array) == simdjson::SUCCESS) {
+    for (dom::element item : array) {
+      if (absl::Status s = Flatten(item, out, capacity, count); !s.ok()) return s;
+      if (*count > capacity) return absl::OkStatus();
+    }
+    return absl::OkStatus();
+  }
+  if (*count >= capacity) {
+    ++*count;
+    return absl::OkStatus();
+  }
+  if (absl::Status s = Convert(data, out + *count); !s.ok()) {
+    return Invalid(fmt::format("value {}: {}", *count, s.message()));
+  }
+  ++*count;
+  return absl::OkStatus();
+}
+
+struct InputHeader {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t numel = 1;
+  c10::ScalarType dtype = c10::ScalarType::Float;
+  std::string datatype;
+  std::optional<int64_t> binary_size;
+  std::optional<dom::element> data;
+};
+
+absl::StatusOr<InputHeader> ReadInputHeader(dom::element input, size_t index) {
+  InputHeader header;
+  dom::object fields;
+  if (input.get_object().get(fields) != simdjson::SUCCESS) {
+    return Invalid(fmt::format("inputs[{}] must be an object", index));
+  }
+  std::string_view name;
+  if (fields["name"].get_string().get(name) != simdjson::SUCCESS) {
+    return Invalid(fmt::format("inputs[{}] has no \"name\" string", index));
+  }
+  header.name = std::string(name);
+  const std::string what = fmt::format("input '{}'", header.name);
+  std::string_view datatype;
+  if (fields["datatype"].get_string().get(datatype) != simdjson::SUCCESS) {
+    return Invalid(fmt::format("{} has no \"datatype\" string", what));
+  }
+  header.datatype = std::string(datatype);
+  std::optional<c10::ScalarType> dtype = DtypeFromDatatype(datatype);
+  if (!dtype) {
+    return Invalid(fmt::format(
+        "{} has datatype {}; expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, BF16, "
+        "FP32, FP64 (maas serves LibTorch tensors: no BYTES, no unsigned types above 8 bits)",
+        what, datatype));
+  }
+  header.dtype = *dtype;
+  dom::array shape;
+  if (fields["shape"].get_array().get(shape) != simdjson::SUCCESS) {
+    return Invalid(fmt::format("{} has no \"shape\" array", what));
+  }
+  for (dom::element dim : shape) {
+    absl::StatusOr<int64_t> size = NonNegativeInteger(dim, fmt::format("{}: a dimension", what));
+    if (!size.ok()) return size.status();
+    header.shape.push_back(*size);
+    // The product is checked against the request's bytes later; here it must only not overflow.
+    if (*size != 0 && header.numel > std::numeric_limits<int64_t>::max() / 16 / *size) {
+      return Invalid(fmt::format("{}: shape {} is too large", what, simdjson::minify(shape)));
+    }
+    header.numel *= *size;
+  }
+  dom::element parameters;
+  if (fields["parameters"].get(parameters) == simdjson::SUCCESS) {
+    dom::element size;
+    if (parameters["binary_data_size"].get(size) == simdjson::SUCCESS) {
+      absl::StatusOr<int64_t> bytes =
+          NonNegativeInteger(size, fmt::format("{}: binary_data_size", what));
+      if (!bytes.ok()) return bytes.status();
+      header.binary_size = *bytes;
+    }
+  }
+  dom::element data;
+  if (fields["data"].get(data) == simdjson::SUCCESS) header.data = data;
+  if (header.binary_size && header.data) {
+    return Invalid(fmt::format("{} has both \"data\" and binary_data_size", what));
+  }
+  if (!header.binary_size && !header.data) {
+    return Invalid(fmt::format("{} has no \"data\" (nor binary_data_size)", what));
+  }
+  return header;
+}
+
+absl::StatusOr<at::Tensor> TensorFromJson(const InputHeader& header, size_t json_size) {
+  const std::string what = fmt::format("input '{}'", header.name);
+  // Each value takes at least one byte and a separator: a shape that declares more values than
+  // the JSON could hold is refused before anything is allocated.
+  if (header.numel > static_cast<int64_t>(json_size / 2 + 1)) {
+    return Invalid(fmt::format("{}: shape {} declares {} values, more than the request holds", what,
+                               ShapeText(header.shape), header.numel));
+  }
+  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.dtype));
+  int64_t count = 0;
+  absl::Status filled;
+  AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, header.dtype, "maasd", [&] {
+    filled = Flatten(*header.data, tensor.data_ptr<scalar_t>(), header.numel, &count);
+  });
+  if (!filled.ok()) return Invalid(fmt::format("{}: {}", what, filled.message()));
+  if (count != header.numel) {
+    return Invalid(fmt::format("{}: shape {} needs {} values; \"data\" holds {}{}", what,
+                               ShapeText(header.shape), header.numel,
+                               count > header.numel ? "more" : std::to_string(count), ""));
+  }
+  return tensor;
+}
+
+absl::StatusOr<at::Tensor> TensorFromBytes(const InputHeader& header, std::string_view bytes) {
+  const std::string what = fmt::format("input '{}'", header.name);
+  const int64_t element = static_cast<int64_t>(c10::elementSize(header.dtype));
+  if (header.numel * element != *header.binary_size) {
+    return Invalid(fmt::format("{}: shape {} of {} needs {} bytes; binary_data_size is {}", what,
+                               ShapeText(header.shape), header.datatype, header.numel * element,
+                               *header.binary_size));
+  }
+  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.dtype));
+  if (!bytes.empty()) std::memcpy(tensor.data_ptr(), bytes.data(), bytes.size());
+  if (header.dtype == c10::ScalarType::Bool) {
+    for (unsigned char byte : bytes) {
+      if (byte > 1)
+        return Invalid(fmt::format("{}: a BOOL byte is {}; expected 0 or 1", what, byte));
+    }
+  }
+  return tensor;
+}
+
+absl::Status ReadParameters(dom::element parameters, InferRequest& request) {
+  dom::object fields;
+  if (parameters.get_object().get(fields) != simdjson::SUCCESS) {
+    return Invalid("\"parameters\" must be an object");
+  }
+  for (auto [key, value] : fields) {
+    if (key == "binary_data_output") {
+      if (value.get_bool().get(request.binary_data_output) != simdjson::SUCCESS) {
+        return Invalid("parameter binary_data_output must be true or false");
+      }
+    } else if (key == "priority") {
+      absl::StatusOr<int64_t> priority = NonNegativeInteger(value, "parameter priority");
+      if (!priority.ok()) return priority.status();
+      request.priority = *priority;
+    } else if (key == "timeout") {
+      absl::StatusOr<int64_t> micros =
+          NonNegativeInteger(value, "parameter timeout (microseconds)");
+      if (!micros.ok()) return micros.status();
+      request.timeout = absl::Microseconds(*micros);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadOutputs(dom::element outputs, InferRequest& request) {
+  dom::array array;
+  if (outputs.get_array().get(array) != simdjson::SUCCESS) {
+    return Invalid("\"outputs\" must be an array");
+  }
+  for (dom::element output : array) {
+    InferRequest::Output wanted;
+    std::string_view name;
+    if (output["name"].get_string().get(name) != simdjson::SUCCESS) {
+      return Invalid("every entry of \"outputs\" needs a \"name\" string");
+    }
+    wanted.name = std::string(name);
+    wanted.binary = request.binary_data_output;
+    dom::element parameters;
+    if (output["parameters"].get(parameters) == simdjson::SUCCESS) {
+      dom::element binary;
+      if (parameters["binary_data"].get(binary) == simdjson::SUCCESS &&
+          binary.get_bool().get(wanted.binary) != simdjson::SUCCESS) {
+        return Invalid(fmt::format("output '{}': binary_data must be true or false", name));
+      }
+    }
+    request.outputs.push_back(std::move(wanted));
+  }
+  return absl::OkStatus();
+}
+
+// Appends the values of a contiguous CPU tensor as a flat JSON array.
+template <typename T>
+void AppendValues(const at::Tensor& tensor, std::string& out) {
+  const T* values = tensor.data_ptr<T>();
+  const int64_t n = tensor.numel();
+  fmt::memory_buffer buffer;
+  buffer.push_back('[');
+  for (int64_t i = 0; i < n; ++i) {
+    if (i > 0) buffer.push_back(',');
+    if constexpr (std::is_same_v<T, bool>) {
+      const std::string_view word = values[i] ? "true" : "false";
+      buffer.append(word.data(), word.data() + word.size());
+    } else if constexpr (std::is_integral_v<T>) {
+      fmt::format_to(std::back_inserter(buffer), "{}", static_cast<int64_t>(values[i]));
+    } else {
+      using Wide = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      const Wide value = static_cast<Wide>(values[i]);
+      if (std::isfinite(value)) {
+        fmt::format_to(std::back_inserter(buffer), "{}", value);
+      } else {
+        const std::string_view word =
+            std::isnan(value) ? "NaN" : (value > 0 ? "Infinity" : "-Infinity");
+        buffer.append(word.data(), word.data() + word.size());
+      }
+    }
+  }
+  buffer.push_back(']');
+  out.append(buffer.data(), buffer.size());
+}
+
+}  // namespace
+
+void AppendJsonString(std::string_view text, std::string& out) {
+  out.push_back('"');
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
+                                                std::optional<size_t> json_size) {
+  if (json_size && *json_size > body.size()) {
+    return Invalid(
+        fmt::format("Inference-Header-Content-Length is {} but the body has only {} bytes",
+                    *json_size, body.size()));
+  }
+  const std::string_view json = body.substr(0, json_size.value_or(body.size()));
+  std::string_view binary = body.substr(json.size());
+  dom::element root;
+  if (simdjson::error_code error = Parser().parse(json.data(), json.size()).get(root)) {
+    return Invalid(
+        fmt::format("the request body is not valid JSON: {}", simdjson::error_message(error)));
+  }
+  dom::object fields;
+  if (root.get_object().get(fields) != simdjson::SUCCESS) {
+    return Invalid("the request body must be a JSON object");
+  }
+  InferRequest request;
+  std::string_view id;
+  if (fields["id"].get_string().get(id) == simdjson::SUCCESS) request.id = std::string(id);
+  dom::element parameters;
+  if (fields["parameters"].get(parameters) == simdjson::SUCCESS) {
+    if (absl::Status s = ReadParameters(parameters, request); !s.ok()) return s;
+  }
+  dom::element outputs;
+  if (fields["outputs"].get(outputs) == simdjson::SUCCESS) {
+    if (absl::Status s = ReadOutputs(outputs, request); !s.ok()) return s;
+  }
+  dom::array inputs;
+  if (fields["inputs"].get_array().get(inputs) != simdjson::SUCCESS) {
+    return Invalid("the request has no \"inputs\" array");
+  }
+  size_t index = 0;
+  for (dom::element input : inputs) {
+    absl::StatusOr<InputHeader> header = ReadInputHeader(input, index++);
+    if (!header.ok()) return header.status();
+    for (const std::string& seen : request.input_names) {
+      if (seen == header->name) return Invalid(fmt::format("input '{}' is given twice", seen));
+    }
+    absl::StatusOr<at::Tensor> tensor;
+    if (header->binary_size) {
+      if (!json_size) {
+        return Invalid(
+            fmt::format("input '{}' declares binary_data_size but the request has no "
+                        "Inference-Header-Content-Length header",
+                        header->name));
+      }
+      if (static_cast<uint64_t>(*header->binary_size) > binary.size()) {
+        return Invalid(fmt::format("input '{}': binary_data_size is {} but only {} bytes follow",
+                                   header->name, *header->binary_size, binary.size()));
+      }
+      tensor = TensorFromBytes(*header, binary.substr(0, *header->binary_size));
+      binary.remove_prefix(*header->binary_size);
+    } else {
+      tensor = TensorFromJson(*header, json.size());
+    }
+    if (!tensor.ok()) return tensor.status();
+    request.input_names.push_back(std::move(header->name));
+    request.inputs.push_back(*std::move(tensor));
+  }
+  if (!binary.empty()) {
+    return Invalid(
+        fmt::format("{} bytes of binary data follow the inputs that declare them", binary.size()));
+  }
+  return request;
+}
+
+absl::StatusOr<EncodedResponse> EncodeInferResponse(std::string_view model, int64_t version,
+                                                    const InferRequest& request,
+                                                    const std::vector<maas::TensorSpec>& specs,
+                                                    const std::vector<at::Tensor>& outputs) {
+  std::vector<std::pair<size_t, bool>> chosen;  // (index into specs, binary)
+  if (request.outputs.empty()) {
+    for (size_t i = 0; i < specs.size(); ++i) chosen.emplace_back(i, request.binary_data_output);
+  } else {
+    for (const InferRequest::Output& wanted : request.outputs) {
+      size_t i = 0;
+      while (i < specs.size() && specs[i].name != wanted.name) ++i;
+      if (i == specs.size()) {
+        std::vector<std::string> names;
+        for (const maas::TensorSpec& spec : specs) names.push_back(spec.name);
+        return Invalid(fmt::format("model '{}' version {} has no output '{}'; its outputs are {}",
+                                   model, version, wanted.name, absl::StrJoin(names, ", ")));
+      }
+      chosen.emplace_back(i, wanted.binary);
+    }
+  }
+  EncodedResponse response;
+  std::string& out = response.body;
+  out += "{\"model_name\":";
+  AppendJsonString(model, out);
+  out += fmt::format(",\"model_version\":\"{}\"", version);
+  if (!request.id.empty()) {
+    out += ",\"id\":";
+    AppendJsonString(request.id, out);
+  }
+  out += ",\"outputs\":[";
+  std::vector<at::Tensor> binary_parts;
+  for (size_t k = 0; k < chosen.size(); ++k) {
+    const auto [i, binary] = chosen[k];
+    const at::Tensor tensor = outputs[i].cpu().contiguous();
+    const std::string_view datatype = DatatypeOf(tensor.scalar_type());
+    if (datatype.empty()) {
+      return absl::InternalError(
+          fmt::format("output '{}' has dtype {}, which the protocol cannot carry", specs[i].name,
+                      c10::toString(tensor.scalar_type())));
+    }
+    if (k > 0) out += ',';
+    out += "{\"name\":";
+    AppendJsonString(specs[i].name, out);
+    out += fmt::format(",\"datatype\":\"{}\",\"shape\":[{}]", datatype,
+                       absl::StrJoin(tensor.sizes(), ","));
+    if (binary) {
+      out += fmt::format(",\"parameters\":{{\"binary_data_size\":{}}}}}", tensor.nbytes());
+      binary_parts.push_back(tensor);
+      continue;
+    }
+    out += ",\"data\":";
+    AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, tensor.scalar_type(), "maasd",
+                               [&] { AppendValues<scalar_t>(tensor, out); });
+    out += '}';
+  }
+  out += "]}";
+  if (!binary_parts.empty()) {
+    response.json_size = out.size();
+    for (const at::Tensor& part : binary_parts) {
+      out.append(static_cast<const char*>(part.data_ptr()), part.nbytes());
+    }
+  }
+  return response;
+}
+
+}  // namespace maasd

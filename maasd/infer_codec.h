@@ -1,0 +1,71 @@
+// The inference request and response of the REST API (KServe v2): JSON tensors and the binary
+// tensor data extension, to and from LibTorch tensors.
+#ifndef MAASD_INFER_CODEC_H_
+#define MAASD_INFER_CODEC_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "maas/types.h"
+
+namespace maasd {
+
+// An inference request as a client sent it, its tensors decoded.
+struct InferRequest {
+  std::string id;  // Echoed in the response; may be empty.
+  std::vector<std::string> input_names;
+  std::vector<at::Tensor> inputs;  // In the client's order, named by input_names.
+  struct Output {
+    std::string name;
+    bool binary = false;  // Sent with the binary tensor data extension.
+  };
+  // The outputs asked for, in the response's order; empty: all of them.
+  std::vector<Output> outputs;
+  // The request's "binary_data_output": outputs not listed go binary too.
+  bool binary_data_output = false;
+  // The protocol's priority: 1 is the highest, larger numbers lower; 0 for the default.
+  int64_t priority = 0;
+  // The "timeout" parameter (the protocol gives microseconds); infinite when absent.
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
+// Decodes a REST inference request. `body` is the whole HTTP body; `json_size` the value of
+// the Inference-Header-Content-Length header when present (the JSON then is the first
+// `json_size` bytes, and the inputs' binary data follow, in the order of the inputs that declare
+// a binary_data_size). InvalidArgument, naming the input or field, for malformed JSON, an
+// unknown datatype (BYTES included: no LibTorch dtype holds strings), a shape that disagrees
+// with the data's length, values out of the datatype's range, or binary data that is missing,
+// short or left over. Nothing is allocated for a tensor before its declared size is checked
+// against the bytes that carry it.
+absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
+                                                std::optional<size_t> json_size);
+
+// An encoded response: the body, and the size of its JSON part when binary outputs follow it
+// (the value of the Inference-Header-Content-Length header).
+struct EncodedResponse {
+  std::string body;
+  std::optional<size_t> json_size;
+};
+
+// Encodes the answer of `model` version `version` to `request`: `outputs` in the order of
+// `specs` (the signature of that version). InvalidArgument when the request asked for an
+// output the model does not have. Floating-point values are written in their shortest exact
+// form; NaN and infinities as NaN, Infinity and -Infinity (as Python's json module reads them).
+absl::StatusOr<EncodedResponse> EncodeInferResponse(std::string_view model, int64_t version,
+                                                    const InferRequest& request,
+                                                    const std::vector<maas::TensorSpec>& specs,
+                                                    const std::vector<at::Tensor>& outputs);
+
+// Appends `text` to `out` as a JSON string, quotes included.
+void AppendJsonString(std::string_view text, std::string& out);
+
+}  // namespace maasd
+
+#endif  // MAASD_INFER_CODEC_H_

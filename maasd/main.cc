@@ -1,0 +1,98 @@
+// maasd: the models of a maas store, served over the Open Inference Protocol (KServe v2).
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "absl_compat.h"
+#include "flags.h"
+#include "fmt/core.h"
+#include "http_server.h"
+#include "maas/log.h"
+#include "maas/version.h"
+#include "model_control.h"
+#include "request_metrics.h"
+#include "rest_api.h"
+
+namespace {
+
+void Say(std::string_view message) {
+  std::string line = fmt::format("maasd: {}\n", message);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+int Run(int argc, char** argv) {
+  absl::StatusOr<maasd::Flags> flags =
+      maasd::ParseFlags(std::vector<std::string>(argv + 1, argv + argc));
+  if (!flags.ok()) {
+    Say(maas::internal::FromAbsl(flags.status().message()));
+    return 2;
+  }
+  if (flags->help) {
+    std::fputs(maasd::Usage().c_str(), stdout);
+    return 0;
+  }
+  const int level = flags->log_level == "error" ? 2 : flags->log_level == "warning" ? 1 : 0;
+  maas::SetLogSink([level](maas::LogSeverity severity, std::string_view message) {
+    if (static_cast<int>(severity) < level) return;
+    Say(message);
+  });
+
+  // The signals that stop maasd are taken by sigwait below, not by a handler: every thread
+  // started from here on inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<maasd::ModelControl>> control =
+      maasd::ModelControl::Start(flags->control);
+  if (!control.ok()) {
+    Say(control.status().ToString());
+    return 1;
+  }
+  maasd::RequestMetrics metrics;
+  maasd::RestApi api(control->get(), &metrics, flags->rest);
+  absl::StatusOr<std::unique_ptr<maasd::HttpServer>> http = maasd::HttpServer::Start(
+      flags->http, [&api](maasd::HttpRequest request, maasd::Responder responder) {
+        api.Handle(std::move(request), std::move(responder));
+      });
+  if (!http.ok()) {
+    Say(http.status().ToString());
+    return 1;
+  }
+  api.set_open_connections([server = http->get()] { return server->connections(); });
+  if (!flags->port_file.empty()) {
+    const std::string temporary = flags->port_file + ".tmp";
+    std::ofstream(temporary) << (*http)->port() << "\n";
+    std::rename(temporary.c_str(), flags->port_file.c_str());  // Readers see it whole.
+  }
+  if (level <= 1) {
+    Say(fmt::format("maas {} serving {} model(s) on http://{}:{}", MAAS_VERSION_STRING,
+                    (*control)->server().Models().size(), flags->http.address, (*http)->port()));
+  }
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  if (level <= 1) Say(fmt::format("signal {}: finishing accepted requests", signal_number));
+  // Stop accepting and let the accepted requests finish; then the models stop (answering
+  // anything left, if the grace ran out), then the network threads go.
+  (*http)->Shutdown(flags->shutdown_grace);
+  control->reset();
+  http->reset();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    Say(fmt::format("fatal: {}", e.what()));
+    return 1;
+  }
+}

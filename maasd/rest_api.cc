@@ -1,0 +1,398 @@
+#include "rest_api.h"
+
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl_compat.h"
+#include "datatypes.h"
+#include "fmt/core.h"
+#include "infer_codec.h"
+#include "maas/version.h"
+#include "metrics.h"
+#include "status_page.h"
+
+namespace maasd {
+namespace {
+
+// HTTP statuses of absl codes, as Triton and KServe use them.
+int HttpStatusOf(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled:
+      return 503;  // Overload, a deadline passed in the queue, shutdown: retry elsewhere.
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:
+      return 400;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    default:
+      return 500;  // Internal (the model threw), DataLoss, Unknown.
+  }
+}
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse response;
+  response.status = status;
+  response.body = std::move(body);
+  return response;
+}
+
+HttpResponse Error(int status, std::string_view message) {
+  std::string body = "{\"error\":";
+  AppendJsonString(message, body);
+  body += '}';
+  return Json(status, std::move(body));
+}
+
+HttpResponse Error(const absl::Status& status) {
+  return Error(HttpStatusOf(status.code()), maas::internal::FromAbsl(status.message()));
+}
+
+std::string Quoted(std::string_view text) {
+  std::string out;
+  AppendJsonString(text, out);
+  return out;
+}
+
+std::string TensorMetadata(const std::vector<maas::TensorSpec>& specs, bool batchable) {
+  std::vector<std::string> entries;
+  for (const maas::TensorSpec& spec : specs) {
+    std::vector<int64_t> shape = spec.shape;
+    if (batchable) shape.insert(shape.begin(), -1);
+    entries.push_back(fmt::format("{{\"name\":{},\"datatype\":\"{}\",\"shape\":[{}]}}",
+                                  Quoted(spec.name), DatatypeOf(spec.dtype),
+                                  absl::StrJoin(shape, ",")));
+  }
+  return fmt::format("[{}]", absl::StrJoin(entries, ","));
+}
+
+std::string_view StateName(maas::ModelState state) {
+  switch (state) {
+    case maas::ModelState::kLoading:
+      return "LOADING";
+    case maas::ModelState::kReady:
+      return "READY";
+    case maas::ModelState::kUnloading:
+      return "UNLOADING";
+    default:
+      return "UNAVAILABLE";
+  }
+}
+
+std::string Duration(absl::Duration d) { return fmt::format("{}", absl::ToInt64Nanoseconds(d)); }
+
+// The Triton statistics extension's entry for one version.
+std::string VersionStats(const std::string& model, const maas::VersionStatus& v) {
+  const maas::ModelStats& s = v.stats;
+  int64_t failed = 0;
+  for (const auto& [code, count] : s.failures) failed += count;
+  std::vector<std::string> batches;
+  for (size_t n = 1; n < s.batch_size_histogram.size(); ++n) {
+    if (s.batch_size_histogram[n] == 0) continue;
+    batches.push_back(
+        fmt::format("{{\"batch_size\":{},\"compute_infer\":{{\"count\":{},\"ns\":0}}}}", n,
+                    s.batch_size_histogram[n]));
+  }
+  return fmt::format(
+      "{{\"name\":{},\"version\":\"{}\",\"last_inference\":0,\"inference_count\":{},"
+      "\"execution_count\":{},\"inference_stats\":{{"
+      "\"success\":{{\"count\":{},\"ns\":0}},\"fail\":{{\"count\":{},\"ns\":0}},"
+      "\"queue\":{{\"count\":{},\"ns\":{}}},\"compute_input\":{{\"count\":0,\"ns\":0}},"
+      "\"compute_infer\":{{\"count\":{},\"ns\":{}}},\"compute_output\":{{\"count\":0,\"ns\":0}}}},"
+      "\"batch_stats\":[{}]}}",
+      Quoted(model), v.version, s.items, s.batches, s.succeeded, failed, s.queue_time.count,
+      Duration(s.queue_time.sum), s.compute_time.count, Duration(s.compute_time.sum),
+      absl::StrJoin(batches, ","));
+}
+
+void LogRequest(const HttpRequest& request, std::string_view model, int64_t version, int status,
+                absl::Duration took) {
+  std::string line = "{\"time\":";
+  AppendJsonString(absl::FormatTime(absl::RFC3339_full, absl::Now(), absl::UTCTimeZone()), line);
+  line += ",\"method\":";
+  AppendJsonString(request.method, line);
+  line += ",\"path\":";
+  AppendJsonString(request.target, line);
+  if (!model.empty()) {
+    line += ",\"model\":";
+    AppendJsonString(model, line);
+    line += fmt::format(",\"version\":{}", version);
+  }
+  line +=
+      fmt::format(",\"status\":{},\"duration_us\":{}}}\n", status, absl::ToInt64Microseconds(took));
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+}  // namespace
+
+// A parsed request path: /v2/models/<model>[/versions/<version>][/<action>].
+struct RestApi::Target {
+  std::string model;
+  std::string version;
+  std::string action;  // "", "ready", "infer", "stats"
+};
+
+RestApi::RestApi(ModelControl* control, RequestMetrics* metrics, RestApiOptions options)
+    : control_(control), metrics_(metrics), options_(options) {}
+
+void RestApi::Handle(HttpRequest request, Responder responder) {
+  const absl::Time start = absl::Now();
+  std::string path = request.target.substr(0, request.target.find('?'));
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  const bool post = request.method == "POST";
+  const auto reply = [&](HttpResponse response) {
+    if (options_.log_requests) LogRequest(request, "", 0, response.status, absl::Now() - start);
+    std::move(responder).Send(std::move(response));
+  };
+  const auto wrong_method = [&](std::string_view allowed) {
+    HttpResponse response =
+        Error(405, fmt::format("{} {} is not allowed; use {}", request.method, path, allowed));
+    response.headers.emplace_back("Allow", std::string(allowed));
+    reply(std::move(response));
+  };
+  maas::Server& server = control_->server();
+
+  if (path == "/" || path == "/index.html") {
+    if (!get) return wrong_method("GET");
+    HttpResponse page;
+    page.content_type = "text/html; charset=utf-8";
+    page.body = std::string(StatusPageHtml());
+    return reply(std::move(page));
+  }
+  if (path == "/metrics") {
+    if (!get) return wrong_method("GET");
+    HttpResponse metrics;
+    metrics.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    metrics.body = RenderMetrics(*control_, *metrics_, open_connections_ ? open_connections_() : 0);
+    return reply(std::move(metrics));
+  }
+  if (path == "/v2" || path == "/v2/") {
+    if (!get) return wrong_method("GET");
+    return reply(Json(200, fmt::format("{{\"name\":\"maasd\",\"version\":\"{}\",\"extensions\":["
+                                       "\"binary_tensor_data\",\"model_repository\","
+                                       "\"statistics\"]}}",
+                                       MAAS_VERSION_STRING)));
+  }
+  if (path == "/v2/health/live") {
+    if (!get) return wrong_method("GET");
+    return reply(Json(200, "{\"live\":true}"));
+  }
+  if (path == "/v2/health/ready") {
+    if (!get) return wrong_method("GET");
+    const bool ready = control_->Ready();
+    return reply(Json(ready ? 200 : 503, fmt::format("{{\"ready\":{}}}", ready)));
+  }
+  if (path == "/v2/status") {
+    if (!get) return wrong_method("GET");
+    return reply(Json(200, StatusJson(*control_, *metrics_)));
+  }
+  if (path == "/v2/models/stats") {
+    if (!get) return wrong_method("GET");
+    std::vector<std::string> entries;
+    for (const std::string& model : server.Models()) {
+      absl::StatusOr<maas::ModelStatus> status = server.Describe(model);
+      if (!status.ok()) continue;
+      for (const maas::VersionStatus& v : status->versions) {
+        entries.push_back(VersionStats(model, v));
+      }
+    }
+    return reply(Json(200, fmt::format("{{\"model_stats\":[{}]}}", absl::StrJoin(entries, ","))));
+  }
+  if (path == "/v2/repository/index") {
+    if (!post) return wrong_method("POST");
+    const bool only_ready = request.body.find("\"ready\":true") != std::string::npos ||
+                            request.body.find("\"ready\": true") != std::string::npos;
+    absl::StatusOr<std::vector<std::string>> models = control_->store().Models();
+    if (!models.ok()) return reply(Error(models.status()));
+    std::vector<std::string> entries;
+    for (const std::string& model : *models) {
+      absl::StatusOr<maas::ModelStatus> status = server.Describe(model);
+      if (!status.ok()) {
+        if (!only_ready) {
+          entries.push_back(
+              fmt::format("{{\"name\":{},\"state\":\"UNAVAILABLE\",\"reason\":\"not loaded\"}}",
+                          Quoted(model)));
+        }
+        continue;
+      }
+      for (const maas::VersionStatus& v : status->versions) {
+        if (only_ready && v.state != maas::ModelState::kReady) continue;
+        entries.push_back(
+            fmt::format("{{\"name\":{},\"version\":\"{}\",\"state\":\"{}\","
+                        "\"reason\":{}}}",
+                        Quoted(model), v.version, StateName(v.state), Quoted(v.reason)));
+      }
+    }
+    return reply(Json(200, fmt::format("[{}]", absl::StrJoin(entries, ","))));
+  }
+  std::vector<std::string> parts = absl::StrSplit(path, '/');
+  // "", "v2", "repository", "models", <m>, load|unload
+  if (parts.size() == 6 && parts[1] == "v2" && parts[2] == "repository" && parts[3] == "models" &&
+      (parts[5] == "load" || parts[5] == "unload")) {
+    if (!post) return wrong_method("POST");
+    auto shared = std::make_shared<Responder>(std::move(responder));
+    auto done = [shared, request, start, this](absl::Status status) {
+      HttpResponse response = status.ok() ? Json(200, "{}") : Error(status);
+      if (options_.log_requests) {
+        LogRequest(request, "", 0, response.status, absl::Now() - start);
+      }
+      std::move(*shared).Send(std::move(response));
+    };
+    if (parts[5] == "load") {
+      control_->Load(parts[4], std::move(done));
+    } else {
+      control_->Unload(parts[4], std::move(done));
+    }
+    return;
+  }
+  // "", "v2", "models", <m> [, "versions", <v>] [, action]
+  if (parts.size() < 4 || parts[1] != "v2" || parts[2] != "models" || parts[3].empty()) {
+    return reply(Error(404, fmt::format("no such endpoint: {}", path)));
+  }
+  Target target;
+  target.model = parts[3];
+  size_t next = 4;
+  if (parts.size() >= 6 && parts[4] == "versions") {
+    target.version = parts[5];
+    next = 6;
+  }
+  if (parts.size() == next + 1) {
+    target.action = parts[next];
+  } else if (parts.size() != next) {
+    return reply(Error(404, fmt::format("no such endpoint: {}", path)));
+  }
+  if (target.action == "infer") {
+    if (!post) return wrong_method("POST");
+    return Infer(std::move(request), target, std::move(responder));
+  }
+  if (!get) return wrong_method("GET");
+  if (target.action == "ready") {
+    absl::StatusOr<int64_t> version = control_->ServedVersion(target.model, target.version);
+    if (!version.ok() && absl::IsNotFound(version.status()) &&
+        !server.Describe(target.model).ok()) {
+      return reply(Error(version.status()));
+    }
+    return reply(Json(version.ok() ? 200 : 503, fmt::format("{{\"name\":{},\"ready\":{}}}",
+                                                            Quoted(target.model), version.ok())));
+  }
+  if (target.action == "stats") {
+    absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model);
+    if (!status.ok()) return reply(Error(status.status()));
+    std::vector<std::string> entries;
+    for (const maas::VersionStatus& v : status->versions) {
+      if (!target.version.empty() && std::to_string(v.version) != target.version) continue;
+      entries.push_back(VersionStats(target.model, v));
+    }
+    return reply(Json(200, fmt::format("{{\"model_stats\":[{}]}}", absl::StrJoin(entries, ","))));
+  }
+  if (!target.action.empty()) {
+    return reply(Error(404, fmt::format("no such endpoint: {}", path)));
+  }
+  // Model metadata.
+  absl::StatusOr<int64_t> version = control_->ServedVersion(target.model, target.version);
+  if (!version.ok()) return reply(Error(version.status()));
+  absl::StatusOr<maas::ModelSignature> signature = control_->Signature(target.model, *version);
+  if (!signature.ok()) return reply(Error(signature.status()));
+  std::vector<std::string> versions;
+  if (absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model); status.ok()) {
+    for (const maas::VersionStatus& v : status->versions) {
+      if (v.state == maas::ModelState::kReady)
+        versions.push_back(Quoted(std::to_string(v.version)));
+    }
+  }
+  reply(Json(200, fmt::format("{{\"name\":{},\"versions\":[{}],\"platform\":"
+                              "\"pytorch_torchscript\",\"inputs\":{},\"outputs\":{}}}",
+                              Quoted(target.model), absl::StrJoin(versions, ","),
+                              TensorMetadata(signature->inputs, signature->batchable),
+                              TensorMetadata(signature->outputs, signature->batchable))));
+}
+
+void RestApi::Infer(HttpRequest request, const Target& target, Responder responder) {
+  const absl::Time start = absl::Now();
+  struct Pending {
+    Responder responder;
+    InferRequest decoded;
+    std::string model;
+    HttpRequest http;  // For the log line (without its body).
+    absl::Time start;
+  };
+  auto pending =
+      std::make_shared<Pending>(Pending{std::move(responder), {}, target.model, {}, start});
+  const auto finish = [this](Pending& p, HttpResponse response, int64_t version) {
+    const absl::Duration took = absl::Now() - p.start;
+    metrics_->Record({p.model, version, "http"}, response.status == 200, took);
+    if (options_.log_requests) LogRequest(p.http, p.model, version, response.status, took);
+    std::move(p.responder).Send(std::move(response));
+  };
+  pending->http.method = request.method;
+  pending->http.target = request.target;
+  if (request.bad_inference_header_length) {
+    return finish(*pending, Error(400, "Inference-Header-Content-Length is not a number"), 0);
+  }
+  absl::StatusOr<InferRequest> decoded =
+      DecodeInferRequest(request.body, request.inference_header_length);
+  if (!decoded.ok()) return finish(*pending, Error(decoded.status()), 0);
+  pending->decoded = *std::move(decoded);
+  InferRequest& infer = pending->decoded;
+
+  maas::ServerRequestOptions options;
+  options.version = target.version;
+  options.input_names = infer.input_names;
+  const int64_t level = infer.priority == 0 ? options_.default_priority_level : infer.priority;
+  options.priority = -static_cast<int>(std::min<int64_t>(level, 1 << 30));
+  options.timeout = infer.timeout;
+  std::vector<at::Tensor> inputs = std::move(infer.inputs);
+  infer.inputs.clear();
+  request.body.clear();
+  request.body.shrink_to_fit();  // The tensors hold the data now.
+
+  absl::Status submitted = control_->server().Submit(
+      target.model, std::move(inputs), std::move(options),
+      maas::ServedCallback([this, pending](maas::InferenceResult result, int64_t version) {
+        // Encoding runs on the connection's I/O thread, not on the model's worker.
+        Pending& p = *pending;
+        std::move(p.responder)
+            .SendFrom(
+                [this, pending, result = std::move(result), version]() mutable -> HttpResponse {
+                  Pending& p = *pending;
+                  HttpResponse response;
+                  if (!result.ok()) {
+                    response = Error(result.status());
+                  } else if (absl::StatusOr<maas::ModelSignature> signature =
+                                 control_->Signature(p.model, version);
+                             !signature.ok()) {
+                    response = Error(signature.status());
+                  } else if (absl::StatusOr<EncodedResponse> encoded = EncodeInferResponse(
+                                 p.model, version, p.decoded, signature->outputs, *result);
+                             !encoded.ok()) {
+                    response = Error(encoded.status());
+                  } else {
+                    response.body = std::move(encoded->body);
+                    if (encoded->json_size) {
+                      response.content_type = "application/octet-stream";
+                      response.headers.emplace_back("Inference-Header-Content-Length",
+                                                    std::to_string(*encoded->json_size));
+                    }
+                  }
+                  const absl::Duration took = absl::Now() - p.start;
+                  metrics_->Record({p.model, version, "http"}, response.status == 200, took);
+                  if (options_.log_requests)
+                    LogRequest(p.http, p.model, version, response.status, took);
+                  return response;
+                });
+      }));
+  if (!submitted.ok()) finish(*pending, Error(submitted), 0);
+}
+
+}  // namespace maasd
