@@ -58,6 +58,12 @@ Usage: maasd --model-store=PATH [flags]
                                 Default: 8000
   --http-threads=N              network threads; 0: min(4, cores). Default: 0
   --max-body-bytes=N            larger request bodies get 413. Default: 67108864 (64 MiB)
+  --http-idle-timeout=DURATION  a connection whose next request's headers do not arrive in
+                                this time is closed (idle keep-alive, trickling clients).
+                                Default: 60s
+  --http-transfer-timeout=DURATION
+                                ... or whose request body or response takes longer.
+                                Default: 30s
   --default-priority-level=N    the level of requests without a priority (1 is the highest).
                                 Default: 1
   --cpu-cores=N                 cores the models may keep busy; 0: all. Default: 0
@@ -123,6 +129,10 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
          return Integer<int64_t>(f, v, 0, int64_t{1} << 60,
                                  &flags.control.server.memory_budget_bytes);
        }},
+      {"http-idle-timeout",
+       [&](auto f, auto v) { return Duration(f, v, &flags.http.idle_timeout); }},
+      {"http-transfer-timeout",
+       [&](auto f, auto v) { return Duration(f, v, &flags.http.transfer_timeout); }},
       {"shutdown-grace", [&](auto f, auto v) { return Duration(f, v, &flags.shutdown_grace); }},
       {"log-level",
        [&](auto f, auto v) {

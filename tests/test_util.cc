@@ -263,6 +263,57 @@ int RunChildCommand(const std::vector<std::string>& args) {
     std::cout << info->version << std::endl;
     return 0;
   }
+  // maasd-store <root>: the models maasd's conformance tests (tests/maasd) serve.
+  if (args.size() == 2 && args[0] == "maasd-store") {
+    auto store = ModelStore::Open(args[1]);
+    if (!store.ok()) return 1;
+    const fs::path scratch = fs::path(args[1]).parent_path();
+    const auto publish = [&](const std::string& name, const std::string& source,
+                             const ModelSignature& signature,
+                             const std::vector<std::pair<std::string, at::Tensor>>& parameters =
+                                 {}) {
+      const fs::path file = scratch / (name + ".pt");
+      SaveScript(file, source, parameters);
+      absl::StatusOr<ModelInfo> info = (*store)->Publish(name, file, signature);
+      if (!info.ok()) std::cerr << name << ": " << info.status() << "\n";
+      return info.ok();
+    };
+    bool ok = publish("identity", "def forward(self, x: Tensor) -> Tensor:\n  return x\n",
+                      {{{"x", torch::kFloat32, {4}}}, {{"y", torch::kFloat32, {4}}}});
+    // One echo model per datatype the protocol and LibTorch share.
+    const std::vector<std::pair<std::string, c10::ScalarType>> dtypes = {
+        {"bool", torch::kBool},   {"uint8", torch::kUInt8},  {"int8", torch::kInt8},
+        {"int16", torch::kInt16}, {"int32", torch::kInt32},  {"int64", torch::kInt64},
+        {"fp16", torch::kHalf},   {"bf16", torch::kBFloat16}, {"fp32", torch::kFloat32},
+        {"fp64", torch::kFloat64}};
+    for (const auto& [suffix, dtype] : dtypes) {
+      ok &= publish("echo_" + suffix, "def forward(self, x: Tensor) -> Tensor:\n  return x\n",
+                    {{{"x", dtype, {3}}}, {{"y", dtype, {3}}}});
+    }
+    ok &= publish("pair",
+                  "def forward(self, a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:\n"
+                  "  return (a + b.float(), a - b.float())\n",
+                  {{{"a", torch::kFloat32, {2}}, {"b", torch::kInt64, {2}}},
+                   {{"sum", torch::kFloat32, {2}}, {"difference", torch::kFloat32, {2}}}});
+    ok &= publish("picky",
+                  "def forward(self, x: Tensor) -> Tensor:\n"
+                  "  assert bool(torch.all(x >= 0)), 'negative input is not allowed'\n"
+                  "  return x * 2.0\n",
+                  {{{"x", torch::kFloat32, {2}}}, {{"y", torch::kFloat32, {2}}}});
+    // About 20-60 ms per call on one core, whatever the batch.
+    ok &= publish("slow",
+                  "def forward(self, x: Tensor) -> Tensor:\n"
+                  "  h = self.w\n"
+                  "  for i in range(40):\n"
+                  "    h = torch.tanh(torch.mm(h, self.w))\n"
+                  "  return x + h.sum() * 0.0\n",
+                  {{{"x", torch::kFloat32, {2}}}, {{"y", torch::kFloat32, {2}}}},
+                  {{"w", torch::full({128, 128}, 0.001f)}});
+    fs::path tagged = scratch / "tagged-1.pt";
+    SaveTaggedModel(tagged, 1.0f);
+    ok &= (*store)->Publish("tagged", tagged, TaggedSignature()).ok();
+    return ok ? 0 : 1;
+  }
   // set-alias <root> <name> <alias> <version>
   if (args.size() == 5 && args[0] == "set-alias") {
     auto store = ModelStore::Open(args[1]);
