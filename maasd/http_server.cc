@@ -16,6 +16,7 @@
 #include "absl_compat.h"
 #include "fmt/core.h"
 #include "infer_codec.h"
+#include "mutex.h"
 
 namespace maasd {
 namespace {
@@ -48,7 +49,7 @@ struct HttpServerShared {
   std::atomic<bool> stopping{false};
   std::atomic<int> connections{0};
   std::atomic<int64_t> in_flight{0};  // Requests read and not yet answered.
-  std::mutex mu;
+  maas::internal::Mutex mu;
   std::unordered_map<Responder::Connection*, std::weak_ptr<Responder::Connection>> open
       ABSL_GUARDED_BY(mu);
 };
@@ -62,13 +63,13 @@ class Responder::Connection : public std::enable_shared_from_this<Responder::Con
 
   ~Connection() {
     shared_->connections.fetch_sub(1);
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    maas::internal::MutexLock lock(&shared_->mu);
     shared_->open.erase(this);
   }
 
   void Start() {
     {
-      std::lock_guard<std::mutex> lock(shared_->mu);
+      maas::internal::MutexLock lock(&shared_->mu);
       shared_->open.emplace(this, weak_from_this());
     }
     ReadHeader();
@@ -338,7 +339,7 @@ void HttpServer::Shutdown(absl::Duration grace) {
     });
     std::vector<std::shared_ptr<Responder::Connection>> open;
     {
-      std::lock_guard<std::mutex> lock(impl.shared.mu);
+      maas::internal::MutexLock lock(&impl.shared.mu);
       for (auto& [raw, weak] : impl.shared.open) {
         if (auto connection = weak.lock()) open.push_back(std::move(connection));
       }

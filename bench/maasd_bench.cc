@@ -1,0 +1,219 @@
+// maasd's cost over the network, measured in one run against the same Server in-process:
+//   1. one client, sequential requests on one keep-alive connection, on the identity model
+//      (batch 1, 4 floats): the median added by REST (JSON and binary) over Server::Infer;
+//   2. the MLP 512-1024-1024-10 with N connections (default 64) each sending binary requests
+//      of one row back to back for a few seconds, against N in-process threads calling Infer.
+// maasd runs in this process (its HTTP server, REST layer and model control, as in the
+// executable); the client is Boost.Beast's synchronous client on loopback.
+//
+// Usage: maasd_bench [--quick] [--connections N]
+#include <torch/script.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fmt/core.h"
+#include "http_server.h"
+#include "maas/maas.h"
+#include "mlp.h"
+#include "model_control.h"
+#include "request_metrics.h"
+#include "rest_api.h"
+#include "scratch_dir.h"
+
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// One keep-alive connection.
+class Client {
+ public:
+  explicit Client(int port) : stream_(context_) {
+    stream_.connect(
+        tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+    stream_.socket().set_option(tcp::no_delay(true));
+  }
+  // Posts `body` and returns the response's status.
+  int Post(const std::string& target, const std::string& body, const std::string& json_size) {
+    http::request<http::string_body> request(http::verb::post, target, 11);
+    request.set(http::field::host, "127.0.0.1");
+    if (!json_size.empty()) request.set("Inference-Header-Content-Length", json_size);
+    request.body() = body;
+    request.prepare_payload();
+    http::write(stream_, request);
+    http::response<http::string_body> response;
+    buffer_.clear();
+    http::read(stream_, buffer_, response);
+    return static_cast<int>(response.result_int());
+  }
+
+ private:
+  net::io_context context_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+std::string BinaryBody(const std::string& name, int64_t columns, std::string* json_size) {
+  const std::string header = fmt::format(
+      "{{\"inputs\":[{{\"name\":\"{}\",\"datatype\":\"FP32\",\"shape\":[1,{}],"
+      "\"parameters\":{{\"binary_data_size\":{}}}}}],\"parameters\":{{\"binary_data_output\":"
+      "true}}}}",
+      name, columns, columns * 4);
+  *json_size = std::to_string(header.size());
+  std::string body = header;
+  std::vector<float> values(static_cast<size_t>(columns), 0.5f);
+  body.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  return body;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  int connections = 64;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    if (std::strcmp(argv[i], "--connections") == 0 && i + 1 < argc) {
+      connections = std::atoi(argv[++i]);
+    }
+  }
+  const int requests = quick ? 200 : 3000;
+  const double seconds = quick ? 0.5 : 4.0;
+
+  maas::bench::ScratchDir scratch("maasd-bench");
+  const std::filesystem::path root = scratch.path() / "store";
+  {
+    auto store = maas::ModelStore::Open(root);
+    torch::jit::Module identity("Identity");
+    identity.define("def forward(self, x: Tensor) -> Tensor:\n  return x\n");
+    identity.save((scratch.path() / "identity.pt").string());
+    maas::bench::BuildMlp().save((scratch.path() / "mlp.pt").string());
+    if (!store.ok() ||
+        !(*store)
+             ->Publish("identity", scratch.path() / "identity.pt",
+                       {{{"x", torch::kFloat32, {4}}}, {{"y", torch::kFloat32, {4}}}})
+             .ok() ||
+        !(*store)
+             ->Publish("mlp", scratch.path() / "mlp.pt",
+                       {{{"x", torch::kFloat32, {512}}}, {{"y", torch::kFloat32, {10}}}})
+             .ok()) {
+      std::fprintf(stderr, "cannot make the store\n");
+      return 1;
+    }
+  }
+  maasd::ModelControlOptions control_options;
+  control_options.store_root = root;
+  auto control = maasd::ModelControl::Start(control_options);
+  if (!control.ok()) {
+    std::fprintf(stderr, "%s\n", control.status().ToString().c_str());
+    return 1;
+  }
+  maasd::RequestMetrics metrics;
+  maasd::RestApi api(control->get(), &metrics, {});
+  maasd::HttpServerOptions http_options;
+  http_options.port = 0;
+  auto server = maasd::HttpServer::Start(
+      http_options, [&api](maasd::HttpRequest request, maasd::Responder responder) {
+        api.Handle(std::move(request), std::move(responder));
+      });
+  if (!server.ok()) {
+    std::fprintf(stderr, "%s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  const int port = (*server)->port();
+  maas::Server& in_process = (*control)->server();
+
+  // 1. One client, identity model: in-process and over REST, interleaved in rounds so that
+  // the machine's noise falls on all three alike.
+  const std::string json_body =
+      R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]})";
+  std::string binary_size;
+  const std::string binary_body = BinaryBody("x", 4, &binary_size);
+  Client client(port);
+  std::vector<double> local, rest_json, rest_binary;
+  const at::Tensor x = torch::ones({1, 4});
+  for (int i = 0; i < requests + 50; ++i) {
+    auto t0 = Clock::now();
+    bool ok = in_process.Infer("identity", {x}).ok();
+    auto t1 = Clock::now();
+    ok &= client.Post("/v2/models/identity/infer", json_body, "") == 200;
+    auto t2 = Clock::now();
+    ok &= client.Post("/v2/models/identity/infer", binary_body, binary_size) == 200;
+    auto t3 = Clock::now();
+    if (!ok) {
+      std::fprintf(stderr, "a request failed\n");
+      return 1;
+    }
+    if (i < 50) continue;  // warm-up
+    local.push_back(Micros(t1 - t0));
+    rest_json.push_back(Micros(t2 - t1));
+    rest_binary.push_back(Micros(t3 - t2));
+  }
+  const double base = Median(local);
+  std::printf("maasd_bench: one client, identity model, %d sequential requests, medians\n",
+              requests);
+  std::printf("  %-34s %9.1f us\n", "Server::Infer in-process", base);
+  std::printf("  %-34s %9.1f us   added %6.1f us\n", "REST, JSON, keep-alive", Median(rest_json),
+              Median(rest_json) - base);
+  std::printf("  %-34s %9.1f us   added %6.1f us\n", "REST, binary extension, keep-alive",
+              Median(rest_binary), Median(rest_binary) - base);
+  std::printf("  target: added < 50 us at the median: %s\n",
+              Median(rest_json) - base < 50 ? "met" : "NOT met");
+
+  // 2. The MLP under N concurrent clients, one row per request.
+  std::string mlp_size;
+  const std::string mlp_body = BinaryBody("x", 512, &mlp_size);
+  const auto run = [&](bool network) {
+    std::atomic<int64_t> done{0}, failed{0};
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (int c = 0; c < connections; ++c) {
+      threads.emplace_back([&, network] {
+        std::unique_ptr<Client> own = network ? std::make_unique<Client>(port) : nullptr;
+        const at::Tensor row = torch::full({1, 512}, 0.5f);
+        while (!stop.load(std::memory_order_relaxed)) {
+          const bool ok = network ? own->Post("/v2/models/mlp/infer", mlp_body, mlp_size) == 200
+                                  : in_process.Infer("mlp", {row}).ok();
+          ++(ok ? done : failed);
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    stop = true;
+    for (std::thread& t : threads) t.join();
+    if (failed > 0) std::fprintf(stderr, "%lld requests failed\n", (long long)failed.load());
+    return static_cast<double>(done.load()) / seconds;
+  };
+  run(false);  // warm-up: adaptive batching learns the load
+  const double local_rate = run(false);
+  const double network_rate = run(true);
+  std::printf("maasd_bench: MLP 512-1024-1024-10, %d clients, 1 row per request, %.1f s each\n",
+              connections, seconds);
+  std::printf("  %-34s %9.0f requests/s\n", "in-process Server::Infer threads", local_rate);
+  std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n", "REST binary, keep-alive",
+              network_rate, network_rate / local_rate);
+  (*server)->Shutdown(absl::Seconds(5));
+  control->reset();
+  return 0;
+}
