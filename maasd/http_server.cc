@@ -1,12 +1,16 @@
 #include "http_server.h"
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <charconv>
 #include <mutex>
 #include <thread>
@@ -87,6 +91,36 @@ class Responder::Connection : public std::enable_shared_from_this<Responder::Con
     net::post(stream_.get_executor(),
               [self = shared_from_this(), make = std::move(make)]() mutable {
                 self->Write(std::move(make)());
+              });
+  }
+
+  // Off the I/O thread, while this connection serves a request (no operation of its own is
+  // pending on the socket, so a direct write cannot collide with one): writes what the
+  // socket takes without blocking; the I/O thread writes the rest and reads the next request.
+  void WriteNow(HttpResponse answer) {
+    const bool keep_alive = keep_alive_ && !shared_->stopping.load();
+    auto bytes = std::make_shared<std::string>(Serialize(answer, keep_alive));
+    size_t sent = 0;
+    const int fd = stream_.socket().native_handle();
+    while (sent < bytes->size()) {
+      const ssize_t n =
+          ::send(fd, bytes->data() + sent, bytes->size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        break;  // Would block, or failed: the I/O thread carries on (and sees a failure).
+      }
+    }
+    net::post(stream_.get_executor(),
+              [self = shared_from_this(), bytes = std::move(bytes), sent, keep_alive] {
+                if (sent == bytes->size()) return self->Written(error_code(), keep_alive);
+                self->stream_.expires_after(Chrono(self->shared_->options.transfer_timeout));
+                net::async_write(self->stream_, net::buffer(*bytes) + sent,
+                                 [self, bytes, keep_alive](error_code ec, size_t) {
+                                   self->Written(ec, keep_alive);
+                                 });
               });
   }
 
@@ -212,6 +246,30 @@ class Responder::Connection : public std::enable_shared_from_this<Responder::Con
     });
   }
 
+  // The response whole, as bytes (for WriteNow).
+  static std::string Serialize(const HttpResponse& answer, bool keep_alive) {
+    const auto reason = http::obsolete_reason(static_cast<http::status>(answer.status));
+    std::string out =
+        fmt::format("HTTP/1.1 {} {}\r\nServer: maasd\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+                    answer.status, std::string_view(reason.data(), reason.size()),
+                    answer.content_type, answer.body.size());
+    for (const auto& [name, value] : answer.headers) out += fmt::format("{}: {}\r\n", name, value);
+    if (!keep_alive) out += "Connection: close\r\n";
+    out += "\r\n";
+    out += answer.body;
+    return out;
+  }
+
+  // After a response went out: the next request, or the end.
+  void Written(error_code ec, bool keep_alive) {
+    shared_->in_flight.fetch_sub(1);
+    if (!ec && keep_alive && state_ != State::kClosed) {
+      ReadHeader();
+    } else {
+      Close();
+    }
+  }
+
   void Close() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
@@ -246,6 +304,11 @@ Responder::~Responder() {
 void Responder::Send(HttpResponse response) && {
   std::shared_ptr<Connection> connection = std::move(connection_);
   connection->Post([response = std::move(response)]() mutable { return std::move(response); });
+}
+
+void Responder::SendNow(HttpResponse response) && {
+  std::shared_ptr<Connection> connection = std::move(connection_);
+  connection->WriteNow(std::move(response));
 }
 
 void Responder::SendFrom(absl::AnyInvocable<HttpResponse() &&> make) && {
