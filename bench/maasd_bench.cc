@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -230,6 +231,33 @@ int main(int argc, char** argv) {
   std::printf("  %-34s %9.0f requests/s\n", "in-process Server::Infer threads", local_rate);
   std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n", "REST binary, keep-alive",
               network_rate, network_rate / local_rate);
+  // 3. The same with wrk, a load generator of its own process (Debian's package), when it is
+  // installed: 2 threads, `connections` connections, binary requests of one row.
+  if (std::system("command -v wrk >/dev/null 2>&1") == 0) {
+    const std::filesystem::path script = scratch.path() / "post.lua";
+    std::string lua = "wrk.method = \"POST\"\nwrk.headers[\"Inference-Header-Content-Length\"] = \"" +
+                      mlp_size + "\"\nwrk.body = \"";
+    for (unsigned char c : mlp_body) lua += fmt::format("\\{}", static_cast<int>(c));
+    lua += "\"\n";
+    if (FILE* f = std::fopen(script.c_str(), "w")) {
+      std::fputs(lua.c_str(), f);
+      std::fclose(f);
+    }
+    const std::string command = fmt::format(
+        "wrk -t2 -c{} -d{}s -s {} http://127.0.0.1:{}/v2/models/mlp/infer 2>&1", connections,
+        static_cast<int>(std::max(1.0, seconds)), script.string(), port);
+    double wrk_rate = 0;
+    if (FILE* pipe = popen(command.c_str(), "r")) {
+      char line[512];
+      while (std::fgets(line, sizeof line, pipe) != nullptr) {
+        if (std::sscanf(line, "Requests/sec: %lf", &wrk_rate) == 1) break;
+        if (std::strstr(line, "Non-2xx") != nullptr) std::fprintf(stderr, "wrk: %s", line);
+      }
+      pclose(pipe);
+    }
+    std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n", "wrk (2 threads), REST binary",
+                wrk_rate, wrk_rate / local_rate);
+  }
   (*server)->Shutdown(absl::Seconds(5));
   control->reset();
   return 0;

@@ -291,6 +291,9 @@ class BatchQueue {
     settled_ = true;
   }
 
+  // The learned execution time of a batch of `items`, or nothing before it is known.
+  std::optional<absl::Duration> PredictedExecution(int64_t items) const { return Predict(items); }
+
   // Whether a request arriving now should expect company soon (more requests are usually in
   // flight), so that running it at once alone would split a batch.
   bool ExpectsCompany() const {

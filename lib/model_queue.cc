@@ -192,6 +192,15 @@ std::optional<absl::Status> ModelQueue::TrySubmit(std::vector<at::Tensor>& input
                                                   const RequestOptions& options, Reply& reply) {
   absl::StatusOr<std::unique_ptr<Request>> request = Prepare(std::move(inputs), options);
   if (!request.ok()) return request.status();
+  if (options.run_on_calling_thread_when_idle) {
+    bool refused = false;
+    if (std::optional<InferenceResult> here =
+            RunHere(&*request, /*only_if_quick=*/true, &refused)) {
+      if (refused) return here->status();  // As Submit refuses (the callback is not called).
+      reply.Answer(*std::move(here), version_);
+      return absl::OkStatus();
+    }
+  }
   (*request)->reply = std::move(reply);
   MutexLock lock(&mu_);
   if (!accepting_) {  // Stopped first: hand the request back (not counted).
@@ -214,68 +223,79 @@ std::optional<InferenceResult> ModelQueue::TryInfer(std::vector<at::Tensor>& inp
   return std::nullopt;
 }
 
-InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
+std::optional<InferenceResult> ModelQueue::RunHere(std::unique_ptr<Request>* taken,
+                                                   bool only_if_quick, bool* refused) {
   // Run on this thread when the model is idle: nothing queued, no instance running. (Not when
   // some instance is busy: then load is building up, and a lone batch-1 run would take an
   // instance away from the batches that serve it better.)
   // Nor when more requests are expected soon (adaptive batching): they should share a batch.
+  *refused = false;
   size_t slot = workers_.size();
   int cores = 0;
   std::unique_ptr<Request> request;
   {
     MutexLock lock(&mu_);
-    if (!accepting_) return absl::UnavailableError(fmt::format("{} is being removed", label_));
-    request = std::move(*taken);
+    if (!accepting_) return std::nullopt;  // The caller hands the request back.
     if (queue_.empty() && queue_.running_batches() == 0 &&
         options_.max_queue_delay == absl::ZeroDuration() && !queue_.ExpectsCompany()) {
-      for (size_t i = 0; i < workers_.size() && slot == workers_.size(); ++i) {
+      const std::optional<absl::Duration> predicted = queue_.PredictedExecution((*taken)->items);
+      const bool quick = predicted && *predicted <= kRunHereAtMost;
+      for (size_t i = 0;
+           i < workers_.size() && slot == workers_.size() && (quick || !only_if_quick); ++i) {
         if (busy_[i] || workers_[i].wide) continue;
         const Session& session = *instances_[workers_[i].instance];
         cores = session.device().is_cpu() ? session.intra_op_threads() : 0;
         if (cores == 0 || cores_->TryAcquire(cores)) slot = i;
       }
     }
-    if (slot < workers_.size()) {
-      const absl::Time now = clock_->Now();
-      if (absl::Status late = queue_.Admit(*request, now); !late.ok()) {
-        if (cores > 0) cores_->Release(cores);
-        ++stats_.failures[late.code()];
-        return late;
-      }
-      busy_[slot] = true;
-      ++borrowed_;
-      queue_.StartAlone(request->items, now);
-      ++stats_.requests;
-      ++stats_.run_on_caller;
-      CountBatchEnd(BatchEnd::kQueueEmpty, &stats_.batch_ends);
-      stats_.items += request->items;
+    if (slot == workers_.size()) return std::nullopt;
+    request = std::move(*taken);
+    const absl::Time now = clock_->Now();
+    if (absl::Status late = queue_.Admit(*request, now); !late.ok()) {
+      if (cores > 0) cores_->Release(cores);
+      ++stats_.failures[late.code()];
+      *refused = true;
+      return late;
     }
+    busy_[slot] = true;
+    ++borrowed_;
+    queue_.StartAlone(request->items, now);
+    ++stats_.requests;
+    ++stats_.run_on_caller;
+    CountBatchEnd(BatchEnd::kQueueEmpty, &stats_.batch_ends);
+    stats_.items += request->items;
   }
-  if (slot < workers_.size()) {
-    const absl::Time start = clock_->Now();
-    InferenceResult result;
-    try {
-      // With the session's own threads: a caller's thread keeps its width.
-      result = instances_[workers_[slot].instance]->Run(request->inputs);
-    } catch (...) {
-      result =
-          StatusFromCurrentException(absl::StatusCode::kInternal, fmt::format("{} failed", label_));
-    }
-    const absl::Time end = clock_->Now();
-    if (cores > 0) cores_->Release(cores);
-    MutexLock lock(&mu_);
-    queue_time_.Record(start - request->enqueued);
-    CountAnswer(result.status());
-    --borrowed_;
-    RecordExecution(slot, request->items, start, end, result.ok(), /*too_large=*/false);
-    if (!queue_.empty() || stopping_) {
-      // Requests queued meanwhile, or a Stop waiting for the workers to exit: the slot's worker
-      // may be waiting to have it back.
-      work_available_.SignalAll();
-      wide_work_.Signal();
-    }
-    return result;
+  const absl::Time start = clock_->Now();
+  InferenceResult result;
+  try {
+    // With the session's own threads: a caller's thread keeps its width.
+    result = instances_[workers_[slot].instance]->Run(request->inputs);
+  } catch (...) {
+    result =
+        StatusFromCurrentException(absl::StatusCode::kInternal, fmt::format("{} failed", label_));
   }
+  const absl::Time end = clock_->Now();
+  if (cores > 0) cores_->Release(cores);
+  MutexLock lock(&mu_);
+  queue_time_.Record(start - request->enqueued);
+  CountAnswer(result.status());
+  --borrowed_;
+  RecordExecution(slot, request->items, start, end, result.ok(), /*too_large=*/false);
+  if (!queue_.empty() || stopping_) {
+    // Requests queued meanwhile, or a Stop waiting for the workers to exit: the slot's worker
+    // may be waiting to have it back.
+    work_available_.SignalAll();
+    wide_work_.Signal();
+  }
+  return result;
+}
+
+InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
+  bool refused = false;
+  if (std::optional<InferenceResult> here = RunHere(taken, /*only_if_quick=*/false, &refused)) {
+    return *std::move(here);
+  }
+  std::unique_ptr<Request> request = std::move(*taken);
 
   // Otherwise queue it and wait, as Submit would.
   auto promise = std::make_shared<std::promise<InferenceResult>>();

@@ -126,6 +126,15 @@ class ModelQueue {
   // Runs (on the caller's thread when idle) or queues a prepared request and waits for its
   // answer, taking it; when the queue was stopped, leaves *request in place.
   InferenceResult Infer(std::unique_ptr<Request>* request);
+  // Runs the request on the calling thread when the model is idle (see TryInfer), taking it,
+  // and returns its answer; or leaves it and returns nullopt. `only_if_quick`: only when its
+  // learned execution time is known and at most kRunHereAtMost. *refused: the answer is a
+  // refusal at admission (its deadline cannot be met), not a run.
+  std::optional<InferenceResult> RunHere(std::unique_ptr<Request>* request, bool only_if_quick,
+                                         bool* refused);
+  // RequestOptions::run_on_calling_thread_when_idle runs requests expected to take at most
+  // this long.
+  static constexpr absl::Duration kRunHereAtMost = absl::Milliseconds(1);
   // Queues a prepared request, taking it; Unavailable (counted), leaving it in place, when the
   // queue is full. The caller has checked accepting_.
   absl::Status Push(std::unique_ptr<Request>* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

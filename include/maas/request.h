@@ -27,6 +27,13 @@ struct RequestOptions {
   // applies when both are infinite).
   absl::Time deadline = absl::InfiniteFuture();
   absl::Duration timeout = absl::InfiniteDuration();
+  // Lets Submit run the request on the calling thread, before it returns, when the model is
+  // idle (nothing queued or running, no company expected) and its learned execution time is
+  // at most 1 ms, as Infer does: no hand-off to a worker and back (tens of microseconds). The
+  // callback then runs on the calling thread before Submit returns. For callers that must
+  // not block long but would wait for the answer anyway, such as a network server's I/O
+  // threads (maasd sets it). Default: false.
+  bool run_on_calling_thread_when_idle = false;
 };
 
 // Per-request options of a Server, which may serve several versions of a model: those of every
