@@ -376,6 +376,24 @@ class RestApiTest(unittest.TestCase):
         identity = next(m for m in status["models"] if m["name"] == "identity")
         self.assertEqual(identity["versions"][0]["state"], "READY")
 
+    def test_status_page_renders_in_a_headless_browser(self):
+        # Debian's chromium runs the page's JavaScript, which polls /v2/status and builds the
+        # tables; the DOM it dumps is what a person would see.
+        chromium = shutil.which("chromium")
+        self.assertIsNotNone(chromium, "chromium is missing: scripts/install-deps --test")
+        self.post("/v2/models/identity/infer", json=infer_body("x", "FP32", [1, 4], [0] * 4))
+        with tempfile.TemporaryDirectory(dir=SCRATCH) as profile:
+            dom = subprocess.run(
+                [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                 f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
+                 self.url + "/"],
+                capture_output=True, text=True, timeout=120).stdout
+        for model in ("identity", "pair", "echo_fp16", "tagged"):
+            self.assertIn(f"<h2>{model}</h2>", dom)
+        self.assertIn('<td class="READY">READY</td>', dom)
+        self.assertIn('class="bars"', dom)  # the batch-size histograms
+        self.assertRegex(dom, r"updated \d")  # refreshed, not "cannot reach maasd"
+
     def test_request_log_lines_are_json(self):
         self.post("/v2/models/identity/infer", json=infer_body("x", "FP32", [1, 4], [0] * 4))
         lines = [json.loads(line) for line in self.server.stderr().splitlines()
