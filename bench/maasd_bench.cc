@@ -13,6 +13,8 @@
 #include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
@@ -96,6 +98,37 @@ std::string BinaryBody(const std::string& name, int64_t columns, std::string* js
   std::vector<float> values(static_cast<size_t>(columns), 0.5f);
   body.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
   return body;
+}
+
+// The median round trip of 100 bytes between two threads over a loopback TCP connection
+// (blocking sockets, no HTTP): what the machine charges for any request and answer between
+// two threads, before a server does anything.
+double LoopbackRoundTripMicros(int rounds) {
+  net::io_context context;
+  tcp::acceptor acceptor(context, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+  std::thread echo([&] {
+    tcp::socket peer = acceptor.accept();
+    peer.set_option(tcp::no_delay(true));
+    char buffer[100];
+    boost::system::error_code ec;
+    while (net::read(peer, net::buffer(buffer), ec) == sizeof buffer && !ec) {
+      net::write(peer, net::buffer(buffer), ec);
+    }
+  });
+  tcp::socket socket(context);
+  socket.connect(acceptor.local_endpoint());
+  socket.set_option(tcp::no_delay(true));
+  char buffer[100] = {};
+  std::vector<double> times;
+  for (int i = 0; i < rounds; ++i) {
+    const auto t0 = Clock::now();
+    net::write(socket, net::buffer(buffer));
+    net::read(socket, net::buffer(buffer));
+    times.push_back(Micros(Clock::now() - t0));
+  }
+  socket.close();
+  echo.join();
+  return Median(times);
 }
 
 }  // namespace
@@ -196,6 +229,8 @@ int main(int argc, char** argv) {
       "  %-34s %9.1f us   (the round trip of a request that runs nothing: the\n"
       "  %-34s              floor of any HTTP front end on this machine)\n",
       "GET /v2/health/live", Median(transport), "");
+  std::printf("  %-34s %9.1f us   (100 bytes to a thread and back, no HTTP)\n",
+              "loopback TCP round trip", LoopbackRoundTripMicros(requests));
   std::printf("  target: added < 50 us at the median: %s\n",
               Median(rest_json) - base < 50 ? "met" : "NOT met");
 
@@ -235,17 +270,18 @@ int main(int argc, char** argv) {
   // installed: 2 threads, `connections` connections, binary requests of one row.
   if (std::system("command -v wrk >/dev/null 2>&1") == 0) {
     const std::filesystem::path script = scratch.path() / "post.lua";
-    std::string lua = "wrk.method = \"POST\"\nwrk.headers[\"Inference-Header-Content-Length\"] = \"" +
-                      mlp_size + "\"\nwrk.body = \"";
+    std::string lua =
+        "wrk.method = \"POST\"\nwrk.headers[\"Inference-Header-Content-Length\"] = \"" + mlp_size +
+        "\"\nwrk.body = \"";
     for (unsigned char c : mlp_body) lua += fmt::format("\\{}", static_cast<int>(c));
     lua += "\"\n";
     if (FILE* f = std::fopen(script.c_str(), "w")) {
       std::fputs(lua.c_str(), f);
       std::fclose(f);
     }
-    const std::string command = fmt::format(
-        "wrk -t2 -c{} -d{}s -s {} http://127.0.0.1:{}/v2/models/mlp/infer 2>&1", connections,
-        static_cast<int>(std::max(1.0, seconds)), script.string(), port);
+    const std::string command =
+        fmt::format("wrk -t2 -c{} -d{}s -s {} http://127.0.0.1:{}/v2/models/mlp/infer 2>&1",
+                    connections, static_cast<int>(std::max(1.0, seconds)), script.string(), port);
     double wrk_rate = 0;
     if (FILE* pipe = popen(command.c_str(), "r")) {
       char line[512];

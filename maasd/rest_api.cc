@@ -152,7 +152,7 @@ RestApi::RestApi(ModelControl* control, RequestMetrics* metrics, RestApiOptions 
 void RestApi::Handle(HttpRequest request, Responder responder) {
   const absl::Time start = absl::Now();
   std::string path = request.target.substr(0, request.target.find('?'));
-  const bool get = request.method == "GET" || request.method == "HEAD";
+  const bool get = request.method == "GET";
   const bool post = request.method == "POST";
   const auto reply = [&](HttpResponse response) {
     if (options_.log_requests) LogRequest(request, "", 0, response.status, absl::Now() - start);
