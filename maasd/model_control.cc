@@ -118,24 +118,22 @@ absl::StatusOr<int64_t> ModelControl::ServedVersion(const std::string& model,
 }
 
 void ModelControl::Load(std::string model, std::function<void(absl::Status)> done) {
-  if (options_.mode != ModelControlMode::kExplicit) {
-    return done(absl::FailedPreconditionError(
-        "loading and unloading models is only allowed with --model-control-mode=explicit"));
-  }
-  MutexLock lock(&mu_);
-  work_.push_back(
-      [this, model = std::move(model), done = std::move(done)] { done(Deploy(model)); });
-  wake_.Signal();
+  OnControlThread([this, model = std::move(model)] { return Deploy(model); }, std::move(done));
 }
 
 void ModelControl::Unload(std::string model, std::function<void(absl::Status)> done) {
+  OnControlThread([this, model = std::move(model)] { return server_->Undeploy(model); },
+                  std::move(done));
+}
+
+void ModelControl::OnControlThread(std::function<absl::Status()> change,
+                                   std::function<void(absl::Status)> done) {
   if (options_.mode != ModelControlMode::kExplicit) {
     return done(absl::FailedPreconditionError(
         "loading and unloading models is only allowed with --model-control-mode=explicit"));
   }
   MutexLock lock(&mu_);
-  work_.push_back(
-      [this, model = std::move(model), done = std::move(done)] { done(server_->Undeploy(model)); });
+  work_.push_back([change = std::move(change), done = std::move(done)] { done(change()); });
   wake_.Signal();
 }
 

@@ -75,6 +75,9 @@ class ModelControl {
  private:
   explicit ModelControl(ModelControlOptions options);
   absl::Status Deploy(const std::string& spec);
+  // Explicit mode: runs `change` on the control thread, then `done` with its status there.
+  void OnControlThread(std::function<absl::Status()> change,
+                       std::function<void(absl::Status)> done);
   void ControlLoop();
   void PollModels();
 
