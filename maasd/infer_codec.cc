@@ -317,6 +317,12 @@ void AppendJsonString(std::string_view text, std::string& out) {
   out.push_back('"');
 }
 
+std::string JsonString(std::string_view text) {
+  std::string out;
+  AppendJsonString(text, out);
+  return out;
+}
+
 absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
                                                 std::optional<size_t> json_size) {
   if (json_size && *json_size > body.size()) {

@@ -66,6 +66,9 @@ absl::StatusOr<EncodedResponse> EncodeInferResponse(std::string_view model, int6
 // Appends `text` to `out` as a JSON string, quotes included.
 void AppendJsonString(std::string_view text, std::string& out);
 
+// `text` as a JSON string, quotes included.
+std::string JsonString(std::string_view text);
+
 }  // namespace maasd
 
 #endif  // MAASD_INFER_CODEC_H_

@@ -62,19 +62,13 @@ HttpResponse Error(const absl::Status& status) {
   return Error(HttpStatusOf(status.code()), maas::internal::FromAbsl(status.message()));
 }
 
-std::string Quoted(std::string_view text) {
-  std::string out;
-  AppendJsonString(text, out);
-  return out;
-}
-
 std::string TensorMetadata(const std::vector<maas::TensorSpec>& specs, bool batchable) {
   std::vector<std::string> entries;
   for (const maas::TensorSpec& spec : specs) {
     std::vector<int64_t> shape = spec.shape;
     if (batchable) shape.insert(shape.begin(), -1);
     entries.push_back(fmt::format("{{\"name\":{},\"datatype\":\"{}\",\"shape\":[{}]}}",
-                                  Quoted(spec.name), DatatypeOf(spec.dtype),
+                                  JsonString(spec.name), DatatypeOf(spec.dtype),
                                   absl::StrJoin(shape, ",")));
   }
   return fmt::format("[{}]", absl::StrJoin(entries, ","));
@@ -114,7 +108,7 @@ std::string VersionStats(const std::string& model, const maas::VersionStatus& v)
       "\"queue\":{{\"count\":{},\"ns\":{}}},\"compute_input\":{{\"count\":0,\"ns\":0}},"
       "\"compute_infer\":{{\"count\":{},\"ns\":{}}},\"compute_output\":{{\"count\":0,\"ns\":0}}}},"
       "\"batch_stats\":[{}]}}",
-      Quoted(model), v.version, s.items, s.batches, s.succeeded, failed, s.queue_time.count,
+      JsonString(model), v.version, s.items, s.batches, s.succeeded, failed, s.queue_time.count,
       Duration(s.queue_time.sum), s.compute_time.count, Duration(s.compute_time.sum),
       absl::StrJoin(batches, ","));
 }
@@ -225,7 +219,7 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
         if (!only_ready) {
           entries.push_back(
               fmt::format("{{\"name\":{},\"state\":\"UNAVAILABLE\",\"reason\":\"not loaded\"}}",
-                          Quoted(model)));
+                          JsonString(model)));
         }
         continue;
       }
@@ -234,7 +228,7 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
         entries.push_back(
             fmt::format("{{\"name\":{},\"version\":\"{}\",\"state\":\"{}\","
                         "\"reason\":{}}}",
-                        Quoted(model), v.version, StateName(v.state), Quoted(v.reason)));
+                        JsonString(model), v.version, StateName(v.state), JsonString(v.reason)));
       }
     }
     return reply(Json(200, fmt::format("[{}]", absl::StrJoin(entries, ","))));
@@ -286,8 +280,9 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
         !server.Describe(target.model).ok()) {
       return reply(Error(version.status()));
     }
-    return reply(Json(version.ok() ? 200 : 503, fmt::format("{{\"name\":{},\"ready\":{}}}",
-                                                            Quoted(target.model), version.ok())));
+    return reply(
+        Json(version.ok() ? 200 : 503,
+             fmt::format("{{\"name\":{},\"ready\":{}}}", JsonString(target.model), version.ok())));
   }
   if (target.action == "stats") {
     absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model);
@@ -311,12 +306,12 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   if (absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model); status.ok()) {
     for (const maas::VersionStatus& v : status->versions) {
       if (v.state == maas::ModelState::kReady)
-        versions.push_back(Quoted(std::to_string(v.version)));
+        versions.push_back(JsonString(std::to_string(v.version)));
     }
   }
   reply(Json(200, fmt::format("{{\"name\":{},\"versions\":[{}],\"platform\":"
                               "\"pytorch_torchscript\",\"inputs\":{},\"outputs\":{}}}",
-                              Quoted(target.model), absl::StrJoin(versions, ","),
+                              JsonString(target.model), absl::StrJoin(versions, ","),
                               TensorMetadata(signature->inputs, signature->batchable),
                               TensorMetadata(signature->outputs, signature->batchable))));
 }

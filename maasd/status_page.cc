@@ -12,12 +12,6 @@
 namespace maasd {
 namespace {
 
-std::string Quoted(std::string_view text) {
-  std::string out;
-  AppendJsonString(text, out);
-  return out;
-}
-
 double Millis(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
 constexpr char kPage[] = R"html(<!doctype html>
@@ -139,20 +133,20 @@ std::string StatusJson(ModelControl& control, const RequestMetrics& requests) {
         latency = found->second.latency.Snapshot();
       }
       std::vector<std::string> aliases;
-      for (const std::string& alias : v.aliases) aliases.push_back(Quoted(alias));
+      for (const std::string& alias : v.aliases) aliases.push_back(JsonString(alias));
       versions.push_back(fmt::format(
           "{{\"version\":{},\"state\":\"{}\",\"reason\":{},\"aliases\":[{}],"
           "\"traffic_share\":{},\"memory_bytes\":{},\"requests\":{},\"succeeded\":{},"
           "\"failed\":{},\"queued\":{},\"batches\":{},\"p50_ms\":{},\"p99_ms\":{},"
           "\"compute_p50_ms\":{},\"batch_size_histogram\":[{}]}}",
           v.version, absl::AsciiStrToUpper(maas::internal::ToAbsl(maas::ModelStateName(v.state))),
-          Quoted(v.reason), absl::StrJoin(aliases, ","), v.traffic_share, v.memory_bytes,
+          JsonString(v.reason), absl::StrJoin(aliases, ","), v.traffic_share, v.memory_bytes,
           s.requests, s.succeeded, failed, s.queued_requests, s.batches, Millis(latency.p50),
           Millis(latency.p99), Millis(s.compute_time.p50),
           absl::StrJoin(s.batch_size_histogram, ",")));
     }
     models.push_back(fmt::format("{{\"name\":{},\"ready\":{},\"last_error\":{},\"versions\":[{}]}}",
-                                 Quoted(name), status->ready, Quoted(status->last_error),
+                                 JsonString(name), status->ready, JsonString(status->last_error),
                                  absl::StrJoin(versions, ",")));
   }
   return fmt::format("{{\"version\":\"{}\",\"models\":[{}]}}", MAAS_VERSION_STRING,
