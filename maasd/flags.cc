@@ -3,6 +3,7 @@
 #include <charconv>
 #include <functional>
 #include <map>
+#include <optional>
 
 #include "absl_compat.h"
 #include "fmt/core.h"
@@ -56,8 +57,12 @@ Usage: maasd --model-store=PATH [flags]
                                 Default: 127.0.0.1
   --http-port=PORT              REST, /metrics and the status page; 0 picks a free port.
                                 Default: 8000
+  --grpc-port=PORT              gRPC (GRPCInferenceService); 0 picks a free port, -1 serves
+                                no gRPC. Default: 8001
+  --grpc-address=ADDRESS        the address gRPC listens on. Default: --http-address
   --http-threads=N              network threads; 0: min(4, cores). Default: 0
-  --max-body-bytes=N            larger request bodies get 413. Default: 67108864 (64 MiB)
+  --max-body-bytes=N            larger request bodies get 413 (gRPC messages:
+                                RESOURCE_EXHAUSTED). Default: 67108864 (64 MiB)
   --http-idle-timeout=DURATION  a connection whose next request's headers do not arrive in
                                 this time is closed (idle keep-alive, trickling clients).
                                 Default: 60s
@@ -71,7 +76,8 @@ Usage: maasd --model-store=PATH [flags]
   --shutdown-grace=DURATION     on SIGTERM, how long accepted requests may take. Default: 30s
   --log-level=LEVEL             error, warning or info. Default: warning
   --log-requests                one JSON line per request on stderr
-  --port-file=PATH              write the HTTP port there once listening (for scripts)
+  --port-file=PATH              once listening, write the ports there, a line each:
+                                "http PORT" and "grpc PORT" (for scripts)
   --help                        this text
 )";
 }
@@ -79,6 +85,7 @@ Usage: maasd --model-store=PATH [flags]
 absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
   Flags flags;
   flags.control.poll_interval = absl::Seconds(5);
+  std::optional<std::string> grpc_address;
   using Setter = std::function<absl::Status(std::string_view flag, std::string_view value)>;
   const std::map<std::string, Setter, std::less<>> setters = {
       {"model-store",
@@ -113,6 +120,12 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
          return absl::OkStatus();
        }},
       {"http-port", [&](auto f, auto v) { return Integer(f, v, 0, 65535, &flags.http.port); }},
+      {"grpc-port", [&](auto f, auto v) { return Integer(f, v, -1, 65535, &flags.grpc.port); }},
+      {"grpc-address",
+       [&](auto, auto v) {
+         grpc_address = std::string(v);
+         return absl::OkStatus();
+       }},
       {"http-threads", [&](auto f, auto v) { return Integer(f, v, 0, 256, &flags.http.threads); }},
       {"max-body-bytes",
        [&](auto f, auto v) {
@@ -120,7 +133,7 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
        }},
       {"default-priority-level",
        [&](auto f, auto v) {
-         return Integer<int64_t>(f, v, 1, 1 << 30, &flags.rest.default_priority_level);
+         return Integer<int64_t>(f, v, 1, 1 << 30, &flags.api.default_priority_level);
        }},
       {"cpu-cores",
        [&](auto f, auto v) { return Integer(f, v, 0, 1 << 16, &flags.control.server.cpu_cores); }},
@@ -155,7 +168,7 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
       return flags;
     }
     if (arg == "--log-requests") {
-      flags.rest.log_requests = true;
+      flags.api.log_requests = true;
       continue;
     }
     if (arg.substr(0, 2) != "--") {
@@ -179,6 +192,8 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
     }
     if (absl::Status s = setter->second(name, value); !s.ok()) return s;
   }
+  flags.grpc.address = grpc_address.value_or(flags.http.address);
+  flags.grpc.max_message_bytes = flags.http.max_body_bytes;
   if (flags.control.store_root.empty()) {
     return absl::InvalidArgumentError("--model-store is required (maasd --help lists the flags)");
   }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "grpc_api.h"
 #include "http_server.h"
 #include "model_control.h"
 #include "rest_api.h"
@@ -15,10 +16,12 @@ namespace maasd {
 struct Flags {
   ModelControlOptions control;
   HttpServerOptions http;
-  RestApiOptions rest;
+  GrpcServerOptions grpc;  // Its address and message limit follow --http-address and
+                           // --max-body-bytes unless --grpc-address is given.
+  ApiOptions api;
   std::string log_level = "warning";  // error, warning or info
   absl::Duration shutdown_grace = absl::Seconds(30);
-  std::string port_file;  // Where to write the bound port, once listening.
+  std::string port_file;  // Where to write the bound ports, once listening.
   bool help = false;
 };
 

@@ -94,11 +94,7 @@ absl::Status Flatten(dom::element data, T* out, int64_t capacity, int64_t* count
 }
 
 struct InputHeader {
-  std::string name;
-  std::vector<int64_t> shape;
-  int64_t numel = 1;
-  c10::ScalarType dtype = c10::ScalarType::Float;
-  std::string datatype;
+  TensorHeader tensor;
   std::optional<int64_t> binary_size;
   std::optional<dom::element> data;
 };
@@ -113,35 +109,27 @@ absl::StatusOr<InputHeader> ReadInputHeader(dom::element input, size_t index) {
   if (fields["name"].get_string().get(name) != simdjson::SUCCESS) {
     return Invalid(fmt::format("inputs[{}] has no \"name\" string", index));
   }
-  header.name = std::string(name);
-  const std::string what = fmt::format("input '{}'", header.name);
+  const std::string what = fmt::format("input '{}'", name);
   std::string_view datatype;
   if (fields["datatype"].get_string().get(datatype) != simdjson::SUCCESS) {
     return Invalid(fmt::format("{} has no \"datatype\" string", what));
   }
-  header.datatype = std::string(datatype);
-  std::optional<c10::ScalarType> dtype = DtypeFromDatatype(datatype);
-  if (!dtype) {
-    return Invalid(fmt::format(
-        "{} has datatype {}; expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, BF16, "
-        "FP32, FP64 (maas serves LibTorch tensors: no BYTES, no unsigned types above 8 bits)",
-        what, datatype));
-  }
-  header.dtype = *dtype;
-  dom::array shape;
-  if (fields["shape"].get_array().get(shape) != simdjson::SUCCESS) {
+  dom::array shape_array;
+  if (fields["shape"].get_array().get(shape_array) != simdjson::SUCCESS) {
     return Invalid(fmt::format("{} has no \"shape\" array", what));
   }
-  for (dom::element dim : shape) {
-    absl::StatusOr<int64_t> size = NonNegativeInteger(dim, fmt::format("{}: a dimension", what));
-    if (!size.ok()) return size.status();
-    header.shape.push_back(*size);
-    // The product is checked against the request's bytes later; here it must only not overflow.
-    if (*size != 0 && header.numel > std::numeric_limits<int64_t>::max() / 16 / *size) {
-      return Invalid(fmt::format("{}: shape {} is too large", what, simdjson::minify(shape)));
+  std::vector<int64_t> shape;
+  for (dom::element dim : shape_array) {
+    int64_t size = 0;
+    if (dim.get_int64().get(size) != simdjson::SUCCESS) {
+      return Invalid(
+          fmt::format("{}: a dimension must be an integer; got {}", what, simdjson::minify(dim)));
     }
-    header.numel *= *size;
+    shape.push_back(size);
   }
+  absl::StatusOr<TensorHeader> tensor = CheckTensorHeader(name, datatype, std::move(shape));
+  if (!tensor.ok()) return tensor.status();
+  header.tensor = *std::move(tensor);
   dom::element parameters;
   if (fields["parameters"].get(parameters) == simdjson::SUCCESS) {
     dom::element size;
@@ -163,7 +151,8 @@ absl::StatusOr<InputHeader> ReadInputHeader(dom::element input, size_t index) {
   return header;
 }
 
-absl::StatusOr<at::Tensor> TensorFromJson(const InputHeader& header, size_t json_size) {
+absl::StatusOr<at::Tensor> TensorFromJson(const InputHeader& input, size_t json_size) {
+  const TensorHeader& header = input.tensor;
   const std::string what = fmt::format("input '{}'", header.name);
   // Each value takes at least one byte and a separator: a shape that declares more values than
   // the JSON could hold is refused before anything is allocated.
@@ -175,32 +164,13 @@ absl::StatusOr<at::Tensor> TensorFromJson(const InputHeader& header, size_t json
   int64_t count = 0;
   absl::Status filled;
   AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, header.dtype, "maasd", [&] {
-    filled = Flatten(*header.data, tensor.data_ptr<scalar_t>(), header.numel, &count);
+    filled = Flatten(*input.data, tensor.data_ptr<scalar_t>(), header.numel, &count);
   });
   if (!filled.ok()) return Invalid(fmt::format("{}: {}", what, filled.message()));
   if (count != header.numel) {
     return Invalid(fmt::format("{}: shape {} needs {} values; \"data\" holds {}{}", what,
                                ShapeText(header.shape), header.numel,
                                count > header.numel ? "more" : std::to_string(count), ""));
-  }
-  return tensor;
-}
-
-absl::StatusOr<at::Tensor> TensorFromBytes(const InputHeader& header, std::string_view bytes) {
-  const std::string what = fmt::format("input '{}'", header.name);
-  const int64_t element = static_cast<int64_t>(c10::elementSize(header.dtype));
-  if (header.numel * element != *header.binary_size) {
-    return Invalid(fmt::format("{}: shape {} of {} needs {} bytes; binary_data_size is {}", what,
-                               ShapeText(header.shape), header.datatype, header.numel * element,
-                               *header.binary_size));
-  }
-  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.dtype));
-  if (!bytes.empty()) std::memcpy(tensor.data_ptr(), bytes.data(), bytes.size());
-  if (header.dtype == c10::ScalarType::Bool) {
-    for (unsigned char byte : bytes) {
-      if (byte > 1)
-        return Invalid(fmt::format("{}: a BOOL byte is {}; expected 0 or 1", what, byte));
-    }
   }
   return tensor;
 }
@@ -287,6 +257,76 @@ void AppendValues(const at::Tensor& tensor, std::string& out) {
 
 }  // namespace
 
+absl::StatusOr<TensorHeader> CheckTensorHeader(std::string_view name, std::string_view datatype,
+                                               std::vector<int64_t> shape) {
+  TensorHeader header;
+  header.name = std::string(name);
+  header.datatype = std::string(datatype);
+  const std::string what = fmt::format("input '{}'", name);
+  std::optional<c10::ScalarType> dtype = DtypeFromDatatype(datatype);
+  if (!dtype) {
+    return Invalid(fmt::format(
+        "{} has datatype {}; expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, BF16, "
+        "FP32, FP64 (maas serves LibTorch tensors: no BYTES, no unsigned types above 8 bits)",
+        what, datatype));
+  }
+  header.dtype = *dtype;
+  for (const int64_t size : shape) {
+    if (size < 0) {
+      return Invalid(
+          fmt::format("{}: a dimension must be a non-negative integer; got {}", what, size));
+    }
+    // The product is checked against the request's bytes later; here it must only not overflow.
+    if (size != 0 && header.numel > std::numeric_limits<int64_t>::max() / 16 / size) {
+      return Invalid(fmt::format("{}: shape {} is too large", what, ShapeText(shape)));
+    }
+    header.numel *= size;
+  }
+  header.shape = std::move(shape);
+  return header;
+}
+
+absl::StatusOr<at::Tensor> TensorFromBytes(const TensorHeader& header, std::string_view bytes) {
+  const std::string what = fmt::format("input '{}'", header.name);
+  const int64_t element = static_cast<int64_t>(c10::elementSize(header.dtype));
+  if (header.numel * element != static_cast<int64_t>(bytes.size())) {
+    return Invalid(fmt::format("{}: shape {} of {} needs {} bytes; got {}", what,
+                               ShapeText(header.shape), header.datatype, header.numel * element,
+                               bytes.size()));
+  }
+  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.dtype));
+  if (!bytes.empty()) std::memcpy(tensor.data_ptr(), bytes.data(), bytes.size());
+  if (header.dtype == c10::ScalarType::Bool) {
+    for (unsigned char byte : bytes) {
+      if (byte > 1)
+        return Invalid(fmt::format("{}: a BOOL byte is {}; expected 0 or 1", what, byte));
+    }
+  }
+  return tensor;
+}
+
+absl::StatusOr<std::vector<ChosenOutput>> ChooseOutputs(
+    std::string_view model, int64_t version, const InferRequest& request,
+    const std::vector<maas::TensorSpec>& specs) {
+  std::vector<ChosenOutput> chosen;
+  if (request.outputs.empty()) {
+    for (size_t i = 0; i < specs.size(); ++i) chosen.push_back({i, request.binary_data_output});
+    return chosen;
+  }
+  for (const InferRequest::Output& wanted : request.outputs) {
+    size_t i = 0;
+    while (i < specs.size() && specs[i].name != wanted.name) ++i;
+    if (i == specs.size()) {
+      std::vector<std::string> names;
+      for (const maas::TensorSpec& spec : specs) names.push_back(spec.name);
+      return Invalid(fmt::format("model '{}' version {} has no output '{}'; its outputs are {}",
+                                 model, version, wanted.name, absl::StrJoin(names, ", ")));
+    }
+    chosen.push_back({i, wanted.binary});
+  }
+  return chosen;
+}
+
 void AppendJsonString(std::string_view text, std::string& out) {
   out.push_back('"');
   for (char c : text) {
@@ -360,8 +400,9 @@ absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
   for (dom::element input : inputs) {
     absl::StatusOr<InputHeader> header = ReadInputHeader(input, index++);
     if (!header.ok()) return header.status();
+    const std::string& name = header->tensor.name;
     for (const std::string& seen : request.input_names) {
-      if (seen == header->name) return Invalid(fmt::format("input '{}' is given twice", seen));
+      if (seen == name) return Invalid(fmt::format("input '{}' is given twice", seen));
     }
     absl::StatusOr<at::Tensor> tensor;
     if (header->binary_size) {
@@ -369,19 +410,19 @@ absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
         return Invalid(
             fmt::format("input '{}' declares binary_data_size but the request has no "
                         "Inference-Header-Content-Length header",
-                        header->name));
+                        name));
       }
       if (static_cast<uint64_t>(*header->binary_size) > binary.size()) {
         return Invalid(fmt::format("input '{}': binary_data_size is {} but only {} bytes follow",
-                                   header->name, *header->binary_size, binary.size()));
+                                   name, *header->binary_size, binary.size()));
       }
-      tensor = TensorFromBytes(*header, binary.substr(0, *header->binary_size));
+      tensor = TensorFromBytes(header->tensor, binary.substr(0, *header->binary_size));
       binary.remove_prefix(*header->binary_size);
     } else {
       tensor = TensorFromJson(*header, json.size());
     }
     if (!tensor.ok()) return tensor.status();
-    request.input_names.push_back(std::move(header->name));
+    request.input_names.push_back(name);
     request.inputs.push_back(*std::move(tensor));
   }
   if (!binary.empty()) {
@@ -395,22 +436,8 @@ absl::StatusOr<EncodedResponse> EncodeInferResponse(std::string_view model, int6
                                                     const InferRequest& request,
                                                     const std::vector<maas::TensorSpec>& specs,
                                                     const std::vector<at::Tensor>& outputs) {
-  std::vector<std::pair<size_t, bool>> chosen;  // (index into specs, binary)
-  if (request.outputs.empty()) {
-    for (size_t i = 0; i < specs.size(); ++i) chosen.emplace_back(i, request.binary_data_output);
-  } else {
-    for (const InferRequest::Output& wanted : request.outputs) {
-      size_t i = 0;
-      while (i < specs.size() && specs[i].name != wanted.name) ++i;
-      if (i == specs.size()) {
-        std::vector<std::string> names;
-        for (const maas::TensorSpec& spec : specs) names.push_back(spec.name);
-        return Invalid(fmt::format("model '{}' version {} has no output '{}'; its outputs are {}",
-                                   model, version, wanted.name, absl::StrJoin(names, ", ")));
-      }
-      chosen.emplace_back(i, wanted.binary);
-    }
-  }
+  absl::StatusOr<std::vector<ChosenOutput>> chosen = ChooseOutputs(model, version, request, specs);
+  if (!chosen.ok()) return chosen.status();
   EncodedResponse response;
   std::string& out = response.body;
   out += "{\"model_name\":";
@@ -422,8 +449,8 @@ absl::StatusOr<EncodedResponse> EncodeInferResponse(std::string_view model, int6
   }
   out += ",\"outputs\":[";
   std::vector<at::Tensor> binary_parts;
-  for (size_t k = 0; k < chosen.size(); ++k) {
-    const auto [i, binary] = chosen[k];
+  for (size_t k = 0; k < chosen->size(); ++k) {
+    const auto [i, binary] = (*chosen)[k];
     const at::Tensor tensor = outputs[i].cpu().contiguous();
     const std::string_view datatype = DatatypeOf(tensor.scalar_type());
     if (datatype.empty()) {

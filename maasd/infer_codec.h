@@ -4,6 +4,7 @@
 #define MAASD_INFER_CODEC_H_
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <optional>
@@ -36,6 +37,26 @@ struct InferRequest {
   absl::Duration timeout = absl::InfiniteDuration();
 };
 
+// A tensor's declaration, checked: a known datatype, dimensions neither negative nor
+// overflowing (their product fits in an int64 many times over).
+struct TensorHeader {
+  std::string name;
+  std::string datatype;  // As the client wrote it.
+  c10::ScalarType dtype = c10::ScalarType::Float;
+  std::vector<int64_t> shape;
+  int64_t numel = 1;
+};
+
+// Checks the declaration of input `name`. InvalidArgument naming the input: an unknown datatype
+// (BYTES included), a negative dimension, a shape too large to count.
+absl::StatusOr<TensorHeader> CheckTensorHeader(std::string_view name, std::string_view datatype,
+                                               std::vector<int64_t> shape);
+
+// The tensor that `header` declares, its values the row-major, little-endian `bytes`.
+// InvalidArgument naming the input when their size disagrees with the shape, or a BOOL byte is
+// neither 0 nor 1.
+absl::StatusOr<at::Tensor> TensorFromBytes(const TensorHeader& header, std::string_view bytes);
+
 // Decodes a REST inference request. `body` is the whole HTTP body; `json_size` the value of
 // the Inference-Header-Content-Length header when present (the JSON then is the first
 // `json_size` bytes, and the inputs' binary data follow, in the order of the inputs that declare
@@ -46,6 +67,20 @@ struct InferRequest {
 // against the bytes that carry it.
 absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
                                                 std::optional<size_t> json_size);
+
+// An output that a request asks for: its index in the signature's outputs, and whether it goes
+// back with the binary tensor data extension (REST).
+struct ChosenOutput {
+  size_t index = 0;
+  bool binary = false;
+};
+
+// The outputs `request` asks for, in its order; every output of the signature, in its order,
+// when it names none. InvalidArgument naming an output that `model` version `version` (whose
+// outputs are `specs`) does not have.
+absl::StatusOr<std::vector<ChosenOutput>> ChooseOutputs(std::string_view model, int64_t version,
+                                                        const InferRequest& request,
+                                                        const std::vector<maas::TensorSpec>& specs);
 
 // An encoded response: the body, and the size of its JSON part when binary outputs follow it
 // (the value of the Inference-Header-Content-Length header).

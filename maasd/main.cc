@@ -4,10 +4,12 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "absl_compat.h"
 #include "flags.h"
 #include "fmt/core.h"
+#include "grpc_api.h"
 #include "http_server.h"
 #include "maas/log.h"
 #include "maas/version.h"
@@ -55,7 +57,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   maasd::RequestMetrics metrics;
-  maasd::RestApi api(control->get(), &metrics, flags->rest);
+  maasd::RestApi api(control->get(), &metrics, flags->api);
   absl::StatusOr<std::unique_ptr<maasd::HttpServer>> http = maasd::HttpServer::Start(
       flags->http, [&api](maasd::HttpRequest request, maasd::Responder responder) {
         api.Handle(std::move(request), std::move(responder));
@@ -65,23 +67,50 @@ int Run(int argc, char** argv) {
     return 1;
   }
   api.set_open_connections([server = http->get()] { return server->connections(); });
+  maasd::GrpcApi grpc_api(control->get(), &metrics, flags->api);
+  std::unique_ptr<maasd::GrpcServer> grpc;
+  if (flags->grpc.port >= 0) {
+    absl::StatusOr<std::unique_ptr<maasd::GrpcServer>> started =
+        maasd::GrpcServer::Start(flags->grpc, &grpc_api);
+    if (!started.ok()) {
+      Say(started.status().ToString());
+      return 1;
+    }
+    grpc = *std::move(started);
+  }
   if (!flags->port_file.empty()) {
     const std::string temporary = flags->port_file + ".tmp";
-    std::ofstream(temporary) << (*http)->port() << "\n";
+    {
+      std::ofstream file(temporary);
+      file << "http " << (*http)->port() << "\n";
+      if (grpc) file << "grpc " << grpc->port() << "\n";
+    }
     std::rename(temporary.c_str(), flags->port_file.c_str());  // Readers see it whole.
   }
   if (level <= 1) {
-    Say(fmt::format("maas {} serving {} model(s) on http://{}:{}", MAAS_VERSION_STRING,
-                    (*control)->server().Models().size(), flags->http.address, (*http)->port()));
+    Say(fmt::format(
+        "maas {} serving {} model(s) on http://{}:{}{}", MAAS_VERSION_STRING,
+        (*control)->server().Models().size(), flags->http.address, (*http)->port(),
+        grpc ? fmt::format(" and grpc://{}:{}", flags->grpc.address, grpc->port()) : ""));
   }
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   if (level <= 1) Say(fmt::format("signal {}: finishing accepted requests", signal_number));
-  // Stop accepting and let the accepted requests finish; then the models stop (answering
-  // anything left, if the grace ran out), then the network threads go.
+  // Stop accepting and let the accepted requests finish (both protocols at once); then the
+  // models stop, answering anything left if the grace ran out, which lets gRPC's shutdown end;
+  // then the network threads go.
+  std::thread grpc_stopping;
+  if (grpc) {
+    grpc_stopping = std::thread([&] { grpc->Shutdown(flags->shutdown_grace); });
+  }
+  const absl::Time give_up = absl::Now() + flags->shutdown_grace;
   (*http)->Shutdown(flags->shutdown_grace);
+  while (grpc_api.in_flight() > 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(2));
+  grpc_api.Stop();
   control->reset();
+  if (grpc_stopping.joinable()) grpc_stopping.join();
+  grpc.reset();
   http->reset();
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "model_control.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl_compat.h"
@@ -54,6 +55,13 @@ ModelControl::~ModelControl() {
   }
   wake_.SignalAll();
   if (thread_.joinable()) thread_.join();
+  // Loads and unloads not begun are answered: their callers wait for an answer.
+  std::deque<Change> left;
+  {
+    MutexLock lock(&mu_);
+    left.swap(work_);
+  }
+  for (Change& change : left) change.done(absl::CancelledError("maasd is stopping"));
   server_.reset();  // Answers what is queued, joins the workers.
 }
 
@@ -133,14 +141,14 @@ void ModelControl::OnControlThread(std::function<absl::Status()> change,
         "loading and unloading models is only allowed with --model-control-mode=explicit"));
   }
   MutexLock lock(&mu_);
-  work_.push_back([change = std::move(change), done = std::move(done)] { done(change()); });
+  work_.push_back({std::move(change), std::move(done)});
   wake_.Signal();
 }
 
 void ModelControl::ControlLoop() {
   absl::Time next_poll = absl::Now() + options_.poll_interval;
   while (true) {
-    std::function<void()> job;
+    std::optional<Change> job;
     {
       MutexLock lock(&mu_);
       while (!stopping_ && work_.empty()) {
@@ -159,7 +167,7 @@ void ModelControl::ControlLoop() {
       }
     }
     if (job) {
-      job();
+      job->done(job->apply());
       continue;
     }
     next_poll = absl::Now() + options_.poll_interval;

@@ -92,7 +92,11 @@ class ModelControl {
   // The control thread: loads, unloads and polls, one at a time.
   maas::internal::Mutex mu_;
   maas::internal::CondVar wake_;
-  std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
+  struct Change {
+    std::function<absl::Status()> apply;
+    std::function<void(absl::Status)> done;
+  };
+  std::deque<Change> work_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -12,6 +12,7 @@
 #include "infer_codec.h"
 #include "maas/version.h"
 #include "metrics.h"
+#include "protocol.h"
 #include "status_page.h"
 
 namespace maasd {
@@ -62,29 +63,14 @@ HttpResponse Error(const absl::Status& status) {
   return Error(HttpStatusOf(status.code()), maas::internal::FromAbsl(status.message()));
 }
 
-std::string TensorMetadata(const std::vector<maas::TensorSpec>& specs, bool batchable) {
+std::string TensorsJson(const std::vector<TensorMetadata>& tensors) {
   std::vector<std::string> entries;
-  for (const maas::TensorSpec& spec : specs) {
-    std::vector<int64_t> shape = spec.shape;
-    if (batchable) shape.insert(shape.begin(), -1);
+  for (const TensorMetadata& tensor : tensors) {
     entries.push_back(fmt::format("{{\"name\":{},\"datatype\":\"{}\",\"shape\":[{}]}}",
-                                  JsonString(spec.name), DatatypeOf(spec.dtype),
-                                  absl::StrJoin(shape, ",")));
+                                  JsonString(tensor.name), tensor.datatype,
+                                  absl::StrJoin(tensor.shape, ",")));
   }
   return fmt::format("[{}]", absl::StrJoin(entries, ","));
-}
-
-std::string_view StateName(maas::ModelState state) {
-  switch (state) {
-    case maas::ModelState::kLoading:
-      return "LOADING";
-    case maas::ModelState::kReady:
-      return "READY";
-    case maas::ModelState::kUnloading:
-      return "UNLOADING";
-    default:
-      return "UNAVAILABLE";
-  }
 }
 
 std::string Duration(absl::Duration d) { return fmt::format("{}", absl::ToInt64Nanoseconds(d)); }
@@ -140,7 +126,7 @@ struct RestApi::Target {
   std::string action;  // "", "ready", "infer", "stats"
 };
 
-RestApi::RestApi(ModelControl* control, RequestMetrics* metrics, RestApiOptions options)
+RestApi::RestApi(ModelControl* control, RequestMetrics* metrics, ApiOptions options)
     : control_(control), metrics_(metrics), options_(options) {}
 
 void RestApi::Handle(HttpRequest request, Responder responder) {
@@ -176,10 +162,10 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (path == "/v2" || path == "/v2/") {
     if (!get) return wrong_method("GET");
-    return reply(Json(200, fmt::format("{{\"name\":\"maasd\",\"version\":\"{}\",\"extensions\":["
+    return reply(Json(200, fmt::format("{{\"name\":\"{}\",\"version\":\"{}\",\"extensions\":["
                                        "\"binary_tensor_data\",\"model_repository\","
                                        "\"statistics\"]}}",
-                                       MAAS_VERSION_STRING)));
+                                       kServerName, MAAS_VERSION_STRING)));
   }
   if (path == "/v2/health/live") {
     if (!get) return wrong_method("GET");
@@ -210,26 +196,15 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
     if (!post) return wrong_method("POST");
     const bool only_ready = request.body.find("\"ready\":true") != std::string::npos ||
                             request.body.find("\"ready\": true") != std::string::npos;
-    absl::StatusOr<std::vector<std::string>> models = control_->store().Models();
-    if (!models.ok()) return reply(Error(models.status()));
+    absl::StatusOr<std::vector<IndexEntry>> index = RepositoryIndex(*control_, only_ready);
+    if (!index.ok()) return reply(Error(index.status()));
     std::vector<std::string> entries;
-    for (const std::string& model : *models) {
-      absl::StatusOr<maas::ModelStatus> status = server.Describe(model);
-      if (!status.ok()) {
-        if (!only_ready) {
-          entries.push_back(
-              fmt::format("{{\"name\":{},\"state\":\"UNAVAILABLE\",\"reason\":\"not loaded\"}}",
-                          JsonString(model)));
-        }
-        continue;
-      }
-      for (const maas::VersionStatus& v : status->versions) {
-        if (only_ready && v.state != maas::ModelState::kReady) continue;
-        entries.push_back(
-            fmt::format("{{\"name\":{},\"version\":\"{}\",\"state\":\"{}\","
-                        "\"reason\":{}}}",
-                        JsonString(model), v.version, StateName(v.state), JsonString(v.reason)));
-      }
+    for (const IndexEntry& entry : *index) {
+      std::string line = "{\"name\":" + JsonString(entry.name);
+      if (!entry.version.empty()) line += ",\"version\":" + JsonString(entry.version);
+      line +=
+          fmt::format(",\"state\":\"{}\",\"reason\":{}}}", entry.state, JsonString(entry.reason));
+      entries.push_back(std::move(line));
     }
     return reply(Json(200, fmt::format("[{}]", absl::StrJoin(entries, ","))));
   }
@@ -275,14 +250,10 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (!get) return wrong_method("GET");
   if (target.action == "ready") {
-    absl::StatusOr<int64_t> version = control_->ServedVersion(target.model, target.version);
-    if (!version.ok() && absl::IsNotFound(version.status()) &&
-        !server.Describe(target.model).ok()) {
-      return reply(Error(version.status()));
-    }
-    return reply(
-        Json(version.ok() ? 200 : 503,
-             fmt::format("{{\"name\":{},\"ready\":{}}}", JsonString(target.model), version.ok())));
+    absl::StatusOr<bool> ready = ModelReady(*control_, target.model, target.version);
+    if (!ready.ok()) return reply(Error(ready.status()));
+    return reply(Json(*ready ? 200 : 503, fmt::format("{{\"name\":{},\"ready\":{}}}",
+                                                      JsonString(target.model), *ready)));
   }
   if (target.action == "stats") {
     absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model);
@@ -297,23 +268,14 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   if (!target.action.empty()) {
     return reply(Error(404, fmt::format("no such endpoint: {}", path)));
   }
-  // Model metadata.
-  absl::StatusOr<int64_t> version = control_->ServedVersion(target.model, target.version);
-  if (!version.ok()) return reply(Error(version.status()));
-  absl::StatusOr<maas::ModelSignature> signature = control_->Signature(target.model, *version);
-  if (!signature.ok()) return reply(Error(signature.status()));
+  absl::StatusOr<ModelMetadata> metadata = DescribeModel(*control_, target.model, target.version);
+  if (!metadata.ok()) return reply(Error(metadata.status()));
   std::vector<std::string> versions;
-  if (absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model); status.ok()) {
-    for (const maas::VersionStatus& v : status->versions) {
-      if (v.state == maas::ModelState::kReady)
-        versions.push_back(JsonString(std::to_string(v.version)));
-    }
-  }
-  reply(Json(200, fmt::format("{{\"name\":{},\"versions\":[{}],\"platform\":"
-                              "\"pytorch_torchscript\",\"inputs\":{},\"outputs\":{}}}",
-                              JsonString(target.model), absl::StrJoin(versions, ","),
-                              TensorMetadata(signature->inputs, signature->batchable),
-                              TensorMetadata(signature->outputs, signature->batchable))));
+  for (const std::string& v : metadata->versions) versions.push_back(JsonString(v));
+  reply(Json(200, fmt::format("{{\"name\":{},\"versions\":[{}],\"platform\":\"{}\",\"inputs\":{},"
+                              "\"outputs\":{}}}",
+                              JsonString(metadata->name), absl::StrJoin(versions, ","), kPlatform,
+                              TensorsJson(metadata->inputs), TensorsJson(metadata->outputs))));
 }
 
 void RestApi::Infer(HttpRequest request, const Target& target, Responder responder) {
@@ -344,14 +306,8 @@ void RestApi::Infer(HttpRequest request, const Target& target, Responder respond
   pending->decoded = *std::move(decoded);
   InferRequest& infer = pending->decoded;
 
-  maas::ServerRequestOptions options;
-  options.version = target.version;
-  options.input_names = infer.input_names;
-  const int64_t level = infer.priority == 0 ? options_.default_priority_level : infer.priority;
-  options.priority = -static_cast<int>(std::min<int64_t>(level, 1 << 30));
-  options.timeout = infer.timeout;
-  // A quick model with nothing queued runs right here: two thread hand-offs saved.
-  options.run_on_calling_thread_when_idle = true;
+  maas::ServerRequestOptions options =
+      RequestOptionsFor(infer, target.version, options_.default_priority_level);
   std::vector<at::Tensor> inputs = std::move(infer.inputs);
   infer.inputs.clear();
   request.body.clear();

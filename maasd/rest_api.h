@@ -10,25 +10,17 @@
 
 #include "http_server.h"
 #include "model_control.h"
+#include "protocol.h"
 #include "request_metrics.h"
 
 namespace maasd {
-
-struct RestApiOptions {
-  // The priority level of requests that give none (the protocol's priority 0). Levels run
-  // from 1, the highest; a request of level n runs before queued requests of levels > n.
-  // Default: 1 (unprioritized requests are served first; clients lower theirs with 2, 3, ...).
-  int64_t default_priority_level = 1;
-  // Writes one JSON line per request to stderr (method, path, model, version, status, time).
-  bool log_requests = false;
-};
 
 // Routes HTTP requests to a ModelControl (which owns the maas::Server and the store).
 //
 // This class is thread-safe.
 class RestApi {
  public:
-  RestApi(ModelControl* control, RequestMetrics* metrics, RestApiOptions options);
+  RestApi(ModelControl* control, RequestMetrics* metrics, ApiOptions options);
 
   // An HttpHandler.
   void Handle(HttpRequest request, Responder responder);
@@ -43,7 +35,7 @@ class RestApi {
 
   ModelControl* const control_;
   RequestMetrics* const metrics_;
-  const RestApiOptions options_;
+  const ApiOptions options_;
   std::function<int()> open_connections_;
 };
 

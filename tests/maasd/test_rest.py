@@ -5,7 +5,6 @@ ephemeral ports, with models built in C++ (maas_tests --maas-child maasd-store).
 
 Usage: test_rest.py --maasd PATH --maas-tests PATH [unittest arguments]
 """
-import argparse
 import json
 import os
 import shutil
@@ -21,66 +20,8 @@ import unittest
 
 import requests
 
-MAASD = None
-MAAS_TESTS = None
-STORE = None
-SCRATCH = None
-
-# (datatype, model suffix, struct format, values)
-DATATYPES = [
-    ("BOOL", "bool", "?", [True, False, True]),
-    ("UINT8", "uint8", "B", [0, 7, 255]),
-    ("INT8", "int8", "b", [-128, 0, 127]),
-    ("INT16", "int16", "h", [-32768, 1, 32767]),
-    ("INT32", "int32", "i", [-2**31, 2, 2**31 - 1]),
-    ("INT64", "int64", "q", [-2**63, 3, 2**63 - 1]),
-    ("FP16", "fp16", "e", [0.5, -2.0, 1024.0]),
-    ("BF16", "bf16", None, [0.5, -2.0, 256.0]),
-    ("FP32", "fp32", "f", [0.1, -2.5, 3.25e10]),
-    ("FP64", "fp64", "d", [0.1, -2.5, 1e300]),
-]
-
-
-class Maasd:
-    """One maasd process on an ephemeral port."""
-
-    def __init__(self, *flags, store=None):
-        self.dir = tempfile.mkdtemp(dir=SCRATCH)
-        port_file = os.path.join(self.dir, "port")
-        self.log_path = os.path.join(self.dir, "stderr")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [MAASD, f"--model-store={store or STORE}", "--http-port=0",
-             f"--port-file={port_file}", *flags],
-            stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.time() + 120
-        while not os.path.exists(port_file):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"maasd exited {self.proc.returncode}: {self.stderr()}")
-            if time.time() > deadline:
-                raise RuntimeError("maasd did not start in 120 s")
-            time.sleep(0.05)
-        with open(port_file) as f:
-            self.port = int(f.read())
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stderr(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
-        self.log.close()
-        return self.proc.returncode
-
-    def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+import harness
+from harness import DATATYPES, Maasd, bf16_bytes, child
 
 
 def infer_body(name, datatype, shape, data, **extra):
@@ -99,15 +40,6 @@ def binary_request(header, payload):
 def split_binary(response):
     size = int(response.headers["Inference-Header-Content-Length"])
     return json.loads(response.content[:size]), response.content[size:]
-
-
-def bf16_bytes(values):
-    return b"".join(struct.pack("<f", v)[2:] for v in values)
-
-
-def child(*args):
-    return subprocess.run([MAAS_TESTS, "--maas-child", *args], check=True,
-                          capture_output=True, text=True).stdout
 
 
 class RestApiTest(unittest.TestCase):
@@ -382,7 +314,7 @@ class RestApiTest(unittest.TestCase):
         chromium = shutil.which("chromium")
         self.assertIsNotNone(chromium, "chromium is missing: scripts/install-deps --test")
         self.post("/v2/models/identity/infer", json=infer_body("x", "FP32", [1, 4], [0] * 4))
-        with tempfile.TemporaryDirectory(dir=SCRATCH) as profile:
+        with tempfile.TemporaryDirectory(dir=harness.SCRATCH) as profile:
             dom = subprocess.run(
                 [chromium, "--headless", "--no-sandbox", "--disable-gpu",
                  f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
@@ -493,8 +425,8 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
     def test_a_new_version_under_network_load_fails_no_request(self):
-        store = os.path.join(tempfile.mkdtemp(dir=SCRATCH), "store")
-        shutil.copytree(STORE, store)
+        store = os.path.join(tempfile.mkdtemp(dir=harness.SCRATCH), "store")
+        shutil.copytree(harness.STORE, store)
         server = Maasd("--model-control-mode=poll", "--poll-interval=100ms", "--model=tagged",
                        store=store)
         failures, versions_seen = [], []
@@ -539,22 +471,5 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
 
-def main():
-    global MAASD, MAAS_TESTS, STORE, SCRATCH
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--maasd", required=True)
-    parser.add_argument("--maas-tests", required=True)
-    args, rest = parser.parse_known_args()
-    MAASD, MAAS_TESTS = os.path.abspath(args.maasd), os.path.abspath(args.maas_tests)
-    SCRATCH = tempfile.mkdtemp(prefix="maasd-test-")
-    try:
-        STORE = os.path.join(SCRATCH, "store")
-        child("maasd-store", STORE)
-        program = unittest.main(argv=[sys.argv[0], *rest], exit=False, verbosity=2)
-        return 0 if program.result.wasSuccessful() else 1
-    finally:
-        shutil.rmtree(SCRATCH, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main())

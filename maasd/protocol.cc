@@ -1,0 +1,97 @@
+#include "protocol.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "datatypes.h"
+
+namespace maasd {
+namespace {
+
+std::vector<TensorMetadata> Metadata(const std::vector<maas::TensorSpec>& specs, bool batchable) {
+  std::vector<TensorMetadata> tensors;
+  for (const maas::TensorSpec& spec : specs) {
+    TensorMetadata tensor{spec.name, DatatypeOf(spec.dtype), spec.shape};
+    if (batchable) tensor.shape.insert(tensor.shape.begin(), -1);
+    tensors.push_back(std::move(tensor));
+  }
+  return tensors;
+}
+
+std::string_view StateName(maas::ModelState state) {
+  switch (state) {
+    case maas::ModelState::kLoading:
+      return "LOADING";
+    case maas::ModelState::kReady:
+      return "READY";
+    case maas::ModelState::kUnloading:
+      return "UNLOADING";
+    default:
+      return "UNAVAILABLE";
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<ModelMetadata> DescribeModel(ModelControl& control, const std::string& model,
+                                            const std::string& version) {
+  absl::StatusOr<int64_t> served = control.ServedVersion(model, version);
+  if (!served.ok()) return served.status();
+  absl::StatusOr<maas::ModelSignature> signature = control.Signature(model, *served);
+  if (!signature.ok()) return signature.status();
+  ModelMetadata metadata;
+  metadata.name = model;
+  if (absl::StatusOr<maas::ModelStatus> status = control.server().Describe(model); status.ok()) {
+    for (const maas::VersionStatus& v : status->versions) {
+      if (v.state == maas::ModelState::kReady)
+        metadata.versions.push_back(std::to_string(v.version));
+    }
+  }
+  metadata.inputs = Metadata(signature->inputs, signature->batchable);
+  metadata.outputs = Metadata(signature->outputs, signature->batchable);
+  return metadata;
+}
+
+absl::StatusOr<bool> ModelReady(ModelControl& control, const std::string& model,
+                                const std::string& version) {
+  absl::StatusOr<int64_t> served = control.ServedVersion(model, version);
+  if (served.ok()) return true;
+  if (absl::IsNotFound(served.status()) && !control.server().Describe(model).ok()) {
+    return served.status();
+  }
+  return false;
+}
+
+absl::StatusOr<std::vector<IndexEntry>> RepositoryIndex(ModelControl& control, bool only_ready) {
+  absl::StatusOr<std::vector<std::string>> models = control.store().Models();
+  if (!models.ok()) return models.status();
+  std::vector<IndexEntry> entries;
+  for (const std::string& model : *models) {
+    absl::StatusOr<maas::ModelStatus> status = control.server().Describe(model);
+    if (!status.ok()) {
+      if (!only_ready) entries.push_back({model, "", "UNAVAILABLE", "not loaded"});
+      continue;
+    }
+    for (const maas::VersionStatus& v : status->versions) {
+      if (only_ready && v.state != maas::ModelState::kReady) continue;
+      entries.push_back({model, std::to_string(v.version), StateName(v.state), v.reason});
+    }
+  }
+  return entries;
+}
+
+maas::ServerRequestOptions RequestOptionsFor(const InferRequest& request, std::string version,
+                                             int64_t default_priority_level) {
+  maas::ServerRequestOptions options;
+  options.version = std::move(version);
+  options.input_names = request.input_names;
+  // maas runs higher priorities first; the protocol's level 1 is the highest.
+  const int64_t level = request.priority == 0 ? default_priority_level : request.priority;
+  options.priority = -static_cast<int>(std::min<int64_t>(level, 1 << 30));
+  options.timeout = request.timeout;
+  // A quick model with nothing queued runs right here: two thread hand-offs saved.
+  options.run_on_calling_thread_when_idle = true;
+  return options;
+}
+
+}  // namespace maasd

@@ -1,0 +1,74 @@
+// What maasd's two front ends, REST and gRPC, answer alike: model metadata, readiness, the
+// repository index, and how a request's protocol parameters become ServerRequestOptions. Each
+// front end only encodes these in its own format.
+#ifndef MAASD_PROTOCOL_H_
+#define MAASD_PROTOCOL_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "infer_codec.h"
+#include "maas/request.h"
+#include "model_control.h"
+
+namespace maasd {
+
+inline constexpr std::string_view kServerName = "maasd";
+inline constexpr std::string_view kPlatform = "pytorch_torchscript";
+
+// How both front ends treat requests.
+struct ApiOptions {
+  // The priority level of requests that give none (the protocol's priority 0). Levels run
+  // from 1, the highest; a request of level n runs before queued requests of levels > n.
+  // Default: 1 (unprioritized requests are served first; clients lower theirs with 2, 3, ...).
+  int64_t default_priority_level = 1;
+  // Writes one JSON line per request to stderr (model, version, status, time, and the HTTP
+  // method and path or the gRPC method).
+  bool log_requests = false;
+};
+
+struct TensorMetadata {
+  std::string name;
+  std::string_view datatype;   // "FP32"
+  std::vector<int64_t> shape;  // -1 first for a batchable model's batch dimension.
+};
+
+struct ModelMetadata {
+  std::string name;
+  std::vector<std::string> versions;  // The ready versions.
+  std::vector<TensorMetadata> inputs;
+  std::vector<TensorMetadata> outputs;
+};
+
+// The metadata of the version of `model` that `version` names (empty: the one a request naming
+// none would most likely reach). NotFound: not deployed, or no such ready version.
+absl::StatusOr<ModelMetadata> DescribeModel(ModelControl& control, const std::string& model,
+                                            const std::string& version);
+
+// Whether `model` (its version `version`, when not empty) is ready. NotFound when the model is
+// not deployed at all (a deployed model without a ready version is not ready: false).
+absl::StatusOr<bool> ModelReady(ModelControl& control, const std::string& model,
+                                const std::string& version);
+
+struct IndexEntry {
+  std::string name;
+  std::string version;     // Empty for a model of the store that is not deployed.
+  std::string_view state;  // READY, LOADING, UNLOADING or UNAVAILABLE
+  std::string reason;
+};
+
+// Every model of the store, a line per deployed version (only the ready ones if `only_ready`).
+absl::StatusOr<std::vector<IndexEntry>> RepositoryIndex(ModelControl& control, bool only_ready);
+
+// The options of `request` for Server::Submit: the version asked for, the inputs' names, the
+// priority (the protocol's level 1 is the highest and 0 means `default_priority_level`) and the
+// timeout. Quick models with nothing queued run on the calling (network) thread.
+maas::ServerRequestOptions RequestOptionsFor(const InferRequest& request, std::string version,
+                                             int64_t default_priority_level);
+
+}  // namespace maasd
+
+#endif  // MAASD_PROTOCOL_H_

@@ -1,0 +1,106 @@
+"""What maasd's conformance tests share: a maasd process on ephemeral ports, the store of test
+models (built in C++ by maas_tests --maas-child maasd-store), and the command line."""
+import argparse
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+MAASD = None
+MAAS_TESTS = None
+STORE = None
+SCRATCH = None
+
+# (datatype, model suffix, struct format, values)
+DATATYPES = [
+    ("BOOL", "bool", "?", [True, False, True]),
+    ("UINT8", "uint8", "B", [0, 7, 255]),
+    ("INT8", "int8", "b", [-128, 0, 127]),
+    ("INT16", "int16", "h", [-32768, 1, 32767]),
+    ("INT32", "int32", "i", [-2**31, 2, 2**31 - 1]),
+    ("INT64", "int64", "q", [-2**63, 3, 2**63 - 1]),
+    ("FP16", "fp16", "e", [0.5, -2.0, 1024.0]),
+    ("BF16", "bf16", None, [0.5, -2.0, 256.0]),
+    ("FP32", "fp32", "f", [0.1, -2.5, 3.25e10]),
+    ("FP64", "fp64", "d", [0.1, -2.5, 1e300]),
+]
+
+
+class Maasd:
+    """One maasd process on an ephemeral port."""
+
+    def __init__(self, *flags, store=None):
+        self.dir = tempfile.mkdtemp(dir=SCRATCH)
+        port_file = os.path.join(self.dir, "port")
+        self.log_path = os.path.join(self.dir, "stderr")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [MAASD, f"--model-store={store or STORE}", "--http-port=0", "--grpc-port=0",
+             f"--port-file={port_file}", *flags],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + 120
+        while not os.path.exists(port_file):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"maasd exited {self.proc.returncode}: {self.stderr()}")
+            if time.time() > deadline:
+                raise RuntimeError("maasd did not start in 120 s")
+            time.sleep(0.05)
+        with open(port_file) as f:
+            ports = dict(line.split() for line in f)
+        self.port = int(ports["http"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{ports['grpc']}" if "grpc" in ports else None
+
+    def stderr(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self.log.close()
+        return self.proc.returncode
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def bf16_bytes(values):
+    return b"".join(struct.pack("<f", v)[2:] for v in values)
+
+
+def child(*args):
+    return subprocess.run([MAAS_TESTS, "--maas-child", *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def main(before_tests=None):
+    """Runs the tests of __main__ against the maasd and maas_tests given on the command line."""
+    global MAASD, MAAS_TESTS, STORE, SCRATCH
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--maasd", required=True)
+    parser.add_argument("--maas-tests", required=True)
+    args, rest = parser.parse_known_args()
+    MAASD, MAAS_TESTS = os.path.abspath(args.maasd), os.path.abspath(args.maas_tests)
+    SCRATCH = tempfile.mkdtemp(prefix="maasd-test-")
+    try:
+        STORE = os.path.join(SCRATCH, "store")
+        child("maasd-store", STORE)
+        if before_tests:
+            before_tests()
+        program = unittest.main(argv=[sys.argv[0], *rest], exit=False, verbosity=2)
+        return 0 if program.result.wasSuccessful() else 1
+    finally:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+
+

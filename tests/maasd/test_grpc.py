@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""Conformance tests of maasd's gRPC API (Open Inference Protocol, KServe v2), driven by a real
+gRPC client (Debian's python3-grpcio) whose stubs are generated, as a user's would be, from the
+inference.proto that maasd installs (protoc with Debian's grpc_python_plugin), against maasd
+processes started on ephemeral ports.
+
+Usage: test_grpc.py --maasd PATH --maas-tests PATH --proto PATH [unittest arguments]
+"""
+import importlib
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+import requests
+
+import harness
+from harness import DATATYPES, Maasd, bf16_bytes, child
+
+pb = None  # inference_pb2
+stubs = None  # inference_pb2_grpc
+
+
+def generate_stubs(proto):
+    """Generates the Python client from maasd's .proto, as a user would, and imports it."""
+    global pb, stubs
+    out = tempfile.mkdtemp(dir=harness.SCRATCH)
+    subprocess.run(["protoc", f"-I{os.path.dirname(proto)}", f"--python_out={out}",
+                    f"--grpc_python_out={out}",
+                    f"--plugin=protoc-gen-grpc_python={shutil.which('grpc_python_plugin')}",
+                    proto], check=True)
+    sys.path.insert(0, out)
+    pb = importlib.import_module("inference_pb2")
+    stubs = importlib.import_module("inference_pb2_grpc")
+
+
+def raw_request(model, name, datatype, shape, payload, **fields):
+    request = pb.ModelInferRequest(model_name=model, **fields)
+    request.inputs.add(name=name, datatype=datatype, shape=shape)
+    request.raw_input_contents.append(payload)
+    return request
+
+
+def fp32_request(model, shape, values, name="x", **fields):
+    return raw_request(model, name, "FP32", shape, struct.pack(f"<{len(values)}f", *values),
+                       **fields)
+
+
+def fp32_output(response, index=0):
+    data = response.raw_output_contents[index]
+    return list(struct.unpack(f"<{len(data) // 4}f", data))
+
+
+class GrpcApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Maasd("--log-requests")
+        cls.channel = grpc.insecure_channel(cls.server.grpc_target)
+        cls.stub = stubs.GRPCInferenceServiceStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        assert cls.server.stop() == 0
+
+    def assert_fails(self, call, code, fragment):
+        with self.assertRaises(grpc.RpcError) as raised:
+            call()
+        self.assertEqual(raised.exception.code(), code, raised.exception.details())
+        self.assertIn(fragment, raised.exception.details())
+
+    def test_health_and_server_metadata(self):
+        self.assertTrue(self.stub.ServerLive(pb.ServerLiveRequest()).live)
+        self.assertTrue(self.stub.ServerReady(pb.ServerReadyRequest()).ready)
+        meta = self.stub.ServerMetadata(pb.ServerMetadataRequest())
+        self.assertEqual(meta.name, "maasd")
+        self.assertTrue(meta.version)
+        self.assertIn("model_repository", meta.extensions)
+
+    def test_model_metadata_and_readiness(self):
+        meta = self.stub.ModelMetadata(pb.ModelMetadataRequest(name="identity"))
+        self.assertEqual(meta.name, "identity")
+        self.assertEqual(list(meta.versions), ["1"])
+        self.assertEqual(meta.platform, "pytorch_torchscript")
+        self.assertEqual([(t.name, t.datatype, list(t.shape)) for t in meta.inputs],
+                         [("x", "FP32", [-1, 4])])
+        self.assertEqual([t.name for t in meta.outputs], ["y"])
+        pair = self.stub.ModelMetadata(pb.ModelMetadataRequest(name="pair", version="1"))
+        self.assertEqual([t.name for t in pair.inputs], ["a", "b"])
+        self.assertTrue(self.stub.ModelReady(pb.ModelReadyRequest(name="pair")).ready)
+        self.assertTrue(self.stub.ModelReady(pb.ModelReadyRequest(name="pair", version="1")).ready)
+        self.assertFalse(self.stub.ModelReady(pb.ModelReadyRequest(name="pair", version="9")).ready)
+        self.assert_fails(lambda: self.stub.ModelReady(pb.ModelReadyRequest(name="nope")),
+                          grpc.StatusCode.NOT_FOUND, "nope")
+        self.assert_fails(lambda: self.stub.ModelMetadata(pb.ModelMetadataRequest(name="nope")),
+                          grpc.StatusCode.NOT_FOUND, "nope")
+
+    def test_every_datatype_round_trips_raw_and_typed(self):
+        typed_field = {"BOOL": "bool_contents", "UINT8": "uint_contents", "INT8": "int_contents",
+                       "INT16": "int_contents", "INT32": "int_contents",
+                       "INT64": "int64_contents", "FP32": "fp32_contents",
+                       "FP64": "fp64_contents"}
+        for datatype, suffix, fmt, values in DATATYPES:
+            with self.subTest(datatype=datatype):
+                model = f"echo_{suffix}"
+                payload = bf16_bytes(values) if fmt is None else struct.pack(f"<3{fmt}", *values)
+                out = self.stub.ModelInfer(raw_request(model, "x", datatype, [1, 3], payload,
+                                                       id="r-1"))
+                self.assertEqual((out.model_name, out.model_version, out.id), (model, "1", "r-1"))
+                self.assertEqual([(o.name, o.datatype, list(o.shape)) for o in out.outputs],
+                                 [("y", datatype, [1, 3])])
+                self.assertEqual(out.raw_output_contents[0], payload)  # bit for bit
+                if datatype not in typed_field:
+                    # FP16 and BF16 have no typed contents: refused with a reason.
+                    request = pb.ModelInferRequest(model_name=model)
+                    request.inputs.add(name="x", datatype=datatype, shape=[1, 3])
+                    self.assert_fails(lambda: self.stub.ModelInfer(request),
+                                      grpc.StatusCode.INVALID_ARGUMENT, "raw_input_contents")
+                    continue
+                request = pb.ModelInferRequest(model_name=model)
+                tensor = request.inputs.add(name="x", datatype=datatype, shape=[1, 3])
+                getattr(tensor.contents, typed_field[datatype]).extend(values)
+                out = self.stub.ModelInfer(request)
+                self.assertEqual(out.raw_output_contents[0], payload)
+
+    def test_named_inputs_in_any_order_and_chosen_outputs(self):
+        request = pb.ModelInferRequest(model_name="pair", id="pair-1")
+        request.inputs.add(name="b", datatype="INT64", shape=[2, 2])
+        request.inputs.add(name="a", datatype="FP32", shape=[2, 2])
+        request.raw_input_contents.append(struct.pack("<4q", 1, 2, 3, 4))
+        request.raw_input_contents.append(struct.pack("<4f", 10, 20, 30, 40))
+        request.outputs.add(name="difference")
+        out = self.stub.ModelInfer(request)
+        self.assertEqual(out.id, "pair-1")
+        self.assertEqual([o.name for o in out.outputs], ["difference"])
+        self.assertEqual(fp32_output(out), [9, 18, 27, 36])
+        del request.outputs[:]
+        request.outputs.add(name="nope")
+        self.assert_fails(lambda: self.stub.ModelInfer(request),
+                          grpc.StatusCode.INVALID_ARGUMENT, "no output 'nope'")
+
+    def test_bad_requests_get_a_clear_status(self):
+        def typed(model, name, datatype, shape, field, values):
+            request = pb.ModelInferRequest(model_name=model)
+            tensor = request.inputs.add(name=name, datatype=datatype, shape=shape)
+            getattr(tensor.contents, field).extend(values)
+            return request
+
+        both = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        both.inputs[0].contents.fp32_contents.extend([1, 2, 3, 4])
+        two_raw = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        two_raw.raw_input_contents.append(b"\0" * 16)
+        invalid = grpc.StatusCode.INVALID_ARGUMENT
+        cases = [
+            (raw_request("identity", "x", "BYTES", [1, 1], b"abcd"), invalid, "datatype BYTES"),
+            (raw_request("identity", "x", "FP32", [1, 4], b"\0" * 12), invalid,
+             "needs 16 bytes; got 12"),
+            (raw_request("identity", "x", "FP32", [1 << 20, 1 << 20], b"\0" * 16), invalid,
+             "needs 4398046511104 bytes"),
+            (raw_request("identity", "x", "FP32", [-1, 4], b"\0" * 16), invalid,
+             "non-negative"),
+            (raw_request("identity", "x", "FP32", [1 << 62, 1 << 62], b""), invalid, "too large"),
+            (typed("identity", "x", "FP32", [1, 4], "fp32_contents", [1, 2, 3]), invalid,
+             "needs 4 values in contents.fp32_contents; it holds 3"),
+            (typed("identity", "x", "FP32", [1, 4], "int_contents", [1, 2, 3, 4]), invalid,
+             "it holds 0"),
+            (typed("echo_int8", "x", "INT8", [1, 3], "int_contents", [1, 300, 2]), invalid,
+             "out of the datatype's range"),
+            (typed("echo_uint8", "x", "UINT8", [1, 1], "uint_contents", [256]), invalid,
+             "out of the datatype's range"),
+            (both, invalid, "use one or the other"),
+            (two_raw, invalid, "raw_input_contents has 2 entries for 1 inputs"),
+            (fp32_request("identity", [1, 4], [1, 2, 3, 4], name="z"), invalid,
+             "no input is named"),
+            (fp32_request("identity", [1, 5], [1, 2, 3, 4, 5]), invalid, "x"),
+            (raw_request("identity", "x", "FP64", [1, 4], b"\0" * 32), invalid, "float"),
+            (fp32_request("nope", [1, 4], [1, 2, 3, 4]), grpc.StatusCode.NOT_FOUND, "nope"),
+            (fp32_request("identity", [1, 4], [1, 2, 3, 4], model_version="7"),
+             grpc.StatusCode.NOT_FOUND, "7"),
+        ]
+        priority = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        priority.parameters["priority"].string_param = "high"
+        cases.append((priority, invalid, "parameter priority"))
+        for request, code, fragment in cases:
+            with self.subTest(request=str(request)[:120]):
+                self.assert_fails(lambda: self.stub.ModelInfer(request), code, fragment)
+        # After all that, the channel and the server still serve.
+        out = self.stub.ModelInfer(fp32_request("identity", [1, 4], [1, 2, 3, 4]))
+        self.assertEqual(fp32_output(out), [1, 2, 3, 4])
+
+    def test_a_model_error_is_internal_and_spoils_nothing_else(self):
+        self.assert_fails(lambda: self.stub.ModelInfer(fp32_request("picky", [1, 2], [-1, 1])),
+                          grpc.StatusCode.INTERNAL, "negative input is not allowed")
+        out = self.stub.ModelInfer(fp32_request("picky", [1, 2], [1, 2]))
+        self.assertEqual(fp32_output(out), [2, 4])
+
+    def test_concurrent_clients_each_get_their_own_answer(self):
+        failures = []
+
+        def client(k):
+            # A channel per client: separate HTTP/2 connections, as separate processes have.
+            with grpc.insecure_channel(self.server.grpc_target) as channel:
+                stub = stubs.GRPCInferenceServiceStub(channel)
+                for i in range(40):
+                    values = [k, i, k * i, -k]
+                    out = stub.ModelInfer(fp32_request("identity", [1, 4], values), timeout=60)
+                    if fp32_output(out) != values:
+                        failures.append((k, i, fp32_output(out)))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(failures, [])
+        # Many requests in flight on one channel (HTTP/2 streams), answered out of order.
+        futures = [self.stub.ModelInfer.future(fp32_request("identity", [1, 4], [i, 0, 0, i]))
+                   for i in range(64)]
+        self.assertEqual([fp32_output(f.result(timeout=60)) for f in futures],
+                         [[i, 0, 0, i] for i in range(64)])
+
+    def test_priority_timeout_and_the_clients_deadline(self):
+        ok = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        ok.parameters["priority"].uint64_param = 2  # as Triton's client sends it
+        ok.parameters["timeout"].int64_param = 5000000
+        self.assertEqual(fp32_output(self.stub.ModelInfer(ok)), [1, 2, 3, 4])
+        # Behind slow requests (20-60 ms a run), neither a 1 us timeout nor a 10 ms gRPC
+        # deadline can be met: maasd refuses them without running them (its log says so: the
+        # client's own deadline alone would not show it), and the slow ones still answer.
+        busy = [self.stub.ModelInfer.future(fp32_request("slow", [1, 2], [1, 2]))
+                for _ in range(4)]
+        time.sleep(0.01)
+        late = fp32_request("slow", [1, 2], [1, 2])
+        late.parameters["timeout"].int64_param = 1
+        self.assert_fails(lambda: self.stub.ModelInfer(late),
+                          grpc.StatusCode.DEADLINE_EXCEEDED, "deadline")
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.ModelInfer(fp32_request("slow", [1, 2], [1, 2]), timeout=0.01)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        for future in busy:
+            self.assertEqual(fp32_output(future.result(timeout=60)), [1, 2])
+        time.sleep(0.2)
+        refused = [line for line in self.server.stderr().splitlines()
+                   if '"model":"slow"' in line and '"status":"DEADLINE_EXCEEDED"' in line]
+        self.assertEqual(len(refused), 2, self.server.stderr()[-2000:])
+
+    def test_repository_index(self):
+        index = self.stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True))
+        identity = [m for m in index.models if m.name == "identity"]
+        self.assertEqual([(m.version, m.state) for m in identity], [("1", "READY")])
+        self.assert_fails(
+            lambda: self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(
+                model_name="identity")), grpc.StatusCode.FAILED_PRECONDITION, "explicit")
+
+    def test_metrics_count_grpc_requests_apart(self):
+        self.stub.ModelInfer(fp32_request("identity", [1, 4], [0, 0, 0, 0]))
+        metrics = requests.get(self.server.url + "/metrics", timeout=60).text
+        self.assertRegex(metrics, r'maas_server_responses_total\{model="identity",version="1",'
+                                  r'protocol="grpc",outcome="success"\} [1-9]')
+
+    def test_request_log_lines_are_json(self):
+        self.stub.ModelInfer(fp32_request("identity", [1, 4], [0, 0, 0, 0]))
+        time.sleep(0.1)
+        lines = [line for line in self.server.stderr().splitlines()
+                 if '"rpc":"ModelInfer"' in line]
+        self.assertTrue(lines)
+        self.assertIn('"model":"identity","version":1,"status":"OK"', lines[-1])
+
+
+class GrpcLifecycleTest(unittest.TestCase):
+    def test_messages_over_the_limit_are_refused(self):
+        server = Maasd("--max-body-bytes=4096", "--model=identity")
+        try:
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                stub = stubs.GRPCInferenceServiceStub(channel)
+                big = fp32_request("identity", [512, 4], [0.0] * 2048)  # 8 KiB
+                with self.assertRaises(grpc.RpcError) as raised:
+                    stub.ModelInfer(big)
+                self.assertEqual(raised.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                small = stub.ModelInfer(fp32_request("identity", [1, 4], [1, 2, 3, 4]))
+                self.assertEqual(fp32_output(small), [1, 2, 3, 4])
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_sigterm_answers_accepted_rpcs_then_exits_zero(self):
+        server = Maasd("--model=slow")
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = stubs.GRPCInferenceServiceStub(channel)
+            futures = [stub.ModelInfer.future(fp32_request("slow", [1, 2], [1, 2]))
+                       for _ in range(8)]
+            time.sleep(0.3)  # accepted: read and queued or running
+            server.proc.send_signal(signal.SIGTERM)
+            self.assertEqual([fp32_output(f.result(timeout=60)) for f in futures], [[1, 2]] * 8)
+            self.assertEqual(server.proc.wait(timeout=60), 0)
+        server.stop()  # closes its log
+
+    def test_explicit_mode_loads_and_unloads(self):
+        server = Maasd("--model-control-mode=explicit")
+        try:
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                stub = stubs.GRPCInferenceServiceStub(channel)
+                ready = lambda: stub.ModelReady(pb.ModelReadyRequest(name="identity")).ready
+                with self.assertRaises(grpc.RpcError):
+                    ready()
+                stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="identity"))
+                self.assertTrue(ready())
+                with self.assertRaises(grpc.RpcError) as raised:
+                    stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="nope"))
+                self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
+                stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="identity"))
+                with self.assertRaises(grpc.RpcError):
+                    ready()
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_a_new_version_under_grpc_load_fails_no_request(self):
+        store = os.path.join(tempfile.mkdtemp(dir=harness.SCRATCH), "store")
+        shutil.copytree(harness.STORE, store)
+        server = Maasd("--model-control-mode=poll", "--poll-interval=100ms", "--model=tagged",
+                       store=store)
+        failures, versions_seen = [], []
+        stop = threading.Event()
+
+        def client():
+            last = 0
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                stub = stubs.GRPCInferenceServiceStub(channel)
+                while not stop.is_set():
+                    try:
+                        out = stub.ModelInfer(fp32_request("tagged", [1, 2], [0, 0]), timeout=60)
+                    except grpc.RpcError as error:
+                        failures.append(error.details())
+                        continue
+                    version = int(out.model_version)
+                    # The answer comes from the version the response names, and a client never
+                    # goes back to an older version.
+                    if fp32_output(out) != [version, version] or version < last:
+                        failures.append((version, fp32_output(out)))
+                    last = version
+                    versions_seen.append(version)
+
+        try:
+            threads = [threading.Thread(target=client) for _ in range(8)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            child("publish-tagged", store, "tagged", "2")
+            deadline = time.time() + 30
+            while time.time() < deadline and (not versions_seen or versions_seen[-1] != 2):
+                time.sleep(0.05)
+            time.sleep(0.3)
+            stop.set()
+            for t in threads:
+                t.join()
+            self.assertEqual(failures, [])
+            self.assertIn(1, versions_seen)
+            self.assertEqual(versions_seen[-1], 2)
+        finally:
+            stop.set()
+            self.assertEqual(server.stop(), 0)
+
+
+def main():
+    proto = None
+    args = []
+    for arg in sys.argv[1:]:
+        if arg.startswith("--proto="):
+            proto = os.path.abspath(arg[len("--proto="):])
+        else:
+            args.append(arg)
+    sys.argv[1:] = args
+    return harness.main(before_tests=lambda: generate_stubs(proto))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
