@@ -1,12 +1,17 @@
 // maasd's cost over the network, measured in one run against the same Server in-process:
 //   1. one client, sequential requests on one keep-alive connection, on the identity model
-//      (batch 1, 4 floats): the median added by REST (JSON and binary) over Server::Infer;
+//      (batch 1, 4 floats): the median added by REST (JSON and binary) and by gRPC over
+//      Server::Infer;
 //   2. the MLP 512-1024-1024-10 with N connections (default 64) each sending binary requests
-//      of one row back to back for a few seconds, against N in-process threads calling Infer.
-// maasd runs in this process (its HTTP server, REST layer and model control, as in the
-// executable); the client is Boost.Beast's synchronous client on loopback.
+//      of one row back to back for a few seconds, against N in-process threads calling Infer;
+//   3. the same load from packaged load generators in their own processes, when installed:
+//      wrk (REST, HTTP/1.1) and h2load (REST over HTTP/1.1, and gRPC).
+// maasd runs in this process (its HTTP and gRPC servers, REST and gRPC layers and model
+// control, as in the executable); the in-process clients are Boost.Beast's synchronous HTTP
+// client and gRPC's synchronous stub, on loopback.
 //
 // Usage: maasd_bench [--quick] [--connections N]
+#include <grpcpp/grpcpp.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -26,6 +31,7 @@
 #include <vector>
 
 #include "fmt/core.h"
+#include "grpc_api.h"
 #include "http_server.h"
 #include "maas/maas.h"
 #include "mlp.h"
@@ -98,6 +104,70 @@ std::string BinaryBody(const std::string& name, int64_t columns, std::string* js
   std::vector<float> values(static_cast<size_t>(columns), 0.5f);
   body.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
   return body;
+}
+
+// One gRPC channel: its own HTTP/2 connection (not shared with the process's other channels).
+class GrpcClient {
+ public:
+  explicit GrpcClient(int port) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stub_ = inference::GRPCInferenceService::NewStub(grpc::CreateCustomChannel(
+        fmt::format("127.0.0.1:{}", port), grpc::InsecureChannelCredentials(), args));
+  }
+  bool Infer(const inference::ModelInferRequest& request) {
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    return stub_->ModelInfer(&context, request, &response).ok();
+  }
+  bool Live() {
+    grpc::ClientContext context;
+    inference::ServerLiveResponse response;
+    return stub_->ServerLive(&context, {}, &response).ok() && response.live();
+  }
+
+ private:
+  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+};
+
+// A request of one row of `columns` floats, in raw_input_contents.
+inference::ModelInferRequest GrpcRequest(const std::string& model, int64_t columns) {
+  inference::ModelInferRequest request;
+  request.set_model_name(model);
+  auto* input = request.add_inputs();
+  input->set_name("x");
+  input->set_datatype("FP32");
+  input->add_shape(1);
+  input->add_shape(columns);
+  std::vector<float> values(columns, 0.5f);
+  request.add_raw_input_contents(reinterpret_cast<const char*>(values.data()),
+                                 values.size() * sizeof(float));
+  return request;
+}
+
+// Runs `command` (a load generator) and returns the number that `format` (for sscanf, one
+// %lf) reads from the first line it matches; 0 when none does. Lines about failures are shown.
+double RunAndRead(const std::string& command, const char* format) {
+  double value = 0;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, pipe) != nullptr) {
+      if (value == 0 && std::sscanf(line, format, &value) != 1) value = 0;
+      if (std::strstr(line, "Non-2xx") != nullptr ||
+          (std::strstr(line, "failed") != nullptr && std::strstr(line, " 0 failed") == nullptr)) {
+        std::fprintf(stderr, "load generator: %s", line);
+      }
+    }
+    pclose(pipe);
+  }
+  return value;
+}
+
+void WriteFile(const std::filesystem::path& path, const std::string& bytes) {
+  if (FILE* f = std::fopen(path.c_str(), "wb")) {
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+  }
 }
 
 // The median round trip of 100 bytes between two threads over a loopback TCP connection
@@ -186,6 +256,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int port = (*server)->port();
+  maasd::GrpcApi grpc_api(control->get(), &metrics, {});
+  maasd::GrpcServerOptions grpc_options;
+  grpc_options.port = 0;
+  auto grpc_server = maasd::GrpcServer::Start(grpc_options, &grpc_api);
+  if (!grpc_server.ok()) {
+    std::fprintf(stderr, "%s\n", grpc_server.status().ToString().c_str());
+    return 1;
+  }
+  const int grpc_port = (*grpc_server)->port();
   maas::Server& in_process = (*control)->server();
 
   // 1. One client, identity model: in-process and over REST, interleaved in rounds so that
@@ -195,7 +274,9 @@ int main(int argc, char** argv) {
   std::string binary_size;
   const std::string binary_body = BinaryBody("x", 4, &binary_size);
   Client client(port);
-  std::vector<double> local, rest_json, rest_binary, transport;
+  GrpcClient grpc_client(grpc_port);
+  const inference::ModelInferRequest grpc_identity = GrpcRequest("identity", 4);
+  std::vector<double> local, rest_json, rest_binary, transport, grpc_raw, grpc_live;
   const at::Tensor x = torch::ones({1, 4});
   for (int i = 0; i < requests + 50; ++i) {
     auto t0 = Clock::now();
@@ -207,6 +288,10 @@ int main(int argc, char** argv) {
     auto t3 = Clock::now();
     ok &= client.Get("/v2/health/live") == 200;
     auto t4 = Clock::now();
+    ok &= grpc_client.Infer(grpc_identity);
+    auto t5 = Clock::now();
+    ok &= grpc_client.Live();
+    auto t6 = Clock::now();
     if (!ok) {
       std::fprintf(stderr, "a request failed\n");
       return 1;
@@ -216,6 +301,8 @@ int main(int argc, char** argv) {
     rest_json.push_back(Micros(t2 - t1));
     rest_binary.push_back(Micros(t3 - t2));
     transport.push_back(Micros(t4 - t3));
+    grpc_raw.push_back(Micros(t5 - t4));
+    grpc_live.push_back(Micros(t6 - t5));
   }
   const double base = Median(local);
   std::printf("maasd_bench: one client, identity model, %d sequential requests, medians\n",
@@ -229,25 +316,44 @@ int main(int argc, char** argv) {
       "  %-34s %9.1f us   (the round trip of a request that runs nothing: the\n"
       "  %-34s              floor of any HTTP front end on this machine)\n",
       "GET /v2/health/live", Median(transport), "");
+  std::printf("  %-34s %9.1f us   added %6.1f us\n", "gRPC ModelInfer, raw contents",
+              Median(grpc_raw), Median(grpc_raw) - base);
+  std::printf("  %-34s %9.1f us   (gRPC's floor: an RPC that runs nothing)\n", "gRPC ServerLive",
+              Median(grpc_live));
   std::printf("  %-34s %9.1f us   (100 bytes to a thread and back, no HTTP)\n",
               "loopback TCP round trip", LoopbackRoundTripMicros(requests));
-  std::printf("  target: added < 50 us at the median: %s\n",
-              Median(rest_json) - base < 50 ? "met" : "NOT met");
+  std::printf("  target: added < 50 us at the median: REST %s, gRPC %s\n",
+              Median(rest_json) - base < 50 ? "met" : "NOT met",
+              Median(grpc_raw) - base < 50 ? "met" : "NOT met");
 
   // 2. The MLP under N concurrent clients, one row per request.
   std::string mlp_size;
   const std::string mlp_body = BinaryBody("x", 512, &mlp_size);
-  const auto run = [&](bool network) {
+  const inference::ModelInferRequest grpc_mlp = GrpcRequest("mlp", 512);
+  enum class Via { kInProcess, kRest, kGrpc };
+  const auto run = [&](Via via) {
     std::atomic<int64_t> done{0}, failed{0};
     std::atomic<bool> stop{false};
     std::vector<std::thread> threads;
     for (int c = 0; c < connections; ++c) {
-      threads.emplace_back([&, network] {
-        std::unique_ptr<Client> own = network ? std::make_unique<Client>(port) : nullptr;
+      threads.emplace_back([&, via] {
+        std::unique_ptr<Client> rest = via == Via::kRest ? std::make_unique<Client>(port) : nullptr;
+        std::unique_ptr<GrpcClient> grpc =
+            via == Via::kGrpc ? std::make_unique<GrpcClient>(grpc_port) : nullptr;
         const at::Tensor row = torch::full({1, 512}, 0.5f);
         while (!stop.load(std::memory_order_relaxed)) {
-          const bool ok = network ? own->Post("/v2/models/mlp/infer", mlp_body, mlp_size) == 200
-                                  : in_process.Infer("mlp", {row}).ok();
+          bool ok = false;
+          switch (via) {
+            case Via::kInProcess:
+              ok = in_process.Infer("mlp", {row}).ok();
+              break;
+            case Via::kRest:
+              ok = rest->Post("/v2/models/mlp/infer", mlp_body, mlp_size) == 200;
+              break;
+            case Via::kGrpc:
+              ok = grpc->Infer(grpc_mlp);
+              break;
+          }
           ++(ok ? done : failed);
         }
       });
@@ -258,16 +364,20 @@ int main(int argc, char** argv) {
     if (failed > 0) std::fprintf(stderr, "%lld requests failed\n", (long long)failed.load());
     return static_cast<double>(done.load()) / seconds;
   };
-  run(false);  // warm-up: adaptive batching learns the load
-  const double local_rate = run(false);
-  const double network_rate = run(true);
+  run(Via::kInProcess);  // warm-up: adaptive batching learns the load
+  const double local_rate = run(Via::kInProcess);
+  const double network_rate = run(Via::kRest);
+  const double grpc_rate = run(Via::kGrpc);
   std::printf("maasd_bench: MLP 512-1024-1024-10, %d clients, 1 row per request, %.1f s each\n",
               connections, seconds);
   std::printf("  %-34s %9.0f requests/s\n", "in-process Server::Infer threads", local_rate);
   std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n", "REST binary, keep-alive",
               network_rate, network_rate / local_rate);
+  std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n", "gRPC, a channel per client",
+              grpc_rate, grpc_rate / local_rate);
   // 3. The same with wrk, a load generator of its own process (Debian's package), when it is
   // installed: 2 threads, `connections` connections, binary requests of one row.
+  const int duration = static_cast<int>(std::max(1.0, seconds));
   if (std::system("command -v wrk >/dev/null 2>&1") == 0) {
     const std::filesystem::path script = scratch.path() / "post.lua";
     std::string lua =
@@ -279,21 +389,69 @@ int main(int argc, char** argv) {
       std::fputs(lua.c_str(), f);
       std::fclose(f);
     }
-    const std::string command =
+    const double wrk_rate = RunAndRead(
         fmt::format("wrk -t2 -c{} -d{}s -s {} http://127.0.0.1:{}/v2/models/mlp/infer 2>&1",
-                    connections, static_cast<int>(std::max(1.0, seconds)), script.string(), port);
-    double wrk_rate = 0;
-    if (FILE* pipe = popen(command.c_str(), "r")) {
-      char line[512];
-      while (std::fgets(line, sizeof line, pipe) != nullptr) {
-        if (std::sscanf(line, "Requests/sec: %lf", &wrk_rate) == 1) break;
-        if (std::strstr(line, "Non-2xx") != nullptr) std::fprintf(stderr, "wrk: %s", line);
-      }
-      pclose(pipe);
-    }
+                    connections, duration, script.string(), port),
+        "Requests/sec: %lf");
     std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n", "wrk (2 threads), REST binary",
                 wrk_rate, wrk_rate / local_rate);
   }
+  // h2load (Debian's nghttp2-client): REST over HTTP/1.1, and gRPC (HTTP/2, one stream in
+  // flight per connection, as a blocking client has). h2load counts HTTP statuses, not gRPC's:
+  // the request it sends was checked above to be answered OK.
+  if (std::system("command -v h2load >/dev/null 2>&1") == 0) {
+    const std::filesystem::path rest_file = scratch.path() / "rest.bin";
+    WriteFile(rest_file, mlp_body);
+    const double h1_rate = RunAndRead(
+        fmt::format("h2load --h1 -t2 -c{} -D{} -d {} -H 'Inference-Header-Content-Length: {}' "
+                    "http://127.0.0.1:{}/v2/models/mlp/infer 2>&1",
+                    connections, duration, rest_file.string(), mlp_size, port),
+        "finished in %*fs, %lf req/s");
+    std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n", "h2load (2 threads), REST h1",
+                h1_rate, h1_rate / local_rate);
+    std::string frame = grpc_mlp.SerializeAsString();
+    const uint32_t size = static_cast<uint32_t>(frame.size());
+    const char prefix[5] = {0, static_cast<char>(size >> 24), static_cast<char>(size >> 16),
+                            static_cast<char>(size >> 8), static_cast<char>(size)};
+    frame.insert(0, prefix, 5);  // gRPC's message framing: not compressed, big-endian length
+    const std::filesystem::path grpc_file = scratch.path() / "grpc.bin";
+    WriteFile(grpc_file, frame);
+    const double h2_rate =
+        RunAndRead(fmt::format("h2load -t2 -c{} -m1 -D{} -d {} -H 'content-type: application/grpc' "
+                               "-H 'te: trailers' "
+                               "http://127.0.0.1:{}/inference.GRPCInferenceService/ModelInfer 2>&1",
+                               connections, duration, grpc_file.string(), grpc_port),
+                   "finished in %*fs, %lf req/s");
+    std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n", "h2load (2 threads), gRPC",
+                h2_rate, h2_rate / local_rate);
+    // gRPC's latency with an efficient client in its own process (gRPC's C++ synchronous stub,
+    // above, costs tens of microseconds itself): h2load on one connection, the identity model.
+    std::string identity_frame = grpc_identity.SerializeAsString();
+    const uint32_t identity_size = static_cast<uint32_t>(identity_frame.size());
+    const char identity_prefix[5] = {
+        0, static_cast<char>(identity_size >> 24), static_cast<char>(identity_size >> 16),
+        static_cast<char>(identity_size >> 8), static_cast<char>(identity_size)};
+    identity_frame.insert(0, identity_prefix, 5);
+    const std::filesystem::path identity_file = scratch.path() / "identity.bin";
+    WriteFile(identity_file, identity_frame);
+    const std::filesystem::path live_file = scratch.path() / "live.bin";
+    WriteFile(live_file, std::string(5, '\0'));  // an empty ServerLiveRequest
+    const auto h2load_mean = [&](const std::filesystem::path& body, const char* rpc) {
+      return RunAndRead(fmt::format("h2load -c1 -m1 -n{} -d {} -H 'content-type: application/grpc' "
+                                    "-H 'te: trailers' "
+                                    "http://127.0.0.1:{}/inference.GRPCInferenceService/{} 2>&1",
+                                    requests, body.string(), grpc_port, rpc),
+                        "time for request: %*s %*s %lfus");
+    };
+    const double infer_mean = h2load_mean(identity_file, "ModelInfer");
+    const double live_mean = h2load_mean(live_file, "ServerLive");
+    std::printf("maasd_bench: gRPC from h2load, one connection, %d sequential requests, means\n",
+                requests);
+    std::printf("  %-34s %9.1f us   added %6.1f us over in-process\n", "ModelInfer, identity",
+                infer_mean, infer_mean - base);
+    std::printf("  %-34s %9.1f us\n", "ServerLive", live_mean);
+  }
+  (*grpc_server)->Shutdown(absl::Seconds(5));
   (*server)->Shutdown(absl::Seconds(5));
   control->reset();
   return 0;
