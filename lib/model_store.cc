@@ -102,9 +102,10 @@ absl::Status WriteModelMeta(const fs::path& model_dir, std::string_view name,
                                          internal::ModelMetaToText(name, meta));
 }
 
-// Deletes what crashed publishes and removals left behind. Call with the model lock held: a
-// staging folder whose own lock is free then belongs to a process that died.
-void CleanUpAbandoned(const fs::path& model_dir) {
+// Deletes what crashed publishes and removals left behind, and returns what it deleted. Call
+// with the model lock held: a staging folder whose own lock is free then belongs to a process
+// that died.
+std::vector<fs::path> CleanUpAbandoned(const fs::path& model_dir) {
   std::error_code ec;
   std::vector<fs::path> abandoned;
   for (const std::string& name : internal::posix::ListFolder(model_dir, ec)) {
@@ -120,10 +121,13 @@ void CleanUpAbandoned(const fs::path& model_dir) {
       abandoned.push_back(entry);
     }
   }
+  std::vector<fs::path> removed;
   for (const fs::path& path : abandoned) {
-    std::error_code ignored;
-    internal::posix::RemoveAll(path, ignored);
+    std::error_code failed;
+    internal::posix::RemoveAll(path, failed);
+    if (!failed) removed.push_back(path);
   }
+  return removed;
 }
 
 }  // namespace
@@ -421,6 +425,26 @@ absl::StatusOr<std::vector<std::string>> ModelStore::Models() const {
   if (ec) return internal::FileError("list", root_, ec);
   std::sort(models.begin(), models.end());
   return models;
+}
+
+absl::StatusOr<std::vector<fs::path>> ModelStore::RemoveAbandoned() {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError(
+        fmt::format("cannot clean up store {}: it was opened read-only", root_.string()));
+  }
+  std::vector<fs::path> removed;
+  std::error_code ec;
+  // Every model folder, also one whose first publish crashed (it has no version yet).
+  for (const std::string& name : internal::posix::ListFolder(root_, ec)) {
+    if (!internal::ValidateModelName(name).ok()) continue;
+    absl::StatusOr<fs::path> dir = internal::ResolveInside(root_, root_ / name);
+    std::error_code type_ec;
+    if (!dir.ok() || !internal::posix::IsDirectory(*dir, type_ec)) continue;
+    MAAS_ASSIGN_OR_RETURN(FileLock lock, FileLock::Acquire(*dir / kLockFile));
+    for (fs::path& path : CleanUpAbandoned(*dir)) removed.push_back(std::move(path));
+  }
+  if (ec) return internal::FileError("list", root_, ec);
+  return removed;
 }
 
 absl::StatusOr<std::map<std::string, int64_t>> ModelStore::Aliases(std::string_view name) const {

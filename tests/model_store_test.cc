@@ -2,6 +2,8 @@
 // stores, links, and concurrency between threads and processes, including a killed publisher.
 #include "maas/model_store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -699,6 +701,46 @@ TEST_F(ModelStoreTest, AKilledPublisherLeavesNothingVisibleAndIsCleanedUp) {
     EXPECT_EQ(name.rfind(".staging-", 0), std::string::npos) << name << " was left behind";
   }
   EXPECT_EQ(store_->Get("mlp", "1")->sha256, v1.sha256);
+}
+
+TEST_F(ModelStoreTest, RemoveAbandonedCleansEveryModelButLeavesLivePublishesAlone) {
+  PublishSeed("mlp", 1);
+  // A crashed publish of an existing model, and the crashed first publish of a new one.
+  for (const char* model : {"mlp", "fresh"}) {
+    testing::ChildResult result =
+        testing::RunChild({"publish-crash", root_.string(), model, model_file_.string(), "staged"});
+    ASSERT_EQ(result.term_signal, SIGKILL) << model << ": exit " << result.exit_code;
+  }
+  // A publish in progress: its staging folder's lock is held (by this process, here).
+  const fs::path live = root_ / "mlp" / ".staging-live";
+  ASSERT_EQ(::mkdir(live.c_str(), 0755), 0);
+  const int fd = ::open((live / ".lock").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+
+  absl::StatusOr<std::vector<fs::path>> removed = store_->RemoveAbandoned();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->size(), 2u);
+  std::vector<std::string> left;
+  for (const char* model : {"mlp", "fresh"}) {
+    for (const std::string& name : testing::ListNames(root_ / model)) {
+      if (name.rfind(".staging-", 0) == 0) left.push_back(name);
+    }
+  }
+  EXPECT_THAT(left, ElementsAre(".staging-live"));
+  EXPECT_THAT(*store_->RemoveAbandoned(), ::testing::IsEmpty());  // nothing more to do
+  EXPECT_EQ(store_->Get("mlp")->version, 1);
+  ::close(fd);  // the publisher is gone now: its folder is abandoned
+  removed = store_->RemoveAbandoned();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  ASSERT_EQ(removed->size(), 1u);
+  EXPECT_EQ(removed->front().filename(), ".staging-live");
+
+  ModelStoreOptions read_only;
+  read_only.read_only = true;
+  auto reader = ModelStore::Open(root_, read_only);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ((*reader)->RemoveAbandoned().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -114,6 +114,13 @@ class ModelStore {
   // size or SHA-256 (naming the file, the expected and the actual value); errors as Get.
   absl::Status Verify(std::string_view name, std::string_view version = "latest") const;
 
+  // Deletes what crashed publishers and removers left behind in every model folder (staging
+  // folders whose owner died, half-removed versions) and returns their paths. Publishes in
+  // progress, in any thread or process, are left alone. Publish and Remove already clean the
+  // model they change; this is for stores that nothing has changed since a crash (`maas gc`).
+  // FailedPrecondition: read-only store. Internal: the filesystem refused.
+  absl::StatusOr<std::vector<std::filesystem::path>> RemoveAbandoned();
+
   // The store's root folder, made absolute and canonical.
   const std::filesystem::path& root() const { return root_; }
 
