@@ -6,6 +6,7 @@
 
 #include "absl_compat.h"
 #include "batch_tensors.h"
+#include "cpu_cores.h"
 #include "fmt/core.h"
 #include "tensor_checks.h"
 #include "torch_errors.h"
@@ -84,7 +85,7 @@ std::vector<ModelQueue::Worker> ModelQueue::PlanWorkers(
   // A wide worker: at low concurrency one batch on all the cores answers sooner and, for
   // memory-bound models, runs faster than several narrow batches (docs/performance.md).
   if (first_cpu) {
-    const int machine = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int machine = internal::AvailableCores();
     const int all = std::min(cores, machine);
     if (all > threads_of(*instances[*first_cpu])) workers.push_back({*first_cpu, all, true});
   }

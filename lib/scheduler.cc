@@ -4,6 +4,7 @@
 #include <thread>
 #include <utility>
 
+#include "cpu_cores.h"
 #include "fmt/core.h"
 #include "front_end.h"
 #include "model_queue.h"
@@ -36,7 +37,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions op
         fmt::format("cpu_cores is {}; expected 0 (all) or a positive count", options.cpu_cores));
   }
   int cores = options.cpu_cores;
-  if (cores == 0) cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cores == 0) cores = internal::AvailableCores();
   std::shared_ptr<Clock> clock = options.clock ? options.clock : RealClock();
   return std::unique_ptr<Scheduler>(new Scheduler(std::make_unique<Impl>(std::move(clock), cores)));
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_join.h"
 #include "absl_compat.h"
+#include "cpu_cores.h"
 #include "deployment.h"
 #include "fmt/core.h"
 #include "front_end.h"
@@ -134,7 +135,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const std::filesystem::pa
   MAAS_ASSIGN_OR_RETURN(std::unique_ptr<ModelStore> store,
                         ModelStore::Open(store_root, store_options));
   int cores = options.cpu_cores;
-  if (cores == 0) cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cores == 0) cores = internal::AvailableCores();
   if (!options.clock) options.clock = RealClock();
   if (options.random_seed == 0) options.random_seed = absl::ToUnixNanos(absl::Now()) | 1;
   return std::unique_ptr<Server>(

@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl_compat.h"
+#include "cpu_cores.h"
 #include "fmt/core.h"
 #include "infer_codec.h"
 #include "mutex.h"
@@ -355,7 +356,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   auto impl = std::make_unique<Impl>();
   int threads = options.threads;
   if (threads <= 0) {
-    threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
+    threads = std::min(4, maas::internal::AvailableCores());
   }
   impl->shared.options = std::move(options);
   impl->shared.handler = std::move(handler);

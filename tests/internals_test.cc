@@ -4,7 +4,9 @@
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <thread>
 
+#include "cpu_cores.h"
 #include "execution_time_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -19,6 +21,9 @@
 namespace maas {
 namespace {
 
+using internal::AvailableCores;
+using internal::CoresOfCfsQuota;
+using internal::CoresOfCpuMax;
 using internal::Json;
 using ::testing::HasSubstr;
 
@@ -33,6 +38,21 @@ TEST(VersionTest, RuntimeVersionMatchesHeaders) {
   EXPECT_EQ(std::string(Version()), std::to_string(MAAS_VERSION_MAJOR) + "." +
                                         std::to_string(MAAS_VERSION_MINOR) + "." +
                                         std::to_string(MAAS_VERSION_PATCH));
+}
+
+// A container's CPU limit, as cgroups write it, becomes the default core count.
+TEST(CpuCoresTest, ReadsCgroupQuotas) {
+  EXPECT_EQ(CoresOfCpuMax("400000 100000\n"), 4);
+  EXPECT_EQ(CoresOfCpuMax("150000 100000"), 2);  // 1.5 cores: rounded up
+  EXPECT_EQ(CoresOfCpuMax("50000 100000"), 1);
+  EXPECT_EQ(CoresOfCpuMax("max 100000\n"), std::nullopt);  // no limit
+  EXPECT_EQ(CoresOfCpuMax(""), std::nullopt);              // no such file
+  EXPECT_EQ(CoresOfCpuMax("garbage"), std::nullopt);
+  EXPECT_EQ(CoresOfCfsQuota("200000\n", "100000\n"), 2);
+  EXPECT_EQ(CoresOfCfsQuota("-1", "100000"), std::nullopt);  // v1's "no limit"
+  const int cores = AvailableCores();
+  EXPECT_GE(cores, 1);
+  EXPECT_LE(cores, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 TEST(Sha256Test, MatchesFipsVectors) {

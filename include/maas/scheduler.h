@@ -31,7 +31,8 @@ inline constexpr bool IsServerRequestOptions = std::is_base_of_v<ServerRequestOp
 struct SchedulerOptions {
   // CPU cores the scheduler's workers may keep busy at once: a CPU instance takes its session's
   // intra_op_threads cores while it runs a batch and waits when they are taken. CUDA instances
-  // take none. 0 means all the machine's cores. Default: 0.
+  // take none. 0 means all the cores this process may use: the CPUs of its affinity mask,
+  // capped by its cgroup's CPU quota (a container's or pod's CPU limit). Default: 0.
   int cpu_cores = 0;
 
   // Where time comes from (queue delays, deadlines, statistics). Tests pass a FakeClock.

@@ -28,7 +28,7 @@ namespace maas {
 // Open-time options of a Server.
 struct ServerOptions {
   // CPU cores the Server's workers may keep busy at once, across all models; as
-  // SchedulerOptions::cpu_cores. 0 means all the machine's cores. Default: 0.
+  // SchedulerOptions::cpu_cores. 0 means all the cores this process may use. Default: 0.
   int cpu_cores = 0;
 
   // How often the watcher looks at the store and applies what changed (new versions, alias

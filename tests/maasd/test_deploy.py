@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -24,6 +25,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 KUBERNETES = os.path.join(ROOT, "examples", "kubernetes")
 KSERVE = os.path.join(ROOT, "examples", "kserve")
 CONTAINERFILE = os.path.join(ROOT, "examples", "container", "Containerfile")
+SMALL_STORE = None
 YAMLLINT = "{extends: default, rules: {line-length: {max: 100}, document-start: disable}}"
 
 
@@ -56,6 +58,16 @@ def flag_values(args):
         name, _, value = arg.partition("=")
         values[name] = value
     return values
+
+
+def small_store():
+    """A store of one small model: what the manifests serve does not matter here, and maasd
+    starts faster than on the conformance tests' store."""
+    global SMALL_STORE
+    if SMALL_STORE is None:
+        SMALL_STORE = os.path.join(tempfile.mkdtemp(dir=harness.SCRATCH), "store")
+        harness.child("publish-tagged", SMALL_STORE, "tagged", "1")
+    return SMALL_STORE
 
 
 def maasd_flags():
@@ -124,7 +136,7 @@ class DeployTest(unittest.TestCase):
         """maasd with the container's arguments, but this test's store and free ports."""
         run_args = [a for a in args if not a.startswith(("--model-store=", "--http-port=",
                                                         "--grpc-port="))]
-        server = harness.Maasd(*run_args)
+        server = harness.Maasd(*run_args, store=small_store())
         try:
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 path = container[probe]["httpGet"]["path"]
@@ -153,7 +165,7 @@ class DeployTest(unittest.TestCase):
         self.assertNotIn(user.split(":")[0], ("0", "root"))
         # maasd starts with the image's command (its own store and ports here).
         run_args = [a for a in command if not a.startswith("--model-store=")]
-        server = harness.Maasd(*run_args)
+        server = harness.Maasd(*run_args, store=small_store())
         try:
             self.assertEqual(requests.get(server.url + "/v2/health/ready", timeout=30)
                              .status_code, 200)

@@ -290,29 +290,36 @@ class GrpcLifecycleTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
-    def test_thousands_of_idle_connections_cost_little_and_block_nothing(self):
+    def test_a_thousand_idle_connections_cost_little_and_block_nothing(self):
         server = Maasd("--model=identity")
         host, port = server.grpc_target.split(":")
         try:
             before = server.rss_kib()
-            # 1000 idle HTTP/2 connections (the client preface and an empty SETTINGS frame, then
-            # nothing), and 1000 that never send a byte.
+            # 500 idle HTTP/2 connections (the client preface and an empty SETTINGS frame, then
+            # nothing), and 500 that never send a byte.
             preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
             sockets = []
-            for i in range(2000):
-                s = socket.create_connection((host, int(port)))
-                if i % 2 == 0:
-                    s.sendall(preface)
-                sockets.append(s)
-            time.sleep(0.5)
-            with grpc.insecure_channel(server.grpc_target) as channel:
-                stub = stubs.GRPCInferenceServiceStub(channel)
-                out = stub.ModelInfer(fp32_request("identity", [1, 4], [1, 2, 3, 4]), timeout=30)
-                self.assertEqual(fp32_output(out), [1, 2, 3, 4])
-            grown = server.rss_kib() - before
-            self.assertLess(grown, 128 * 1024, f"RSS grew {grown} KiB for 2000 idle connections")
-            for s in sockets:
-                s.close()
+            try:
+                for i in range(1000):
+                    s = socket.create_connection((host, int(port)))
+                    if i % 2 == 0:
+                        s.sendall(preface)
+                    sockets.append(s)
+                time.sleep(0.5)
+                with grpc.insecure_channel(server.grpc_target) as channel:
+                    stub = stubs.GRPCInferenceServiceStub(channel)
+                    out = stub.ModelInfer(fp32_request("identity", [1, 4], [1, 2, 3, 4]),
+                                          timeout=30)
+                    self.assertEqual(fp32_output(out), [1, 2, 3, 4])
+                grown = server.rss_kib() - before
+                print(f"\nRSS grew {grown} KiB for 1000 idle gRPC connections", file=sys.stderr)
+                # gRPC keeps HTTP/2 state per connection: about 18 KiB here (18 MiB for
+                # 1000), about four times that under AddressSanitizer (redzones, quarantine).
+                limit = 96 if "ASAN_OPTIONS" in os.environ else 32
+                self.assertLess(grown, limit * 1024, f"RSS grew {grown} KiB")
+            finally:
+                for s in sockets:
+                    s.close()
         finally:
             self.assertEqual(server.stop(), 0)
 
