@@ -8,10 +8,12 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
 MAASD = None
+OPTIONS = {}  # main's `options`
 MAAS_TESTS = None
 STORE = None
 SCRATCH = None
@@ -40,7 +42,8 @@ class Maasd:
         self.log_path = os.path.join(self.dir, "stderr")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [MAASD, f"--model-store={store or STORE}", "--http-port=0", "--grpc-port=0",
+            [MAASD, f"--model-store={store or STORE}", "--http-port=0",
+             f"--grpc-port={os.environ.get('MAAS_TEST_GRPC_PORT', '0')}",
              f"--port-file={port_file}", *flags],
             stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 120
@@ -84,14 +87,69 @@ def child(*args):
                           capture_output=True, text=True).stdout
 
 
-def main(before_tests=None):
-    """Runs the tests of __main__ against the maasd and maas_tests given on the command line."""
+def check_a_new_version_under_load(test, connect):
+    """Publishes version 2 of "tagged" while 8 clients send requests to a maasd in poll mode,
+    and checks that no request fails, that every answer comes from the version it names and
+    that no client sees an older version after a newer one. `connect(server)` opens a client's
+    connection and returns (infer, close): infer() returns (version, output values) or raises.
+    """
+    store = os.path.join(tempfile.mkdtemp(dir=SCRATCH), "store")
+    shutil.copytree(STORE, store)
+    server = Maasd("--model-control-mode=poll", "--poll-interval=100ms", "--model=tagged",
+                   store=store)
+    failures, versions_seen = [], []
+    stop = threading.Event()
+
+    def client():
+        infer, close = connect(server)
+        last = 0
+        try:
+            while not stop.is_set():
+                try:
+                    version, values = infer()
+                except Exception as error:  # what the protocol's client raises
+                    failures.append(repr(error))
+                    continue
+                if values != [version, version] or version < last:
+                    failures.append((version, values, last))
+                last = version
+                versions_seen.append(version)
+        finally:
+            close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        child("publish-tagged", store, "tagged", "2")
+        deadline = time.time() + 30
+        while time.time() < deadline and (not versions_seen or versions_seen[-1] != 2):
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        test.assertEqual(server.stop(), 0)
+    test.assertEqual(failures, [])
+    test.assertIn(1, versions_seen)
+    test.assertEqual(versions_seen[-1], 2)
+
+
+def main(before_tests=None, options=()):
+    """Runs the tests of __main__ against the maasd and maas_tests given on the command line.
+    `options`: more --NAME=PATH arguments the tests need, made absolute in OPTIONS[NAME]."""
     global MAASD, MAAS_TESTS, STORE, SCRATCH
     parser = argparse.ArgumentParser()
     parser.add_argument("--maasd", required=True)
     parser.add_argument("--maas-tests", required=True)
+    for name in options:
+        parser.add_argument(f"--{name}", required=True)
     args, rest = parser.parse_known_args()
     MAASD, MAAS_TESTS = os.path.abspath(args.maasd), os.path.abspath(args.maas_tests)
+    for name in options:
+        OPTIONS[name] = os.path.abspath(getattr(args, name))
     SCRATCH = tempfile.mkdtemp(prefix="maasd-test-")
     try:
         STORE = os.path.join(SCRATCH, "store")

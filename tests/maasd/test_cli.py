@@ -18,7 +18,11 @@ import unittest
 
 import harness
 
-MAAS = None
+
+def maas_path():
+    return harness.OPTIONS["maas"]
+
+
 OK, FAILED, USAGE, NOT_FOUND, CORRUPT, REFUSED, UNAVAILABLE = 0, 1, 2, 3, 4, 5, 6
 
 
@@ -30,8 +34,8 @@ def maas(*args, stdin=None, store=None):
         # Under AddressSanitizer: no leak scan at the exit of each of these short runs (a
         # fifth of their time); the library and maasd are leak-checked by the other tests.
         env["ASAN_OPTIONS"] += ":detect_leaks=0"
-    return subprocess.run([MAAS, *args], input=stdin, capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run([maas_path(), *args], input=stdin, capture_output=True, text=True,
+                          env=env, timeout=120)
 
 
 def artifact(name):
@@ -156,7 +160,7 @@ class CliTest(unittest.TestCase):
     def test_usage_errors_and_missing_stores(self):
         self.assertEqual(maas().returncode, USAGE)  # no command
         self.assertEqual(maas("list", "extra", store=self.store).returncode, USAGE)
-        result = subprocess.run([MAAS, "list"], capture_output=True, text=True,
+        result = subprocess.run([maas_path(), "list"], capture_output=True, text=True,
                                 env={k: v for k, v in os.environ.items() if k != "MAAS_STORE"})
         self.assertEqual(result.returncode, USAGE)
         self.assertIn("MAAS_STORE", result.stderr)
@@ -169,7 +173,7 @@ class CliTest(unittest.TestCase):
     def test_serve_and_infer(self):
         self.publish_identity()
         port_file = os.path.join(os.path.dirname(self.store), "ports")
-        server = subprocess.Popen([MAAS, "--store", self.store, "serve", "--http-port=0",
+        server = subprocess.Popen([maas_path(), "--store", self.store, "serve", "--http-port=0",
                                    "--grpc-port=-1", f"--port-file={port_file}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -205,17 +209,5 @@ class CliTest(unittest.TestCase):
             server.stderr.close()
 
 
-def main():
-    global MAAS
-    args = []
-    for arg in sys.argv[1:]:
-        if arg.startswith("--maas="):
-            MAAS = os.path.abspath(arg[len("--maas="):])
-        else:
-            args.append(arg)
-    sys.argv[1:] = args
-    return harness.main()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(options=("maas",)))

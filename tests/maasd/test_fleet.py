@@ -23,7 +23,10 @@ import requests
 import harness
 from harness import Maasd, child
 
-MAAS = None
+
+def maas_path():
+    return harness.OPTIONS["maas"]
+
 POLL = 0.2  # seconds: each replica's --poll-interval
 
 
@@ -121,8 +124,8 @@ class FleetTest(unittest.TestCase):
             self.assertEqual({v for _, _, v in answers}, {1})
             # Move the alias with the command line: every replica converges.
             moved = time.time()
-            result = subprocess.run([MAAS, "--store", store, "alias", "set", "tagged", "stable",
-                                     "2"], capture_output=True, text=True)
+            result = subprocess.run([maas_path(), "--store", store, "alias", "set", "tagged",
+                                     "stable", "2"], capture_output=True, text=True)
             self.assertEqual(result.returncode, 0, result.stderr)
             converged = {}
             deadline = moved + 30
@@ -156,17 +159,5 @@ class FleetTest(unittest.TestCase):
             self.assertEqual(fleet.stop(), [0, 0, 0])
 
 
-def main():
-    global MAAS
-    args = []
-    for arg in sys.argv[1:]:
-        if arg.startswith("--maas="):
-            MAAS = os.path.abspath(arg[len("--maas="):])
-        else:
-            args.append(arg)
-    sys.argv[1:] = args
-    return harness.main()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(options=("maas",)))

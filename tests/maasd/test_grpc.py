@@ -23,7 +23,7 @@ import grpc
 import requests
 
 import harness
-from harness import DATATYPES, Maasd, bf16_bytes, child
+from harness import DATATYPES, Maasd, bf16_bytes
 
 pb = None  # inference_pb2
 stubs = None  # inference_pb2_grpc
@@ -355,63 +355,18 @@ class GrpcLifecycleTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
     def test_a_new_version_under_grpc_load_fails_no_request(self):
-        store = os.path.join(tempfile.mkdtemp(dir=harness.SCRATCH), "store")
-        shutil.copytree(harness.STORE, store)
-        server = Maasd("--model-control-mode=poll", "--poll-interval=100ms", "--model=tagged",
-                       store=store)
-        failures, versions_seen = [], []
-        stop = threading.Event()
+        def connect(server):
+            channel = grpc.insecure_channel(server.grpc_target)
+            stub = stubs.GRPCInferenceServiceStub(channel)
 
-        def client():
-            last = 0
-            with grpc.insecure_channel(server.grpc_target) as channel:
-                stub = stubs.GRPCInferenceServiceStub(channel)
-                while not stop.is_set():
-                    try:
-                        out = stub.ModelInfer(fp32_request("tagged", [1, 2], [0, 0]), timeout=60)
-                    except grpc.RpcError as error:
-                        failures.append(error.details())
-                        continue
-                    version = int(out.model_version)
-                    # The answer comes from the version the response names, and a client never
-                    # goes back to an older version.
-                    if fp32_output(out) != [version, version] or version < last:
-                        failures.append((version, fp32_output(out)))
-                    last = version
-                    versions_seen.append(version)
+            def infer():
+                out = stub.ModelInfer(fp32_request("tagged", [1, 2], [0, 0]), timeout=60)
+                return int(out.model_version), fp32_output(out)
+            return infer, channel.close
 
-        try:
-            threads = [threading.Thread(target=client) for _ in range(8)]
-            for t in threads:
-                t.start()
-            time.sleep(0.5)
-            child("publish-tagged", store, "tagged", "2")
-            deadline = time.time() + 30
-            while time.time() < deadline and (not versions_seen or versions_seen[-1] != 2):
-                time.sleep(0.05)
-            time.sleep(0.3)
-            stop.set()
-            for t in threads:
-                t.join()
-            self.assertEqual(failures, [])
-            self.assertIn(1, versions_seen)
-            self.assertEqual(versions_seen[-1], 2)
-        finally:
-            stop.set()
-            self.assertEqual(server.stop(), 0)
-
-
-def main():
-    proto = None
-    args = []
-    for arg in sys.argv[1:]:
-        if arg.startswith("--proto="):
-            proto = os.path.abspath(arg[len("--proto="):])
-        else:
-            args.append(arg)
-    sys.argv[1:] = args
-    return harness.main(before_tests=lambda: generate_stubs(proto))
+        harness.check_a_new_version_under_load(self, connect)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(before_tests=lambda: generate_stubs(harness.OPTIONS["proto"]),
+                          options=("proto",)))

@@ -6,7 +6,6 @@ ephemeral ports, with models built in C++ (maas_tests --maas-child maasd-store).
 Usage: test_rest.py --maasd PATH --maas-tests PATH [unittest arguments]
 """
 import json
-import os
 import shutil
 import signal
 import socket
@@ -21,7 +20,7 @@ import unittest
 import requests
 
 import harness
-from harness import DATATYPES, Maasd, bf16_bytes, child
+from harness import DATATYPES, Maasd, bf16_bytes
 
 
 def infer_body(name, datatype, shape, data, **extra):
@@ -425,50 +424,19 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
     def test_a_new_version_under_network_load_fails_no_request(self):
-        store = os.path.join(tempfile.mkdtemp(dir=harness.SCRATCH), "store")
-        shutil.copytree(harness.STORE, store)
-        server = Maasd("--model-control-mode=poll", "--poll-interval=100ms", "--model=tagged",
-                       store=store)
-        failures, versions_seen = [], []
-        stop = threading.Event()
+        def connect(server):
+            session = requests.Session()
 
-        def client():
-            last = 0
-            with requests.Session() as s:
-                while not stop.is_set():
-                    r = s.post(server.url + "/v2/models/tagged/infer",
-                               json=infer_body("x", "FP32", [1, 2], [0, 0]), timeout=60)
-                    if r.status_code != 200:
-                        failures.append(r.text)
-                        continue
-                    out = r.json()
-                    version = int(out["model_version"])
-                    # The answer comes from the version the response names, and a client never
-                    # goes back to an older version.
-                    if out["outputs"][0]["data"] != [version, version] or version < last:
-                        failures.append(out)
-                    last = version
-                    versions_seen.append(version)
+            def infer():
+                r = session.post(server.url + "/v2/models/tagged/infer",
+                                 json=infer_body("x", "FP32", [1, 2], [0, 0]), timeout=60)
+                if r.status_code != 200:
+                    raise RuntimeError(r.text)
+                out = r.json()
+                return int(out["model_version"]), out["outputs"][0]["data"]
+            return infer, session.close
 
-        try:
-            threads = [threading.Thread(target=client) for _ in range(8)]
-            for t in threads:
-                t.start()
-            time.sleep(0.5)
-            child("publish-tagged", store, "tagged", "2")
-            deadline = time.time() + 30
-            while time.time() < deadline and (not versions_seen or versions_seen[-1] != 2):
-                time.sleep(0.05)
-            time.sleep(0.3)
-            stop.set()
-            for t in threads:
-                t.join()
-            self.assertEqual(failures, [])
-            self.assertIn(1, versions_seen)
-            self.assertEqual(versions_seen[-1], 2)
-        finally:
-            stop.set()
-            self.assertEqual(server.stop(), 0)
+        harness.check_a_new_version_under_load(self, connect)
 
 
 if __name__ == "__main__":
