@@ -1,4 +1,5 @@
 // maasd: the models of a maas store, served over the Open Inference Protocol (KServe v2).
+#include <google/protobuf/stubs/logging.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -40,6 +41,10 @@ int Run(int argc, char** argv) {
   // deadlock cycles on every lock: a debugging aid that costs every RPC, and whose bookkeeping
   // ThreadSanitizer sees as races. maas's own mutexes are std::mutex.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // protobuf writes a line to stderr for every malformed message it parses (invalid UTF-8 in a
+  // string field, say): a client could flood the log. gRPC answers such a request with an error
+  // status itself; maasd's handlers never see it.
+  google::protobuf::SetLogHandler(nullptr);
   const int level = flags->log_level == "error" ? 2 : flags->log_level == "warning" ? 1 : 0;
   maas::SetLogSink([level](maas::LogSeverity severity, std::string_view message) {
     if (static_cast<int>(severity) < level) return;

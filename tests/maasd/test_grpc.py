@@ -192,6 +192,15 @@ class GrpcApiTest(unittest.TestCase):
         for request, code, fragment in cases:
             with self.subTest(request=str(request)[:120]):
                 self.assert_fails(lambda: self.stub.ModelInfer(request), code, fragment)
+        # Bytes that are no ModelInferRequest (invalid UTF-8 in model_name, then a truncated
+        # field) are refused by gRPC itself, without a line in maasd's log per message.
+        raw = self.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                       request_serializer=None, response_deserializer=None)
+        for garbage in (b"\x0a\x02\xff\xfe", b"\x0a\x10ab"):
+            with self.assertRaises(grpc.RpcError) as raised:
+                raw(garbage, timeout=30)
+            self.assertNotEqual(raised.exception.code(), grpc.StatusCode.OK)
+        self.assertNotIn("libprotobuf", self.server.stderr())
         # After all that, the channel and the server still serve.
         out = self.stub.ModelInfer(fp32_request("identity", [1, 4], [1, 2, 3, 4]))
         self.assertEqual(fp32_output(out), [1, 2, 3, 4])
