@@ -3,11 +3,14 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
-#include <filesystem>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <iterator>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl_compat.h"
@@ -51,28 +54,64 @@ int ExitCodeOf(const absl::Status& status) {
 }
 
 // maasd: beside this program (installed), then where the build made it, then on the PATH.
+// POSIX calls, not std::filesystem: with the official LibTorch builds, libtorch.so's copies of
+// the std::filesystem functions may be the ones that run (lib/posix_files.h).
 std::string FindMaasd() {
-  std::error_code ec;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const std::filesystem::path beside = self.parent_path() / "maasd";
-    if (std::filesystem::exists(beside, ec)) return beside.string();
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    std::string folder(self, static_cast<size_t>(n));
+    folder.erase(folder.rfind('/') + 1);
+    for (const std::string candidate : {
+             folder + "maasd",
 #ifdef MAAS_BUILT_MAASD
-    const std::filesystem::path built = self.parent_path() / MAAS_BUILT_MAASD;
-    if (std::filesystem::exists(built, ec)) return built.lexically_normal().string();
+             folder + MAAS_BUILT_MAASD,
 #endif
+         }) {
+      if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
   }
   return "maasd";
 }
 
+// `maas [--store PATH] serve ARGS...`: replaces this process with maasd on the store, every
+// argument after `serve` (--help included) going to maasd. Returns only on failure.
+int Serve(std::string store_root, char** args, int count) {
+  if (store_root.empty()) {
+    std::cerr << "maas: no store: give --store PATH or set MAAS_STORE\n";
+    return kUsage;
+  }
+  std::vector<std::string> command = {FindMaasd(), "--model-store=" + store_root};
+  for (int i = 0; i < count; ++i) command.emplace_back(args[i]);
+  std::vector<char*> raw;
+  for (std::string& arg : command) raw.push_back(arg.data());
+  raw.push_back(nullptr);
+  execvp(raw[0], raw.data());
+  std::cerr << "maas: cannot run " << command[0] << ": " << strerror(errno) << "\n";
+  return kNotFound;
+}
+
 int Run(int argc, char** argv) {
+  // `serve` first, by hand: everything after it belongs to maasd, which CLI11 would parse.
+  std::string serve_store = getenv("MAAS_STORE") != nullptr ? getenv("MAAS_STORE") : "";
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--store" && i + 1 < argc) {
+      serve_store = argv[++i];
+    } else if (arg.rfind("--store=", 0) == 0) {
+      serve_store = std::string(arg.substr(8));
+    } else if (arg == "serve") {
+      return Serve(serve_store, argv + i + 1, argc - i - 1);
+    } else if (arg != "--json") {
+      break;  // another command: CLI11's
+    }
+  }
   CLI::App app{
       "maas: manage a model store, query or start maasd. Exit codes: 0 ok, 1 failed, "
       "2 usage, 3 not found, 4 corrupt, 5 refused, 6 maasd unavailable."};
   app.set_version_flag("--version", std::string(MAAS_VERSION_STRING));
   app.require_subcommand(1);
   app.fallthrough();  // --store and --json also after the command: `maas list --json`
-  app.allow_extras();  // for `serve`, whose arguments go to maasd; refused for the others below
   std::string store_root;
   bool json = false;
   app.add_option("--store", store_root, "the store's folder")->envname("MAAS_STORE");
@@ -136,10 +175,9 @@ int Run(int argc, char** argv) {
       ->capture_default_str();
   infer_command->add_option("--timeout", timeout_seconds, "seconds")->capture_default_str();
 
-  CLI::App* serve = app.add_subcommand(
-      "serve", "run maasd on the store; the other arguments go to maasd (maasd --help)");
-  serve->allow_extras();
-  serve->prefix_command();
+  // Listed for --help; Run takes it before CLI11 parses anything.
+  app.add_subcommand("serve",
+                     "run maasd on the store; the other arguments go to maasd (maas serve --help)");
 
   try {
     app.parse(argc, argv);
@@ -150,12 +188,6 @@ int Run(int argc, char** argv) {
     if (severity >= maas::LogSeverity::kWarning) std::cerr << "maas: " << message << "\n";
   });
 
-  if (!serve->parsed() && !app.remaining().empty()) {
-    std::cerr << "maas: unexpected arguments:";
-    for (const std::string& extra : app.remaining()) std::cerr << " " << extra;
-    std::cerr << " (maas --help)\n";
-    return kUsage;
-  }
   const auto fail = [](const absl::Status& status) {
     if (!status.ok()) {
       std::cerr << "maas: " << maas::internal::FromAbsl(status.message()) << "\n";
@@ -182,17 +214,6 @@ int Run(int argc, char** argv) {
   if (store_root.empty()) {
     return fail(absl::InvalidArgumentError("no store: give --store PATH or set MAAS_STORE"));
   }
-  if (serve->parsed()) {
-    std::vector<std::string> args = {FindMaasd(), "--model-store=" + store_root};
-    for (const std::string& extra : serve->remaining()) args.push_back(extra);
-    for (const std::string& extra : app.remaining()) args.push_back(extra);
-    std::vector<char*> raw;
-    for (std::string& arg : args) raw.push_back(arg.data());
-    raw.push_back(nullptr);
-    execvp(raw[0], raw.data());
-    return fail(absl::NotFoundError(fmt::format("cannot run {}: {}", args[0], strerror(errno))));
-  }
-
   // Commands that only read open the store read-only: they also work on a read-only mount, and
   // never create a store where a path was mistyped.
   const bool writes = publish_command->parsed() || alias_command->parsed() || remove->parsed() ||

@@ -169,6 +169,9 @@ class CliTest(unittest.TestCase):
         self.assertEqual(maas("--store", missing, "list").returncode, NOT_FOUND)
         self.assertFalse(os.path.exists(missing))
         self.assertEqual(maas("--help").returncode, OK)
+        serve_help = maas("serve", "--help", store=self.store)  # maasd's own flags
+        self.assertEqual(serve_help.returncode, OK, serve_help.stderr)
+        self.assertIn("--grpc-port", serve_help.stdout)
 
     def test_serve_and_infer(self):
         self.publish_identity()
