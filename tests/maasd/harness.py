@@ -87,6 +87,15 @@ def child(*args):
                           capture_output=True, text=True).stdout
 
 
+def run_clients(client, count):
+    """Runs client(k) for k in 0..count-1, each on its own thread, and waits for them all."""
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def check_a_new_version_under_load(test, connect):
     """Publishes version 2 of "tagged" while 8 clients send requests to a maasd in poll mode,
     and checks that no request fails, that every answer comes from the version it names and

@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -224,11 +223,7 @@ class GrpcApiTest(unittest.TestCase):
                     if fp32_output(out) != values:
                         failures.append((k, i, fp32_output(out)))
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        harness.run_clients(client, 16)
         self.assertEqual(failures, [])
         # Many requests in flight on one channel (HTTP/2 streams), answered out of order.
         futures = [self.stub.ModelInfer.future(fp32_request("identity", [1, 4], [i, 0, 0, i]))

@@ -227,11 +227,7 @@ class RestApiTest(unittest.TestCase):
                     if r.status_code != 200 or r.json()["outputs"][0]["data"] != values:
                         failures.append((k, i, r.status_code, r.text[:200]))
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        harness.run_clients(client, 16)
         self.assertEqual(failures, [])
 
     def test_priority_and_timeout_parameters(self):
