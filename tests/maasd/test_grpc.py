@@ -239,8 +239,12 @@ class GrpcApiTest(unittest.TestCase):
         # Behind slow requests (20-60 ms a run), neither a 1 us timeout nor a 10 ms gRPC
         # deadline can be met: maasd refuses them without running them (its log says so: the
         # client's own deadline alone would not show it), and the slow ones still answer.
+        # Two runs first, so that maasd has learned how long the model takes: without that, an
+        # idle moment could let the 10 ms request start, and finish after its client gave up.
+        for _ in range(2):
+            self.stub.ModelInfer(fp32_request("slow", [1, 2], [1, 2]), timeout=60)
         busy = [self.stub.ModelInfer.future(fp32_request("slow", [1, 2], [1, 2]))
-                for _ in range(4)]
+                for _ in range(8)]
         time.sleep(0.01)
         late = fp32_request("slow", [1, 2], [1, 2])
         late.parameters["timeout"].int64_param = 1
