@@ -63,11 +63,11 @@ void CountBatchEnd(BatchEnd end, BatchEndCounts* counts);
 // - the items usually in flight (queued + running), from their peak at each Push, lowered to
 //   the current count whenever a wait for more goes unrewarded; when arrivals are in step, a
 //   free worker's batch waits for that many for a quarter of its predicted execution time;
-// - the batch size limit: from 32 it doubles while full batches keep coming and a doubling
-//   raises measured throughput per item by 5% or more (Clipper's additive-increase /
-//   multiplicative-decrease, with throughput instead of a latency target), up to
-//   max_batch_size and to a quarter of the items in flight, and halves when half of it is
-//   (measured) as fast per item, or when a failure only a large batch has.
+// - the batch size limit: from 32, while full batches keep coming, it probes double the limit
+//   (up to max_batch_size, and while the batches that run side by side could all fill up from
+//   the items in flight), then half of it, and keeps the larger only when it is measured 3% or
+//   more faster per item (Clipper's additive-increase / multiplicative-decrease, with
+//   throughput instead of a latency target); it halves on a failure only a large batch has.
 // The owner reports what runs (Form's batches count themselves; StartAlone for tasks run
 // without Form) and ends every run with Finished.
 //
@@ -165,6 +165,7 @@ class BatchQueue {
                                           BatchEnd* end) {
     *wake_at = absl::InfiniteFuture();
     *end = BatchEnd::kQueueEmpty;
+    awaited_items_ = 0;
     std::vector<std::unique_ptr<Task>> batch;
     if (requests_ == 0) return batch;
     using Position = std::pair<std::list<std::unique_ptr<Task>>*,
@@ -223,12 +224,16 @@ class BatchQueue {
     const absl::Time ready_at = oldest + options_.max_queue_delay;
     if (!(full || preferred || flush || now >= ready_at)) {
       *wake_at = ready_at;
+      // It runs sooner when it fills up (or adds up to a preferred size: any arrival may).
+      if (options_.preferred_batch_sizes.empty()) awaited_items_ = cap;
       return batch;
     }
     if (adaptive_wait_ && !(full || preferred || flush)) {
-      const absl::Time wait_until = ExpectedCompanyUntil(items, oldest, earliest_deadline);
+      int64_t target = 0;
+      const absl::Time wait_until = ExpectedCompanyUntil(items, oldest, earliest_deadline, &target);
       if (now < wait_until) {
         *wake_at = wait_until;
+        awaited_items_ = target;
         return batch;
       }
       // Waited, or could not wait, in vain: expect only what is in flight now.
@@ -247,6 +252,12 @@ class BatchQueue {
     DropEmptyPriorities();
     return batch;
   }
+
+  // When the last Form waits for more tasks (returns no batch before *wake_at): the queued items
+  // at which it would form the batch at once. 0 when any arrival may make a batch ready. The
+  // owner need not wake a waiting worker for arrivals below it: each wake-up would only find
+  // the batch still incomplete, and costs a context switch on the cores the model runs on.
+  int64_t awaited_items() const { return awaited_items_; }
 
   // Counts `items` as running from `now`, for a task run without Form (on its caller's thread).
   void StartAlone(int64_t items, absl::Time now) {
@@ -271,14 +282,15 @@ class BatchQueue {
       echo_seconds_ += absl::ToDoubleSeconds(window);
       last_finish_ = end;
     }
-    if (narrow_workers_ > 0) CountForTurn(items, end);
-    if (!elapsed) return;
-    if (wide) {
-      wide_execution_time_.Record(items, *elapsed);
-      return;
+    if (elapsed) {
+      if (wide) {
+        wide_execution_time_.Record(items, *elapsed);
+      } else {
+        execution_time_.Record(items, *elapsed);
+        if (options_.adaptive_batching && items >= limit_) FullBatchAtLimit();
+      }
     }
-    execution_time_.Record(items, *elapsed);
-    if (options_.adaptive_batching && items >= limit_) FullBatchAtLimit();
+    if (narrow_workers_ > 0 && Synchronized()) ChooseWidth();
   }
 
   // A batch of `items` failed although each of its requests succeeded alone: too large for the
@@ -287,8 +299,7 @@ class BatchQueue {
     if (!options_.adaptive_batching || items <= 1) return;
     limit_ = std::max<int64_t>(1, std::min(limit_, items / 2));
     probing_from_ = 0;
-    full_batches_since_settled_ = 0;
-    settled_ = true;
+    Settle();
   }
 
   // The learned execution time of a batch of `items`, or nothing before it is known.
@@ -301,18 +312,28 @@ class BatchQueue {
   }
 
   // Whether requests arrive in step with the answers, as callers that wait for their answer
-  // send them: in bursts right after answers, at kBurstFactor times their average rate or
-  // more. Then waiting for the expected ones pays, and one batch on all cores is the fastest
+  // send them: in bursts right after answers, at kBurstFactor times their rate at other times
+  // or more. Then waiting for the expected ones pays, and one batch on all cores is the fastest
   // way to answer them. Requests that arrive independently (an open stream) come as often
   // right after an answer as at any other time: waiting for them would only add latency.
   // For callers in step with their answers, a Scheduler can run the batch they make on all its
   // cores at once (wide), or split it over `narrow_workers` batches on one core's share each.
   // Which is faster depends on the model (memory-bound ones gain from one wide batch,
-  // compute-bound ones from several narrow ones), so the queue measures both, in turns of
-  // at least kTurnBatches batches and kTurnTime, keeps the faster (wide unless narrow wins by
-  // 5%) and measures again every kTurnsBetweenMeasurements turns. Call once, before
-  // use, when the owner has both kinds of worker.
+  // compute-bound ones from several narrow ones), so the queue predicts both from the learned
+  // execution times (Clockwork's predictability: the same batch takes the same time): the
+  // expected items in one wide batch, against one narrow worker's share of them in a narrow
+  // batch (measured while the other narrow batches run). It keeps the faster (wide unless
+  // narrow wins by 5%). To learn (and relearn, as load and caches change) the way it does not
+  // use, it tries that way for kTrialBatches batches, first after kMinBatchesBetweenTrials
+  // batches, then less and less often while the verdict stands (and the items in flight stay
+  // within a quarter of what they were); the verdict is taken at the end of each trial. Call once,
+  // before use, when the owner has both kinds of worker.
   void ChooseWidthBetween(int narrow_workers) { narrow_workers_ = std::max(1, narrow_workers); }
+
+  // How many batches the owner runs side by side under load (its workers, but the wide one);
+  // the adaptive limit keeps a batch within that share of the items in flight. Call once,
+  // before use; 1 by default.
+  void SetParallelBatches(int batches) { parallel_batches_ = std::max(1, batches); }
 
   // Whether the wide way is the one to use now (see ChooseWidthBetween).
   bool PreferWide() const { return narrow_workers_ == 0 || wide_now_; }
@@ -362,8 +383,10 @@ class BatchQueue {
 
   // Counts an arrival at `at` for Synchronized, in an echo window (just after an answer) or
   // not. The verdict is taken over epochs of kArrivalsPerVerdict arrivals, comparing the rate in
-  // echo windows with the rate over the same epoch (so that a change of load is judged on the
-  // new load alone); until the first verdict, callers count as in step.
+  // echo windows with the rate outside them in the same epoch (so that a change of load is
+  // judged on the new load alone; against the epoch's average rate, answers frequent enough
+  // for their windows to cover a third of the time could never be judged in step); until the
+  // first verdict, callers count as in step.
   void CountArrival(absl::Time at) {
     if (arrivals_ == 0) observed_since_ = at;
     last_arrival_ = std::max(last_arrival_, at);
@@ -374,49 +397,62 @@ class BatchQueue {
     }
     if (arrivals_ < kArrivalsPerVerdict) return;
     const double span = absl::ToDoubleSeconds(last_arrival_ - observed_since_);
-    if (span > 0 && echo_seconds_ > 0) {
-      synchronized_ = echo_arrivals_ / echo_seconds_ >= kBurstFactor * arrivals_ / span;
+    const double outside = span - echo_seconds_;  // Seconds not just after an answer.
+    if (span > 0 && echo_seconds_ > 0 && outside >= kLeastOutsideShare * span) {
+      const double rate_inside = echo_arrivals_ / echo_seconds_;
+      const double rate_outside = (arrivals_ - echo_arrivals_) / outside;
+      synchronized_ = rate_inside >= kBurstFactor * rate_outside;
     } else if (span > 0) {
-      synchronized_ = false;  // Nothing answered during a whole epoch of arrivals.
+      // Nothing answered during a whole epoch of arrivals, or answers so frequent that their
+      // echo windows leave no time to compare with: no sign that waiting would pay.
+      synchronized_ = false;
     }
     arrivals_ = echo_arrivals_ = echo_seconds_ = 0;
   }
 
-  // Measures the throughput of the width in use for synchronized callers, turn by turn.
-  void CountForTurn(int64_t items, absl::Time end) {
-    if (!Synchronized()) {  // Widths matter only then; start afresh when it is again.
-      turn_batches_ = 0;
+  // After each batch for synchronized callers: the width for the next (see
+  // ChooseWidthBetween).
+  void ChooseWidth() {
+    if (trial_left_ > 0) {
+      if (--trial_left_ > 0) return;
+      // The trial ends: a verdict that stands lets the next trial wait twice as long (up to
+      // kMaxBatchesBetweenTrials); one that changes the width brings trials back soon.
+      const bool before = !wide_now_;
+      wide_now_ = WideIsFaster();
+      batches_between_trials_ =
+          wide_now_ == before ? std::min(2 * batches_between_trials_, kMaxBatchesBetweenTrials)
+                              : kMinBatchesBetweenTrials;
+      items_at_verdict_ = InStepItems();
       return;
     }
-    // The first batches of a turn settle the change of width; it counts from the end of the
-    // last of them, and lasts at least kTurnBatches batches and kTurnTime.
-    if (++turn_batches_ <= kSettlingBatches) {
-      turn_start_ = end;
-      turn_items_ = 0;
-      return;
+    // Other callers, other batch sizes: the verdict may not hold for them.
+    const int64_t items = InStepItems();
+    if (4 * std::abs(items - items_at_verdict_) > items_at_verdict_) {
+      batches_between_trials_ = kMinBatchesBetweenTrials;
     }
-    turn_items_ += items;
-    if (turn_batches_ <= kSettlingBatches + kTurnBatches || end - turn_start_ < kTurnTime) return;
-    const double seconds = absl::ToDoubleSeconds(end - turn_start_);
-    turn_batches_ = 0;
-    if (!measuring_) {
-      if (++turns_since_measured_ >= kTurnsBetweenMeasurements) {
-        measuring_ = true;
-        throughput_[0] = throughput_[1] = 0;
-      }
-      return;
+    if (++batches_since_trial_ >= batches_between_trials_) {
+      batches_since_trial_ = 0;
+      trial_left_ = kTrialBatches;
+      wide_now_ = !wide_now_;
     }
-    if (seconds <= 0) return;
-    throughput_[wide_now_ ? 1 : 0] = static_cast<double>(turn_items_) / seconds;
-    if (throughput_[0] == 0 || throughput_[1] == 0) {
-      wide_now_ = !wide_now_;  // Measure the other way next.
-      return;
-    }
-    // Wide unless narrow is clearly faster: the measurements are noisy, and wide answers each
-    // batch sooner.
-    wide_now_ = throughput_[1] * kNarrowMustWinBy >= throughput_[0];
-    measuring_ = false;
-    turns_since_measured_ = 0;
+  }
+
+  // The items of callers in step expected together: the batch they make (wide), or that all the
+  // narrow workers' batches make together.
+  int64_t InStepItems() const {
+    return std::clamp<int64_t>(static_cast<int64_t>(expected_in_flight_ + 0.5), 1, limit_);
+  }
+
+  // Whether one wide batch of the items expected in flight is predicted to take no longer
+  // than the narrow batches side by side that share them (with kNarrowMustWinBy's margin:
+  // wide answers each caller as soon). Wide when either is not known yet.
+  bool WideIsFaster() const {
+    const int64_t items = InStepItems();
+    const int64_t share = (items + narrow_workers_ - 1) / narrow_workers_;
+    const std::optional<absl::Duration> wide = wide_execution_time_.Interpolate(items);
+    const std::optional<absl::Duration> narrow = execution_time_.Interpolate(share);
+    if (!wide || !narrow) return true;
+    return *narrow * kNarrowMustWinBy >= *wide;
   }
 
   void Started(int64_t items, absl::Time now) {
@@ -428,11 +464,12 @@ class BatchQueue {
   // requests expected in flight; InfinitePast when it should not wait at all. Some of them may
   // be in a running batch: then it waits for that batch's answers to come back too, so that
   // batches split by chance merge again instead of staying split.
-  absl::Time ExpectedCompanyUntil(int64_t items, absl::Time oldest,
-                                  absl::Time earliest_deadline) const {
-    const int64_t target = std::min(BatchCap(), static_cast<int64_t>(expected_in_flight_ + 0.5));
-    if (items >= target || !Synchronized()) return absl::InfinitePast();
-    std::optional<absl::Duration> predicted = Predict(target);
+  // *target: the items it waits for.
+  absl::Time ExpectedCompanyUntil(int64_t items, absl::Time oldest, absl::Time earliest_deadline,
+                                  int64_t* target) const {
+    *target = std::min(BatchCap(), static_cast<int64_t>(expected_in_flight_ + 0.5));
+    if (items >= *target || !Synchronized()) return absl::InfinitePast();
+    std::optional<absl::Duration> predicted = Predict(*target);
     if (!predicted) return absl::InfinitePast();  // Nothing learned yet: no basis to wait.
     absl::Time until = std::max({oldest, last_finish_, running_until_}) + *predicted / 4;
     if (earliest_deadline != absl::InfiniteFuture()) {
@@ -449,40 +486,58 @@ class BatchQueue {
            absl::FDivDuration(*execution_time_.Predict(smaller), *execution_time_.Predict(larger));
   }
 
+  // A full batch at the limit finished: judge the probe under way, or start one. A probe runs
+  // at double (or half) the limit until kProbeSamples batches of its size are measured afresh,
+  // then keeps the larger size only when it is worth kWorthwhileGain more throughput per item
+  // (the smallest batch that reaches the model's throughput answers soonest). Probes go up
+  // while that pays and the items in flight allow, then down while that loses nothing; after
+  // a failed probe down the limit settles, and probes again after kBatchesBeforeProbingAgain
+  // full batches (measurements drift: other load, a warmer cache).
   void FullBatchAtLimit() {
-    // A limit that is no faster per item than half of it only adds latency: halve it (the
-    // smallest batch that reaches the model's throughput answers soonest).
-    const int64_t half = limit_ / 2;
-    if (probing_from_ == 0 && half >= 1 && execution_time_.Measured(limit_) &&
-        execution_time_.Measured(half) && Gain(limit_, half) < kWorthwhileGain) {
-      limit_ = half;
-      settled_ = true;
-      full_batches_since_settled_ = 0;
-      return;
-    }
     if (probing_from_ > 0) {
-      if (!execution_time_.Measured(limit_)) return;
-      // Throughput per item at the probe against the size it doubled.
-      if (Gain(limit_, probing_from_) < kWorthwhileGain) {
-        limit_ = probing_from_;
-        settled_ = true;
-      }
+      if (execution_time_.Samples(limit_) < kProbeSamples) return;
+      const bool up = limit_ > probing_from_;
+      const int64_t larger = std::max(limit_, probing_from_);
+      const int64_t smaller = std::min(limit_, probing_from_);
+      const bool probe_won = (Gain(larger, smaller) >= kWorthwhileGain) == up;
+      if (!probe_won) limit_ = probing_from_;
       probing_from_ = 0;
+      if (!probe_won) {
+        if (up) {
+          probing_up_ = false;  // Try half once before settling.
+        } else {
+          Settle();
+        }
+      }
       return;
     }
     if (settled_) {
-      // Measurements drift (other load, a warmer cache): probe again now and then.
       if (++full_batches_since_settled_ < kBatchesBeforeProbingAgain) return;
-      full_batches_since_settled_ = 0;
       settled_ = false;
+      probing_up_ = true;
     }
-    if (limit_ >= max_items_ || !execution_time_.Measured(limit_)) return;
-    // A batch takes at most a quarter of what is in flight, so that batches still overlap
-    // with their callers submitting more (with half, each batch would wait for the other's
-    // answers to come back as new requests).
-    if (static_cast<double>(limit_ * 2) > expected_in_flight_ / 4) return;
+    if (!execution_time_.Measured(limit_)) return;
+    // Up only within max_batch_size and while batches side by side could all fill up from
+    // the items in flight (a larger limit would leave a worker idle while another's batch
+    // holds its items).
+    if (probing_up_ &&
+        (limit_ >= max_items_ ||
+         static_cast<double>(limit_ * 2 * parallel_batches_) > expected_in_flight_)) {
+      probing_up_ = false;
+    }
+    const int64_t probe = probing_up_ ? std::min(limit_ * 2, max_items_) : limit_ / 2;
+    if (probe < 1) {
+      Settle();
+      return;
+    }
+    execution_time_.Forget(probe);  // Judged on fresh measurements, under today's load.
     probing_from_ = limit_;
-    limit_ = std::min(limit_ * 2, max_items_);
+    limit_ = probe;
+  }
+
+  void Settle() {
+    settled_ = true;
+    full_batches_since_settled_ = 0;
   }
 
   void DropEmptyPriorities() {
@@ -492,20 +547,24 @@ class BatchQueue {
   }
 
   static constexpr int64_t kFirstLimit = 32;
-  static constexpr double kWorthwhileGain = 1.05;
+  // FullBatchAtLimit: the larger of two limits must be this much faster per item to stay, as
+  // measured on kProbeSamples batches of the probed size.
+  static constexpr double kWorthwhileGain = 1.03;
+  static constexpr int kProbeSamples = 4;
   static constexpr int64_t kBatchesBeforeProbingAgain = 1000;
   // Synchronized: how long after an answer its callers' next requests count as its echo (a few
   // thread wake-ups), how much faster than on average requests must arrive then, and how many
   // arrivals it judges on.
   static constexpr absl::Duration kEchoWindow = absl::Microseconds(200);
   static constexpr double kBurstFactor = 3;
+  static constexpr double kLeastOutsideShare = 0.1;
   static constexpr double kArrivalsPerVerdict = 64;
-  // ChooseWidthBetween: batches per measured turn, and turns between measurements.
-  static constexpr int kSettlingBatches = 3;
-  static constexpr int kTurnBatches = 16;
-  static constexpr absl::Duration kTurnTime = absl::Milliseconds(200);
+  // ChooseWidthBetween: the batches of a trial of the other width (enough for two samples of
+  // each narrow worker's size after the switch settles), and the batches between trials.
+  static constexpr int kTrialBatches = 6;
+  static constexpr int kMinBatchesBetweenTrials = 8;
+  static constexpr int kMaxBatchesBetweenTrials = 1024;
   static constexpr double kNarrowMustWinBy = 1.05;
-  static constexpr int kTurnsBetweenMeasurements = 64;
 
   const std::string label_;
   const BatchingOptions options_;
@@ -514,8 +573,9 @@ class BatchQueue {
   ExecutionTimeModel execution_time_;
   ExecutionTimeModel wide_execution_time_;
   int64_t limit_;             // Items in a batch at most, now.
-  int64_t probing_from_ = 0;  // When probing a doubled limit: the limit before; else 0.
-  bool settled_ = false;      // A probe found no gain (or a batch was too large).
+  int64_t probing_from_ = 0;  // When probing a doubled (halved) limit: the limit before; else 0.
+  bool probing_up_ = true;    // The direction of the next probe.
+  bool settled_ = false;      // Probes found no better limit (or a batch was too large).
   int64_t full_batches_since_settled_ = 0;
   double expected_in_flight_ = 1;
   // For Synchronized: the verdict, and in the current epoch the arrivals, those just after an
@@ -526,17 +586,15 @@ class BatchQueue {
   double echo_seconds_ = 0;
   absl::Time observed_since_ = absl::InfinitePast();
   absl::Time last_arrival_ = absl::InfinitePast();
-  // ChooseWidthBetween: narrow workers (0: no choice), the width in use, whether both widths
-  // are being measured, the current turn, and the items per second measured for each width
-  // ([0] narrow, [1] wide).
+  // ChooseWidthBetween: narrow workers (0: no choice), the width in use, the batches left in a
+  // trial of the other width, and the batches since the last trial.
   int narrow_workers_ = 0;
+  int parallel_batches_ = 1;
   bool wide_now_ = true;
-  bool measuring_ = true;
-  int turns_since_measured_ = 0;
-  int turn_batches_ = 0;
-  int64_t turn_items_ = 0;
-  absl::Time turn_start_;
-  double throughput_[2] = {0, 0};
+  int trial_left_ = 0;
+  int batches_since_trial_ = 0;
+  int batches_between_trials_ = kMinBatchesBetweenTrials;
+  int64_t items_at_verdict_ = 1;  // InStepItems at the last trial's end.
   int64_t running_items_ = 0;
   int running_batches_ = 0;
   absl::Time running_until_ = absl::InfinitePast();  // When the running batches should end.
@@ -545,6 +603,7 @@ class BatchQueue {
   int64_t requests_ = 0;
   int64_t items_ = 0;
   int64_t with_deadline_ = 0;  // Lets RefuseLate skip the scan when no task has a deadline.
+  int64_t awaited_items_ = 0;
 };
 
 }  // namespace maas::internal

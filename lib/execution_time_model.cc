@@ -12,7 +12,8 @@ void ExecutionTimeModel::Record(int64_t items, absl::Duration elapsed) {
   if (items < 1 || items >= static_cast<int64_t>(average_us_.size())) return;
   double us = absl::ToDoubleMicroseconds(elapsed);
   double& average = average_us_[items];
-  average = samples_[items] == 0 ? us : (1 - kSmoothing) * average + kSmoothing * us;
+  const double weight = us < average ? kSmoothingWhenFaster : kSmoothing;
+  average = samples_[items] == 0 ? us : (1 - weight) * average + weight * us;
   ++samples_[items];
 }
 
@@ -39,6 +40,26 @@ std::optional<absl::Duration> ExecutionTimeModel::Predict(int64_t items) const {
                               static_cast<double>(upper));
   }
   return std::nullopt;
+}
+
+std::optional<absl::Duration> ExecutionTimeModel::Interpolate(int64_t items) const {
+  const int64_t size = static_cast<int64_t>(samples_.size());
+  if (items < 1 || items >= size) return std::nullopt;
+  bool below = false, above = false;
+  for (int64_t i = items; i >= 1 && !below; --i) below = samples_[i] >= kMinSamples;
+  for (int64_t i = items; i < size && !above; ++i) above = samples_[i] >= kMinSamples;
+  if (!below || !above) return std::nullopt;
+  return Predict(items);
+}
+
+void ExecutionTimeModel::Forget(int64_t items) {
+  if (items < 1 || items >= static_cast<int64_t>(samples_.size())) return;
+  average_us_[items] = 0;
+  samples_[items] = 0;
+}
+
+int ExecutionTimeModel::Samples(int64_t items) const {
+  return items >= 1 && items < static_cast<int64_t>(samples_.size()) ? samples_[items] : 0;
 }
 
 bool ExecutionTimeModel::Measured(int64_t items) const {

@@ -30,12 +30,25 @@ class ExecutionTimeModel {
   // largest it reuses the largest's time; below the smallest it scales down proportionally.
   std::optional<absl::Duration> Predict(int64_t items) const;
 
+  // The prediction for `items` only when it rests on measurements of that size or of sizes on
+  // both sides of it (no extrapolation): for comparing two ways of running the same items.
+  std::optional<absl::Duration> Interpolate(int64_t items) const;
+
+  // Forgets what was measured of batches of exactly `items`, to measure them afresh.
+  void Forget(int64_t items);
+
+  // How many batches of exactly `items` were measured.
+  int Samples(int64_t items) const;
+
   // Whether batches of exactly `items` have been measured often enough to predict.
   bool Measured(int64_t items) const;
 
  private:
   static constexpr int kMinSamples = 2;
-  static constexpr double kSmoothing = 0.2;  // weight of the newest sample in the average
+  // Weight of the newest sample in the average: more when it is faster, so that the slow first
+  // runs of a cold thread or cache fade within a few runs, and the estimate errs low.
+  static constexpr double kSmoothing = 0.2;
+  static constexpr double kSmoothingWhenFaster = 0.5;
 
   std::vector<double> average_us_;  // by batch size
   std::vector<int> samples_;

@@ -40,8 +40,10 @@ ModelQueue::ModelQueue(std::string label, int64_t version,
       queue_(label_, options_, signature_.batchable) {
   stats_.batch_size_histogram.assign(static_cast<size_t>(options_.max_batch_size) + 1, 0);
   busy_.assign(workers_.size(), false);
+  MutexLock lock(&mu_);
+  queue_.SetParallelBatches(static_cast<int>(std::count_if(
+      workers_.begin(), workers_.end(), [](const Worker& worker) { return !worker.wide; })));
   if (has_wide_worker_) {
-    MutexLock lock(&mu_);
     queue_.ChooseWidthBetween(
         static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [](const Worker& worker) {
           return !worker.wide && worker.threads > 0;
@@ -143,13 +145,16 @@ absl::StatusOr<std::unique_ptr<Request>> ModelQueue::Prepare(std::vector<at::Ten
 
 absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
   const int64_t items = (*request)->items;
+  const bool has_deadline = (*request)->deadline != absl::InfiniteFuture();
   if (absl::Status queued = queue_.Push(request); !queued.ok()) {
     ++stats_.failures[queued.code()];
     return queued;
   }
   ++stats_.requests;
   stats_.items += items;
-  SignalWorker();
+  // A worker waiting for the batch to fill wakes when it has (or at its timer); a deadline may
+  // need it sooner.
+  if (queue_.items() >= queue_.awaited_items() || has_deadline) SignalWorker();
   return absl::OkStatus();
 }
 
@@ -179,7 +184,8 @@ bool ModelQueue::TakesNextBatch(size_t worker, absl::Time now, absl::Time* reche
 void ModelQueue::SignalWorker() {
   if (has_wide_worker_ && WideTurn()) {
     wide_work_.Signal();
-    if (!wide_waiting_) work_available_.Signal();  // Takes over if the wide one is held up.
+    // One narrow worker takes over if the wide one is held up; one already standing by will.
+    if (!wide_waiting_ && !narrow_standing_by_) work_available_.Signal();
   } else if (borrowed_ > 0) {
     // A worker whose slot a caller has borrowed (Infer) cannot take the request; wake them
     // all then, so that one that can does.
@@ -381,7 +387,11 @@ ModelQueue::Work ModelQueue::NextWork(size_t worker) {
   CondVar& wake_up = WakeUpOf(worker);
   // The wide worker is waiting from here until it returns (with a batch, refusals or exit).
   if (workers_[worker].wide) wide_waiting_ = true;
+  bool standing_by = false;  // This worker is the narrow one standing by for the wide one.
   while (true) {
+    if (standing_by) {
+      standing_by = narrow_standing_by_ = false;
+    }
     if (busy_[worker]) {  // A caller's Infer is running in this worker's slot.
       wake_up.Wait(&mu_);
       continue;
@@ -402,7 +412,9 @@ ModelQueue::Work ModelQueue::NextWork(size_t worker) {
       // one of the same kind: those would pass it around while a batch runs).
       if (workers_[worker].wide) {
         work_available_.Signal();
-      } else if (wake_at == absl::InfiniteFuture() && WideTurn()) {
+      } else if (wake_at != absl::InfiniteFuture()) {
+        standing_by = narrow_standing_by_ = true;
+      } else if (WideTurn()) {
         wide_work_.Signal();
       }
     } else if (!queue_.empty()) {

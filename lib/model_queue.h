@@ -183,6 +183,9 @@ class ModelQueue {
   // How long the others leave a batch that is the wide worker's to take while it answers
   // callers; beyond it (a slow callback), one of them takes it.
   static constexpr absl::Duration kWideWorkerGrace = absl::Milliseconds(1);
+  // A narrow worker waits for the grace to pass (then takes the batch unless the wide worker
+  // has): the others need not be woken for each arrival meanwhile.
+  bool narrow_standing_by_ ABSL_GUARDED_BY(mu_) = false;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // workers exit once the queue is empty
   ModelStats stats_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,7 @@
 // as arguments (microseconds of made-up time), so every case is exact and instant.
 #include "batch_queue.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -292,6 +293,22 @@ TEST_F(BatchQueueTest, CallersThatComeBackRightAfterTheirAnswersAreRecognized) {
   EXPECT_TRUE(queue_->ExpectsCompany());
 }
 
+TEST_F(BatchQueueTest, CallersInStepAreRecognizedEvenWhenAnswersComeOften) {
+  Make(Options(64));
+  for (int i = 0; i < 2; ++i) Ran(4, absl::Microseconds(600));
+  // Two groups of four callers, each served by its own worker in 600 us batches, half a
+  // batch apart: an answer every 300 us, so the 200 us after answers cover two thirds of the
+  // time. Every caller is back 20-50 us after its answer, none at other times.
+  int64_t now = 0;
+  for (int round = 0; round < 40; ++round) {
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(Push("r", 1, now + 20 + 10 * i).ok());
+    ASSERT_EQ(Form(now + 60).size(), 4u) << "round " << round;
+    now += 300;
+    queue_->Finished(4, At(now), absl::Microseconds(600));
+  }
+  EXPECT_TRUE(queue_->Synchronized());
+}
+
 // Eight callers in step with their answers, served for `rounds` rounds as a Scheduler with two
 // narrow workers and a wide one would: the wide way runs the eight in one batch taking
 // `wide_us`; the narrow way in two batches of four side by side, each taking `narrow_us`.
@@ -336,6 +353,18 @@ TEST_F(BatchQueueTest, CallersInStepGetTheFasterOfOneWideOrSeveralNarrowBatches)
   EXPECT_EQ(queue_->BatchCap(), 32);
 }
 
+TEST_F(BatchQueueTest, TheWidthForCallersInStepFollowsAChangeOfSpeed) {
+  int64_t now = 0;
+  Make(Options(64));
+  queue_->ChooseWidthBetween(2);
+  ServeInStep(*queue_, 300, /*wide_us=*/2000, /*narrow_us=*/4000, &now);
+  EXPECT_TRUE(queue_->PreferWide());
+  // Other load takes memory bandwidth from the wide batches (say): narrow becomes faster, and
+  // a later trial sees it, although trials grew rare while wide kept winning.
+  ServeInStep(*queue_, 3000, /*wide_us=*/8000, /*narrow_us=*/4000, &now);
+  EXPECT_FALSE(queue_->PreferWide());
+}
+
 TEST_F(BatchQueueTest, TheWaitForCompanyNeverMakesARequestLate) {
   Make(Options(8));
   for (int i = 0; i < 2; ++i) Ran(4, absl::Milliseconds(4));
@@ -376,47 +405,65 @@ void RunFullBatch(BatchQueue<Task>& queue, int64_t items, absl::Duration elapsed
   queue.Finished(items, kStart, elapsed);
 }
 
+// Runs `batches` full batches, each at the queue's limit at the time and taking cost(items).
+void RunAtLimit(BatchQueue<Task>& queue, int batches,
+                const std::function<absl::Duration(int64_t)>& cost) {
+  for (int i = 0; i < batches; ++i) {
+    const int64_t items = queue.batch_size_limit();
+    RunFullBatch(queue, items, cost(items));
+  }
+}
+
+// A memory-bound model: larger batches are faster per item up to 64, no faster beyond.
+absl::Duration MemoryBound(int64_t items) {
+  switch (items) {
+    case 16:
+      return absl::Microseconds(750);
+    case 32:
+      return absl::Milliseconds(1);
+    case 64:
+      return absl::Microseconds(1500);
+    default:
+      return absl::Microseconds(1500) * (static_cast<double>(items) / 64);
+  }
+}
+
 TEST_F(BatchQueueTest, TheBatchSizeLimitDoublesWhileThatPaysAndNotBeyond) {
   Make(Options(256));
   EXPECT_EQ(queue_->batch_size_limit(), 32);
-  // Only 32 in flight: batches of 64 could not overlap with their callers' next requests.
-  for (int i = 0; i < 3; ++i) RunFullBatch(*queue_, 32, absl::Milliseconds(1));
-  EXPECT_EQ(queue_->batch_size_limit(), 32);
-  // Many more in flight (another shape, behind): larger batches may pay.
+  // Many in flight (another shape, behind): larger batches may pay. 64 is a third faster per
+  // item than 32 and kept; 128 is no faster than 64 and given up; 32 is slower than 64: the
+  // limit settles at 64, and stays while the measurements do.
   ASSERT_TRUE(Push("others", 2000, 0, -1, absl::InfiniteFuture(), {1}).ok());
-  // 32 items take 1 ms (measured above): the next full batch probes 64; 64 take 1.5 ms (a
-  // third faster per item): the limit stays doubled.
-  RunFullBatch(*queue_, 32, absl::Milliseconds(1));
+  RunAtLimit(*queue_, 40, MemoryBound);
   EXPECT_EQ(queue_->batch_size_limit(), 64);
-  // Two runs to measure 64 (worth it: kept), one more to probe further.
-  for (int i = 0; i < 3; ++i) RunFullBatch(*queue_, 64, absl::Microseconds(1500));
-  EXPECT_EQ(queue_->batch_size_limit(), 128);
-  // 128 take 3 ms: no faster per item than 64. Back to 64, and it stays there.
-  for (int i = 0; i < 2; ++i) RunFullBatch(*queue_, 128, absl::Milliseconds(3));
-  EXPECT_EQ(queue_->batch_size_limit(), 64);
-  for (int i = 0; i < 10; ++i) RunFullBatch(*queue_, 64, absl::Microseconds(1500));
+  RunAtLimit(*queue_, 900, MemoryBound);
   EXPECT_EQ(queue_->batch_size_limit(), 64);
   // A batch that fails although each request succeeds alone halves it.
   queue_->TooLarge(64);
   EXPECT_EQ(queue_->batch_size_limit(), 32);
 }
 
-TEST_F(BatchQueueTest, TheBatchSizeLimitHalvesWhenHalfOfItIsAsFastPerItem) {
+TEST_F(BatchQueueTest, TheBatchSizeLimitGrowsOnlyAsFarAsTheItemsInFlightFillIt) {
   Make(Options(256));
-  // A compute-bound model: 16 items take 8 ms, 32 take 16 ms: no faster per item. Once both
-  // sizes are measured, a full batch at 32 halves the limit, and so on down to the knee.
-  for (int i = 0; i < 2; ++i) {
-    Ran(16, absl::Milliseconds(8));
-    Ran(8, absl::Milliseconds(4));
-    Ran(4, absl::Milliseconds(3));  // Slower per item.
-  }
+  // Only 32 in flight: a batch of 64 could never fill up (however fast per item); half of 32
+  // is slower per item: the limit stays 32.
+  RunAtLimit(*queue_, 40, MemoryBound);
   EXPECT_EQ(queue_->batch_size_limit(), 32);
-  for (int i = 0; i < 2; ++i) RunFullBatch(*queue_, 32, absl::Milliseconds(16));
-  EXPECT_EQ(queue_->batch_size_limit(), 16);
-  RunFullBatch(*queue_, 16, absl::Milliseconds(8));
+}
+
+TEST_F(BatchQueueTest, TheBatchSizeLimitHalvesWhileHalfOfItIsAsFastPerItem) {
+  Make(Options(256));
+  // A compute-bound model: from 8 items up, time grows with the items (no faster per item);
+  // 4 items take 3 ms, slower per item. The limit halves from 32 down to the knee, 8, and
+  // stays there: a smaller batch of the same throughput answers its requests sooner.
+  auto compute_bound = [](int64_t items) {
+    return items <= 4 ? absl::Milliseconds(3) : absl::Microseconds(500) * items;
+  };
+  RunAtLimit(*queue_, 40, compute_bound);
   EXPECT_EQ(queue_->batch_size_limit(), 8);
-  RunFullBatch(*queue_, 8, absl::Milliseconds(4));
-  EXPECT_EQ(queue_->batch_size_limit(), 8);  // 8 is 50% faster per item than 4: it stays.
+  RunAtLimit(*queue_, 900, compute_bound);
+  EXPECT_EQ(queue_->batch_size_limit(), 8);
 }
 
 TEST_F(BatchQueueTest, ARequestLargerThanTheAdaptiveLimitRunsAlone) {
