@@ -559,9 +559,12 @@ class BatchQueue {
   static constexpr double kBurstFactor = 3;
   static constexpr double kLeastOutsideShare = 0.1;
   static constexpr double kArrivalsPerVerdict = 64;
-  // ChooseWidthBetween: the batches of a trial of the other width (enough for two samples of
-  // each narrow worker's size after the switch settles), and the batches between trials.
-  static constexpr int kTrialBatches = 6;
+  // ChooseWidthBetween: the batches of a trial of the other width, and the batches between
+  // trials. A trial is long because its first batches can be slow for reasons that pass: the
+  // other width's threads wake from sleep, and the kernel may first place the wide batch's
+  // second OpenMP thread on its first's core (measured: wide batches of the MLP at 1.5 ms
+  // instead of 0.76 for the first few, and with 6-batch trials 3 runs in 10 kept narrow).
+  static constexpr int kTrialBatches = 16;
   static constexpr int kMinBatchesBetweenTrials = 8;
   static constexpr int kMaxBatchesBetweenTrials = 1024;
   static constexpr double kNarrowMustWinBy = 1.05;
