@@ -65,7 +65,7 @@ void CountBatchEnd(BatchEnd end, BatchEndCounts* counts);
 //   free worker's batch waits for that many for a quarter of its predicted execution time;
 // - the batch size limit: from 32, while full batches keep coming, it probes double the limit
 //   (up to max_batch_size, and while the batches that run side by side could all fill up from
-//   the items in flight), then half of it, and keeps the larger only when it is measured 3% or
+//   the items in flight), then half of it, and keeps the larger only when it is measured 1% or
 //   more faster per item (Clipper's additive-increase / multiplicative-decrease, with
 //   throughput instead of a latency target); it halves on a failure only a large batch has.
 // The owner reports what runs (Form's batches count themselves; StartAlone for tasks run
@@ -549,7 +549,10 @@ class BatchQueue {
   static constexpr int64_t kFirstLimit = 32;
   // FullBatchAtLimit: the larger of two limits must be this much faster per item to stay, as
   // measured on kProbeSamples batches of the probed size.
-  static constexpr double kWorthwhileGain = 1.03;
+  // Full batches at the limit mean the queue is saturated: then throughput decides latency too
+  // (requests in flight / throughput), and any measured gain is worth keeping; 1% only keeps
+  // noise from doubling a limit that gains nothing.
+  static constexpr double kWorthwhileGain = 1.01;
   static constexpr int kProbeSamples = 4;
   static constexpr int64_t kBatchesBeforeProbingAgain = 1000;
   // Synchronized: how long after an answer its callers' next requests count as its echo (a few
