@@ -290,7 +290,7 @@ class BatchQueue {
         if (options_.adaptive_batching && items >= limit_) FullBatchAtLimit();
       }
     }
-    if (narrow_workers_ > 0 && Synchronized()) ChooseWidth();
+    if (narrow_workers_ > 0 && Synchronized()) ChooseWidth(end);
   }
 
   // A batch of `items` failed although each of its requests succeeded alone: too large for the
@@ -324,7 +324,8 @@ class BatchQueue {
   // expected items in one wide batch, against one narrow worker's share of them in a narrow
   // batch (measured while the other narrow batches run). It keeps the faster (wide unless
   // narrow wins by 5%). To learn (and relearn, as load and caches change) the way it does not
-  // use, it tries that way for kTrialBatches batches, first after kMinBatchesBetweenTrials
+  // use, it tries that way for kTrialBatches batches and kTrialTime, first after
+  // kMinBatchesBetweenTrials
   // batches, then less and less often while the verdict stands (and the items in flight stay
   // within a quarter of what they were); the verdict is taken at the end of each trial. Call once,
   // before use, when the owner has both kinds of worker.
@@ -412,9 +413,13 @@ class BatchQueue {
 
   // After each batch for synchronized callers: the width for the next (see
   // ChooseWidthBetween).
-  void ChooseWidth() {
+  void ChooseWidth(absl::Time end) {
     if (trial_left_ > 0) {
-      if (--trial_left_ > 0) return;
+      if (--trial_left_ > 0 || end < trial_until_) {
+        trial_left_ = std::max(trial_left_, 1);
+        return;
+      }
+      trial_left_ = 0;
       // The trial ends: a verdict that stands lets the next trial wait twice as long (up to
       // kMaxBatchesBetweenTrials); one that changes the width brings trials back soon.
       const bool before = !wide_now_;
@@ -433,6 +438,7 @@ class BatchQueue {
     if (++batches_since_trial_ >= batches_between_trials_) {
       batches_since_trial_ = 0;
       trial_left_ = kTrialBatches;
+      trial_until_ = end + kTrialTime;
       wide_now_ = !wide_now_;
     }
   }
@@ -562,12 +568,14 @@ class BatchQueue {
   static constexpr double kBurstFactor = 3;
   static constexpr double kLeastOutsideShare = 0.1;
   static constexpr double kArrivalsPerVerdict = 64;
-  // ChooseWidthBetween: the batches of a trial of the other width, and the batches between
-  // trials. A trial is long because its first batches can be slow for reasons that pass: the
-  // other width's threads wake from sleep, and the kernel may first place the wide batch's
-  // second OpenMP thread on its first's core (measured: wide batches of the MLP at 1.5 ms
-  // instead of 0.76 for the first few, and with 6-batch trials 3 runs in 10 kept narrow).
-  static constexpr int kTrialBatches = 16;
+  // ChooseWidthBetween: the batches and the time of a trial of the other width, and the
+  // batches between trials. A trial lasts because its first batches can be slow for reasons
+  // that pass within milliseconds: the other width's threads wake from sleep, and the kernel
+  // may first place the wide batch's second OpenMP thread on its first's core (measured: wide
+  // batches of the MLP at 1.5 ms instead of 0.76 for the first few; with trials of 6 batches
+  // alone, 3 runs in 10 kept narrow).
+  static constexpr int kTrialBatches = 6;
+  static constexpr absl::Duration kTrialTime = absl::Milliseconds(20);
   static constexpr int kMinBatchesBetweenTrials = 8;
   static constexpr int kMaxBatchesBetweenTrials = 1024;
   static constexpr double kNarrowMustWinBy = 1.05;
@@ -598,6 +606,7 @@ class BatchQueue {
   int parallel_batches_ = 1;
   bool wide_now_ = true;
   int trial_left_ = 0;
+  absl::Time trial_until_;
   int batches_since_trial_ = 0;
   int batches_between_trials_ = kMinBatchesBetweenTrials;
   int64_t items_at_verdict_ = 1;  // InStepItems at the last trial's end.
