@@ -20,16 +20,17 @@ struct BatchingOptions {
   // Let the load and the model's measured speed shape the batches (on by default, so that the
   // defaults batch well without tuning):
   // - Size: batches start at most 32 items (or max_batch_size if smaller) and, while the load
-  //   keeps filling them, double as long as a doubling raises throughput per item by 5% or
-  //   more, up to max_batch_size and to a quarter of the items in flight; they halve while half
-  //   the size is as fast per item (smaller batches answer sooner), and when a batch fails
-  //   although each of its requests succeeds alone (e.g. out of memory).
+  //   keeps filling them, the limit probes double and half sizes on fresh measurements,
+  //   keeping the larger only when it is 1% or more faster per item (smaller batches answer
+  //   sooner); it grows up to max_batch_size and to what the items in flight can fill in the
+  //   batches run side by side, and halves when a batch fails although each of its requests
+  //   succeeds alone (e.g. out of memory).
   // - Callers in step with their answers (each waits for its answer, then sends the next: their
   //   requests arrive in bursts right after answers), and only then, when max_queue_delay is
   //   zero: a free worker's batch waits for the requests expected back, at most a quarter of
-  //   its predicted execution time and never past a deadline; and the Scheduler measures
-  //   whether one batch on all cores or several on one core each serves them faster, and keeps
-  //   that. A lone caller never waits. Requests that arrive independently are not waited for.
+  //   its predicted execution time and never past a deadline; and the Scheduler predicts from
+  //   measured execution times whether one batch on all cores or several on one core each
+  //   serves them faster, keeps that, and tries the other now and then. A lone caller never waits. Requests that arrive independently are not waited for.
   // false: batches are limited by max_batch_size alone and run as soon as a worker is free
   // (or after max_queue_delay). Default: true.
   bool adaptive_batching = true;
