@@ -440,6 +440,14 @@ class BatchQueue {
       trial_left_ = kTrialBatches;
       trial_until_ = end + kTrialTime;
       wide_now_ = !wide_now_;
+      // The trial measures afresh the sizes the verdict reads (and those around them): what
+      // was measured of that width long ago, under other load or with cold threads, would
+      // outweigh the trial's few batches. A trial that measures none of them leaves the
+      // verdict wide.
+      const int64_t items = InStepItems();
+      const int64_t size = wide_now_ ? items : (items + narrow_workers_ - 1) / narrow_workers_;
+      ExecutionTimeModel& model = wide_now_ ? wide_execution_time_ : execution_time_;
+      for (int64_t n = std::max<int64_t>(1, size / 2); n <= 2 * size; ++n) model.Forget(n);
     }
   }
 
