@@ -344,8 +344,7 @@ class BatchQueue {
   int64_t BatchCap() const {
     if (PreferWide() || !adaptive_wait_ || !Synchronized()) return limit_;
     const int64_t expected = static_cast<int64_t>(expected_in_flight_ + 0.5);
-    return std::max<int64_t>(1,
-                             std::min(limit_, (expected + narrow_workers_ - 1) / narrow_workers_));
+    return std::max<int64_t>(1, std::min(limit_, NarrowShare(expected)));
   }
 
   bool Synchronized() const { return synchronized_; }
@@ -414,12 +413,9 @@ class BatchQueue {
   // After each batch for synchronized callers: the width for the next (see
   // ChooseWidthBetween).
   void ChooseWidth(absl::Time end) {
-    if (trial_left_ > 0) {
-      if (--trial_left_ > 0 || end < trial_until_) {
-        trial_left_ = std::max(trial_left_, 1);
-        return;
-      }
-      trial_left_ = 0;
+    if (in_trial_) {
+      if (++trial_batches_ < kTrialBatches || end < trial_until_) return;
+      in_trial_ = false;
       // The trial ends: a verdict that stands lets the next trial wait twice as long (up to
       // kMaxBatchesBetweenTrials); one that changes the width brings trials back soon.
       const bool before = !wide_now_;
@@ -437,7 +433,8 @@ class BatchQueue {
     }
     if (++batches_since_trial_ >= batches_between_trials_) {
       batches_since_trial_ = 0;
-      trial_left_ = kTrialBatches;
+      in_trial_ = true;
+      trial_batches_ = 0;
       trial_until_ = end + kTrialTime;
       wide_now_ = !wide_now_;
       // The trial measures afresh the sizes the verdict reads (and those around them): what
@@ -445,7 +442,7 @@ class BatchQueue {
       // outweigh the trial's few batches. A trial that measures none of them leaves the
       // verdict wide.
       const int64_t items = InStepItems();
-      const int64_t size = wide_now_ ? items : (items + narrow_workers_ - 1) / narrow_workers_;
+      const int64_t size = wide_now_ ? items : NarrowShare(items);
       ExecutionTimeModel& model = wide_now_ ? wide_execution_time_ : execution_time_;
       for (int64_t n = std::max<int64_t>(1, size / 2); n <= 2 * size; ++n) model.Forget(n);
     }
@@ -453,6 +450,11 @@ class BatchQueue {
 
   // The items of callers in step expected together: the batch they make (wide), or that all the
   // narrow workers' batches make together.
+  // One narrow worker's share of `items`.
+  int64_t NarrowShare(int64_t items) const {
+    return (items + narrow_workers_ - 1) / narrow_workers_;
+  }
+
   int64_t InStepItems() const {
     return std::clamp<int64_t>(static_cast<int64_t>(expected_in_flight_ + 0.5), 1, limit_);
   }
@@ -462,9 +464,8 @@ class BatchQueue {
   // wide answers each caller as soon). Wide when either is not known yet.
   bool WideIsFaster() const {
     const int64_t items = InStepItems();
-    const int64_t share = (items + narrow_workers_ - 1) / narrow_workers_;
     const std::optional<absl::Duration> wide = wide_execution_time_.Interpolate(items);
-    const std::optional<absl::Duration> narrow = execution_time_.Interpolate(share);
+    const std::optional<absl::Duration> narrow = execution_time_.Interpolate(NarrowShare(items));
     if (!wide || !narrow) return true;
     return *narrow * kNarrowMustWinBy >= *wide;
   }
@@ -514,15 +515,15 @@ class BatchQueue {
       const int64_t larger = std::max(limit_, probing_from_);
       const int64_t smaller = std::min(limit_, probing_from_);
       const bool probe_won = (Gain(larger, smaller) >= kWorthwhileGain) == up;
-      if (!probe_won) limit_ = probing_from_;
-      probing_from_ = 0;
       if (!probe_won) {
+        limit_ = probing_from_;
         if (up) {
           probing_up_ = false;  // Try half once before settling.
         } else {
           Settle();
         }
       }
+      probing_from_ = 0;
       return;
     }
     if (settled_) {
@@ -613,7 +614,8 @@ class BatchQueue {
   int narrow_workers_ = 0;
   int parallel_batches_ = 1;
   bool wide_now_ = true;
-  int trial_left_ = 0;
+  bool in_trial_ = false;
+  int trial_batches_ = 0;  // Batches of the trial under way.
   absl::Time trial_until_;
   int batches_since_trial_ = 0;
   int batches_between_trials_ = kMinBatchesBetweenTrials;
