@@ -18,6 +18,8 @@
 //                 AddModel with default BatchingOptions (workers and batching chosen by maas);
 //   maas-tuned    Scheduler, a fixed hand-tuned policy: one session and one worker per core,
 //                 max_batch_size = the limit's best batch, no adaptive batching.
+//   exact batcher a batcher written for exactly 16 blocking clients (bench/exact_batcher.h),
+//                 beside maas-default's blocking row: what a thread handoff leaves.
 // Closed loop: 16 clients, one request of one item each in flight. Server scenario (MLPerf
 // style): Poisson arrivals of one-item requests at rising rates; the highest rate whose p99
 // latency (from the scheduled arrival) stays within the model's bound.
@@ -46,6 +48,7 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "exact_batcher.h"
 #include "maas/maas.h"
 #include "posix_files.h"
 
@@ -592,6 +595,10 @@ int main(int argc, char** argv) {
                              std::chrono::duration<double>(Clock::now() - t0).count();
       stop = true;
       runner.join();
+      // What 16 blocking clients allow once requests go through a thread.
+      const double exact = maas::bench::ExactBatcherThroughput(
+          kClients, closed_seconds, one, cores,
+          [&](const at::Tensor& x) { return ForwardOnDevice(prepared, x); });
       constexpr int kWindow = 32;
       double pipelined = 0;
       {
@@ -627,6 +634,10 @@ int main(int argc, char** argv) {
           "| %d clients blocking (maas-default above) | %.0f | forward on batches of %d, all "
           "cores: %.0f | %.2f | 0.8 |\n",
           kClients, default_closed, kClients, batch16, default_closed / batch16);
+      std::printf(
+          "| the same, against a batcher written for exactly %d blocking clients | %.0f | exact "
+          "batcher: %.0f (%.2f of batches of %d) | %.2f | |\n",
+          kClients, default_closed, exact, exact / batch16, kClients, default_closed / exact);
       std::printf("| %d clients x %d in flight | %.0f | limit: %.0f | %.2f | 0.9 |\n", kClients,
                   kWindow, pipelined, limit, pipelined / limit);
       std::printf(
@@ -635,6 +646,8 @@ int main(int argc, char** argv) {
           infer, run, infer - run, 100 * (infer - run) / run);
       csv << "defaults," << spec.name << ",blocking,0," << default_closed << ",0,0,"
           << default_closed / batch16 << "\n";
+      csv << "defaults," << spec.name << ",exact-batcher,0," << exact << ",0,0," << exact / batch16
+          << "\n";
       csv << "defaults," << spec.name << ",pipelined,0," << pipelined << ",0,0,"
           << pipelined / limit << "\n";
       csv << "defaults," << spec.name << ",one-client,0,0," << infer << "," << run << ","

@@ -9,7 +9,9 @@
 // 3. maas with default options everywhere (one Session, Scheduler::Create(), AddModel; and
 //    Server::Create, Deploy): C clients each blocking in Submit(...).get() against the direct
 //    forward on batches of C with all cores (the best that C waiting clients allow), and C
-//    clients each keeping 32 requests in flight against the limit.
+//    clients each keeping 32 requests in flight against the limit. The blocking rows are also
+//    read against a batcher written for exactly C blocking callers (bench/exact_batcher.h): what
+//    remains once requests go through a worker thread.
 // 4. Added cost per request: one client in a closed loop, interleaved blocks of Session::Run,
 //    Scheduler::Infer (which runs a lone request on the calling thread) and Submit().get()
 //    (always through a worker), on an identity model and on the MLP; and the floor of any
@@ -29,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "exact_batcher.h"
 #include "maas/maas.h"
 #include "mlp.h"
 #include "scratch_dir.h"
@@ -259,6 +262,10 @@ int main(int argc, char** argv) {
                                     })
                                     .items_per_second *
                                 clients;
+  // What they allow once requests go through a thread: a batcher written for exactly this load.
+  const double exact = maas::bench::ExactBatcherThroughput(
+      clients, seconds, one, cores,
+      [&](const at::Tensor& x) { return direct.forward({x}).toTensor(); });
 
   // 3. maas, default options everywhere.
   std::shared_ptr<maas::Session> session = std::move(*maas::Session::Create(**store, "mlp"));
@@ -304,10 +311,18 @@ int main(int argc, char** argv) {
   };
   row("naive: shared module, default threads", naive_default);
   row("naive: shared module, 1 thread per caller", naive_sane);
+  std::printf(
+      "| exact batcher: told there are %d callers, waits for all %d | %.0f | | | %.2f | %.2f "
+      "| %.2f |\n",
+      clients, clients, exact, exact / limit, exact / blocking_limit, exact / best_naive);
   row("Scheduler, each client blocking in Submit().get()", maas_closed);
   row("Server, each client blocking", server_closed);
   row("Scheduler, each client " + std::to_string(kWindow) + " in flight", maas_pipelined);
   row("Server, each client " + std::to_string(kWindow) + " in flight", server_pipelined);
+  std::printf(
+      "\nblocking, against the exact batcher (bench/exact_batcher.h): Scheduler %.2f, Server "
+      "%.2f\n",
+      maas_closed.items_per_second / exact, server_closed.items_per_second / exact);
   std::printf(
       "\nScheduler defaults: %d workers; mean batch %.1f items blocking (expected in flight %.1f),"
       " %.1f pipelined (batch size limit learned: %lld)\n\n",

@@ -324,7 +324,7 @@ class BatchQueue {
   // expected items in one wide batch, against one narrow worker's share of them in a narrow
   // batch (measured while the other narrow batches run). It keeps the faster (wide unless
   // narrow wins by 5%). To learn (and relearn, as load and caches change) the way it does not
-  // use, it tries that way for kTrialBatches batches and kTrialTime, first after
+  // use, it tries that way for kTrialBatches batches (and kTrialTime for wide), first after
   // kMinBatchesBetweenTrials
   // batches, then less and less often while the verdict stands (and the items in flight stay
   // within a quarter of what they were); the verdict is taken at the end of each trial. Call once,
@@ -435,8 +435,8 @@ class BatchQueue {
       batches_since_trial_ = 0;
       in_trial_ = true;
       trial_batches_ = 0;
-      trial_until_ = end + kTrialTime;
       wide_now_ = !wide_now_;
+      trial_until_ = wide_now_ ? end + kTrialTime : end;
       // The trial measures afresh the sizes the verdict reads (and those around them): what
       // was measured of that width long ago, under other load or with cold threads, would
       // outweigh the trial's few batches. A trial that measures none of them leaves the
@@ -577,12 +577,13 @@ class BatchQueue {
   static constexpr double kBurstFactor = 3;
   static constexpr double kLeastOutsideShare = 0.1;
   static constexpr double kArrivalsPerVerdict = 64;
-  // ChooseWidthBetween: the batches and the time of a trial of the other width, and the
-  // batches between trials. A trial lasts because its first batches can be slow for reasons
-  // that pass within milliseconds: the other width's threads wake from sleep, and the kernel
-  // may first place the wide batch's second OpenMP thread on its first's core (measured: wide
-  // batches of the MLP at 1.5 ms instead of 0.76 for the first few; with trials of 6 batches
-  // alone, 3 runs in 10 kept narrow).
+  // ChooseWidthBetween: the batches of a trial of the other width, the time a trial of wide
+  // lasts too, and the batches between trials. A wide trial lasts because its first batches
+  // can be slow for reasons that pass within milliseconds: its OpenMP threads wake from sleep,
+  // and the kernel may first place the second on the first's core (measured: wide batches of
+  // the MLP at 1.5 ms instead of 0.76 for the first few; with trials of 6 batches alone, 3 runs
+  // in 10 kept narrow). A narrow worker has no team to wake: its trial is 6 batches (with 20 ms
+  // too, narrow trials were a tenth of the MLP's batches in a 3 s run, and cost it 4%).
   static constexpr int kTrialBatches = 6;
   static constexpr absl::Duration kTrialTime = absl::Milliseconds(20);
   static constexpr int kMinBatchesBetweenTrials = 8;
