@@ -170,7 +170,7 @@ bool ModelQueue::TakesNextBatch(size_t worker, absl::Time now, absl::Time* reche
     if (wide_waiting_) return false;
     // The wide worker is answering its last batch's callers and is back in a moment; only a
     // slow callback holds it longer.
-    const absl::Time grace_until = wide_left_at_ + kWideWorkerGrace;
+    const absl::Time grace_until = wide_answering_since_ + kWideWorkerGrace;
     if (now >= grace_until) return true;
     *recheck_at = grace_until;
     return false;
@@ -402,7 +402,7 @@ ModelQueue::Work ModelQueue::NextWork(size_t worker) {
       for (const auto& refused : work.refused) ++stats_.failures[refused.status.code()];
       if (workers_[worker].wide) {
         wide_waiting_ = false;
-        wide_left_at_ = now;
+        wide_answering_since_ = now;
       }
       return work;  // Answer them now; the batch can wait a moment.
     }
@@ -425,10 +425,7 @@ ModelQueue::Work ModelQueue::NextWork(size_t worker) {
         busy_[worker] = true;
         // Requests left behind (another shape, or beyond the batch) may suit an idle worker.
         if (!queue_.empty()) SignalWorker();
-        if (workers_[worker].wide) {
-          wide_waiting_ = false;
-          wide_left_at_ = now;
-        }
+        if (workers_[worker].wide) wide_waiting_ = false;
         return work;
       }
     } else if (stopping_) {
@@ -518,7 +515,10 @@ void ModelQueue::Execute(size_t worker, std::vector<std::unique_ptr<Request>> ba
 void ModelQueue::RecordExecution(size_t worker, int64_t items, absl::Time start, absl::Time end,
                                  bool ok, bool too_large) {
   ++stats_.batches;
-  if (workers_[worker].wide) ++stats_.wide_batches;
+  if (workers_[worker].wide) {
+    ++stats_.wide_batches;
+    wide_answering_since_ = end;
+  }
   ++stats_.batch_size_histogram[static_cast<size_t>(std::min(items, options_.max_batch_size))];
   compute_time_.Record(end - start);
   queue_.Finished(items, end, ok ? std::optional<absl::Duration>(end - start) : std::nullopt,

@@ -177,11 +177,13 @@ class ModelQueue {
   std::vector<bool> busy_ ABSL_GUARDED_BY(mu_);
   int borrowed_ ABSL_GUARDED_BY(mu_) = 0;  // Slots lent to callers now.
   // The wide worker is waiting for work (not running a batch or calling callbacks), or when
-  // it last left to do so.
+  // it last began to call callbacks (its batch ended, or it took requests to refuse).
   bool wide_waiting_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time wide_left_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time wide_answering_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // How long the others leave a batch that is the wide worker's to take while it answers
-  // callers; beyond it (a slow callback), one of them takes it.
+  // callers; beyond it (a slow callback), one of them takes it. (Counted from the batch's end:
+  // counted from its start, a wide batch near 1 ms left the grace to pass while its callers
+  // were being answered, and a narrow worker took their next requests as a stray batch.)
   static constexpr absl::Duration kWideWorkerGrace = absl::Milliseconds(1);
   // A narrow worker waits for the grace to pass (then takes the batch unless the wide worker
   // has): the others need not be woken for each arrival meanwhile.
