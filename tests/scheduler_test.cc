@@ -555,6 +555,48 @@ TEST_F(SchedulerTest, BlockingCallersShareBatchesAndALoneCallerStillRunsAtOnce) 
       << after.batch_size_limit << ", wide batches " << after.wide_batches;
 }
 
+TEST_F(SchedulerTest, ACallbackThatBlocksHoldsUpOnlyItsOwnBatch) {
+  // Callers in step, served by several workers, one of them wide. While one request's callback
+  // blocks its worker (and the answers of its batch mates, all the callers in step here), a
+  // new request is served by another worker. (The wide worker's next batch is left to it while
+  // it answers, but only for a grace of 10 ms: without that limit, a blocked wide worker would
+  // hold every new request until its callback returned.)
+  std::unique_ptr<Scheduler> scheduler = MakeScheduler();
+  ASSERT_TRUE(scheduler->AddModel("slow", LoadSlow(20)).ok());
+  constexpr int kCallers = 8;
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < kCallers; ++c) {
+    callers.emplace_back([&] {
+      while (!stop) failed += !scheduler->Infer("slow", {torch::ones({1, 2})}).ok();
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // In step by now.
+  // Twice, as the first time may land on a narrow worker.
+  for (int round = 0; round < 2; ++round) {
+    std::promise<void> started, resume;
+    std::shared_future<void> resumed = resume.get_future().share();
+    ASSERT_TRUE(scheduler
+                    ->Submit("slow", {torch::ones({1, 2})}, {},
+                             [&started, resumed](InferenceResult) {
+                               started.set_value();
+                               resumed.wait_for(std::chrono::seconds(2));
+                             })
+                    .ok());
+    started.get_future().wait();
+    const auto sent = std::chrono::steady_clock::now();
+    EXPECT_TRUE(scheduler->Infer("slow", {torch::ones({1, 2})}).ok());
+    const auto waited = std::chrono::steady_clock::now() - sent;
+    resume.set_value();
+    EXPECT_LT(waited, std::chrono::milliseconds(500))
+        << "round " << round << ": a new request waited for a blocked callback";
+  }
+  stop = true;
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(failed, 0);
+}
+
 TEST_F(SchedulerTest, InferRunsALoneRequestOnTheCallingThread) {
   std::vector<std::shared_ptr<Session>> sessions = LoadIdentity();
   std::unique_ptr<Scheduler> scheduler = MakeScheduler();
