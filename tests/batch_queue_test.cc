@@ -3,6 +3,7 @@
 #include "batch_queue.h"
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -406,11 +407,23 @@ void RunFullBatch(BatchQueue<Task>& queue, int64_t items, absl::Duration elapsed
 }
 
 // Runs `batches` full batches, each at the queue's limit at the time and taking cost(items).
-void RunAtLimit(BatchQueue<Task>& queue, int batches,
-                const std::function<absl::Duration(int64_t)>& cost) {
+// Returns how many batches ran at each limit.
+std::map<int64_t, int> RunAtLimit(BatchQueue<Task>& queue, int batches,
+                                  const std::function<absl::Duration(int64_t)>& cost) {
+  std::map<int64_t, int> at_limit;
   for (int i = 0; i < batches; ++i) {
     const int64_t items = queue.batch_size_limit();
     RunFullBatch(queue, items, cost(items));
+    ++at_limit[items];
+  }
+  return at_limit;
+}
+
+// Runs full batches until the limit is `limit` (not a probe away from it), at most 100.
+void RunUntilLimit(BatchQueue<Task>& queue, int64_t limit,
+                   const std::function<absl::Duration(int64_t)>& cost) {
+  for (int i = 0; i < 100 && queue.batch_size_limit() != limit; ++i) {
+    RunFullBatch(queue, queue.batch_size_limit(), cost(queue.batch_size_limit()));
   }
 }
 
@@ -434,12 +447,15 @@ TEST_F(BatchQueueTest, TheBatchSizeLimitDoublesWhileThatPaysAndNotBeyond) {
   // Many in flight (another shape, behind): larger batches may pay. 64 is a third faster per
   // item than 32 and kept; 128 is no faster than 64 and given up; 32 is slower than 64: the
   // limit settles at 64, and stays while the measurements do.
+  // (Probes again after 32 full batches, then 64, doubling: a few batches at 128 and 32.)
   ASSERT_TRUE(Push("others", 2000, 0, -1, absl::InfiniteFuture(), {1}).ok());
   RunAtLimit(*queue_, 40, MemoryBound);
   EXPECT_EQ(queue_->batch_size_limit(), 64);
-  RunAtLimit(*queue_, 900, MemoryBound);
-  EXPECT_EQ(queue_->batch_size_limit(), 64);
+  const std::map<int64_t, int> at_limit = RunAtLimit(*queue_, 900, MemoryBound);
+  EXPECT_GE(at_limit.at(64), 850) << ::testing::PrintToString(at_limit);
+  EXPECT_EQ(at_limit.rbegin()->first, 128) << ::testing::PrintToString(at_limit);
   // A batch that fails although each request succeeds alone halves it.
+  RunUntilLimit(*queue_, 64, MemoryBound);
   queue_->TooLarge(64);
   EXPECT_EQ(queue_->batch_size_limit(), 32);
 }
@@ -448,8 +464,9 @@ TEST_F(BatchQueueTest, TheBatchSizeLimitGrowsOnlyAsFarAsTheItemsInFlightFillIt) 
   Make(Options(256));
   // Only 32 in flight: a batch of 64 could never fill up (however fast per item); half of 32
   // is slower per item: the limit stays 32.
-  RunAtLimit(*queue_, 40, MemoryBound);
-  EXPECT_EQ(queue_->batch_size_limit(), 32);
+  const std::map<int64_t, int> at_limit = RunAtLimit(*queue_, 200, MemoryBound);
+  EXPECT_EQ(at_limit.rbegin()->first, 32) << ::testing::PrintToString(at_limit);
+  EXPECT_GE(at_limit.at(32), 180) << ::testing::PrintToString(at_limit);
 }
 
 TEST_F(BatchQueueTest, TheBatchSizeLimitHalvesWhileHalfOfItIsAsFastPerItem) {
@@ -462,8 +479,9 @@ TEST_F(BatchQueueTest, TheBatchSizeLimitHalvesWhileHalfOfItIsAsFastPerItem) {
   };
   RunAtLimit(*queue_, 40, compute_bound);
   EXPECT_EQ(queue_->batch_size_limit(), 8);
-  RunAtLimit(*queue_, 900, compute_bound);
-  EXPECT_EQ(queue_->batch_size_limit(), 8);
+  const std::map<int64_t, int> at_limit = RunAtLimit(*queue_, 900, compute_bound);
+  EXPECT_GE(at_limit.at(8), 850) << ::testing::PrintToString(at_limit);
+  EXPECT_EQ(at_limit.rbegin()->first, 16) << ::testing::PrintToString(at_limit);
 }
 
 TEST_F(BatchQueueTest, ARequestLargerThanTheAdaptiveLimitRunsAlone) {
