@@ -515,6 +515,14 @@ class BatchQueue {
   void FullBatchAtLimit() {
     if (probing_from_ > 0) {
       if (execution_time_.Samples(limit_) < kProbeSamples) return;
+      if (execution_time_.Samples(probing_from_) < kProbeSamples) {
+        // What the probe is judged against was dropped meanwhile (a width trial measures its
+        // sizes afresh): no verdict (a prediction extrapolated from the probe's own size would
+        // call any gain none). Back to it, to measure it again and probe then.
+        limit_ = probing_from_;
+        probing_from_ = 0;
+        return;
+      }
       const bool up = limit_ > probing_from_;
       const int64_t larger = std::max(limit_, probing_from_);
       const int64_t smaller = std::min(limit_, probing_from_);
@@ -537,7 +545,7 @@ class BatchQueue {
       settled_ = false;
       probing_up_ = true;
     }
-    if (!execution_time_.Measured(limit_)) return;
+    if (execution_time_.Samples(limit_) < kProbeSamples) return;
     // Up only within max_batch_size and while batches side by side could all fill up from
     // the items in flight (a larger limit would leave a worker idle while another's batch
     // holds its items).
