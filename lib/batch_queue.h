@@ -510,8 +510,8 @@ class BatchQueue {
   // full batches (measurements drift: other load, a warmer cache). That wait doubles each time
   // the limit settles again, from kFirstBatchesBeforeProbingAgain to
   // kMaxBatchesBeforeProbingAgain, and starts over when a probe wins: a probe that noise made
-  // fail soon gets another chance (with one wait of 1000, 1 run in 3 of the MLP with 512 in
-  // flight kept 128 for its 3 s, at 0.85 of the limit instead of 0.92 at 256).
+  // fail soon gets another chance (with one wait of 1000, 3 runs in 5 of the MLP with 512 in
+  // flight stayed at 128 for most of their 3 s, at 0.80-0.84 of the limit instead of 0.9).
   void FullBatchAtLimit() {
     if (probing_from_ > 0) {
       if (execution_time_.Samples(limit_) < kProbeSamples) return;
