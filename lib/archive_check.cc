@@ -38,10 +38,11 @@ class Reader {
 
 }  // namespace
 
-absl::Status CheckZipArchive(std::string_view bytes, std::string_view what) {
+absl::StatusOr<std::vector<std::string>> CheckZipArchive(std::string_view bytes,
+                                                         std::string_view what) {
   auto refuse = [&](const std::string& why) {
-    return absl::InvalidArgumentError(
-        fmt::format("{} is not a valid TorchScript archive: {}", what, why));
+    return absl::InvalidArgumentError(fmt::format(
+        "{} is not a valid model archive (TorchScript or AOTInductor package): {}", what, why));
   };
   const Reader in(bytes);
   const uint64_t size = in.size();
@@ -86,6 +87,8 @@ absl::Status CheckZipArchive(std::string_view bytes, std::string_view what) {
         fmt::format("{} entries cannot fit a directory of {} bytes", entries, directory_size));
   }
 
+  std::vector<std::string> names;
+  names.reserve(static_cast<size_t>(entries));
   uint64_t at = directory_at;
   const uint64_t directory_end = directory_at + directory_size;
   for (uint64_t i = 0; i < entries; ++i) {
@@ -146,9 +149,10 @@ absl::Status CheckZipArchive(std::string_view bytes, std::string_view what) {
                       "the file",
                       name, compressed, data_at, size));
     }
+    names.push_back(name);
     at = next;
   }
-  return absl::OkStatus();
+  return names;
 }
 
 }  // namespace maas::internal

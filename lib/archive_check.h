@@ -1,10 +1,14 @@
-// Cheap structural checks of a TorchScript archive (a zip file) before LibTorch reads it.
+// Cheap structural checks of a model archive (a zip file: TorchScript or an AOTInductor package)
+// before LibTorch reads it.
 #ifndef MAAS_LIB_ARCHIVE_CHECK_H_
 #define MAAS_LIB_ARCHIVE_CHECK_H_
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace maas::internal {
 
@@ -14,10 +18,12 @@ namespace maas::internal {
 // directory within the file, every entry's local header and data within the file, stored
 // entries (what PyTorch writes) exactly as large as declared and deflated ones at most 1032
 // times larger (deflate's limit), no other compression, at most 2^20 entries.
-// InvalidArgument naming `what` (e.g. the artifact's path), the entry and the sizes otherwise.
+// Returns the entries' names, in the directory's order. InvalidArgument naming `what` (e.g. the
+// artifact's path), the entry and the sizes otherwise.
 // This is not a full zip validation (CRCs are LibTorch's to check, and the SHA-256 of the
 // store covers corruption at rest); see docs/session.md on untrusted models.
-absl::Status CheckZipArchive(std::string_view bytes, std::string_view what);
+absl::StatusOr<std::vector<std::string>> CheckZipArchive(std::string_view bytes,
+                                                         std::string_view what);
 
 }  // namespace maas::internal
 

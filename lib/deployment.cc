@@ -26,9 +26,9 @@ namespace {
 // update operator== and these sizes together.
 #if defined(__GLIBCXX__) && (defined(__x86_64__) || defined(__aarch64__))
 static_assert(sizeof(BatchingOptions) == 80, "BatchingOptions changed: update its operator==");
-static_assert(sizeof(SessionOptions) == 56, "SessionOptions changed: update its operator==");
+static_assert(sizeof(SessionOptions) == 64, "SessionOptions changed: update its operator==");
 static_assert(sizeof(VersionPolicy) == 40, "VersionPolicy changed: update its operator==");
-static_assert(sizeof(DeployOptions) == 208, "DeployOptions changed: update its operator==");
+static_assert(sizeof(DeployOptions) == 216, "DeployOptions changed: update its operator==");
 #endif
 
 // Whether two sets of options load and batch versions the same way: all but the policy, and

@@ -58,12 +58,12 @@ absl::StatusOr<std::string> StringField(const Json& o, std::string_view key,
   return v->get<std::string>();
 }
 
-absl::Status CheckFormat(const Json& root) {
+absl::Status CheckFormat(const Json& root, int64_t newest = kStoreFormat) {
   MAAS_ASSIGN_OR_RETURN(int64_t format, IntField(root, "format", "the file"));
-  if (format < 1 || format > kStoreFormat) {
+  if (format < 1 || format > newest) {
     return absl::FailedPreconditionError(
         fmt::format("format {} is not supported by maas {} (it reads format 1 to {})", format,
-                    Version(), kStoreFormat));
+                    Version(), newest));
   }
   return absl::OkStatus();
 }
@@ -112,11 +112,18 @@ absl::StatusOr<std::vector<TensorSpec>> SpecsFromJson(const Json& signature, con
 
 }  // namespace
 
+std::string_view ArtifactFileName(ModelFormat format) {
+  return format == ModelFormat::kAotInductor ? "model.pt2" : "model.pt";
+}
+
 Json SignatureToJson(const ModelSignature& signature) {
   Json json;
   json["batchable"] = signature.batchable;
   json["inputs"] = SpecsToJson(signature.inputs);
   json["outputs"] = SpecsToJson(signature.outputs);
+  // Written only when they limit something, so that other signatures read as before.
+  if (signature.min_batch_size != 1) json["min_batch_size"] = signature.min_batch_size;
+  if (signature.max_batch_size != 0) json["max_batch_size"] = signature.max_batch_size;
   return json;
 }
 
@@ -127,6 +134,15 @@ absl::StatusOr<ModelSignature> SignatureFromJson(const Json& json, std::string_v
   signature.batchable = batchable->get<bool>();
   MAAS_ASSIGN_OR_RETURN(signature.inputs, SpecsFromJson(json, "inputs", where));
   MAAS_ASSIGN_OR_RETURN(signature.outputs, SpecsFromJson(json, "outputs", where));
+  constexpr int64_t kMaxBatch = int64_t{1} << 40;
+  if (json.contains("min_batch_size")) {
+    MAAS_ASSIGN_OR_RETURN(signature.min_batch_size,
+                          BoundedField(json, "min_batch_size", where, 1, kMaxBatch));
+  }
+  if (json.contains("max_batch_size")) {
+    MAAS_ASSIGN_OR_RETURN(signature.max_batch_size,
+                          BoundedField(json, "max_batch_size", where, 0, kMaxBatch));
+  }
   if (absl::Status s = ValidateSignature(signature); !s.ok()) {
     return absl::InvalidArgumentError(fmt::format("{}: {}", where, s.message()));
   }
@@ -135,10 +151,12 @@ absl::StatusOr<ModelSignature> SignatureFromJson(const Json& json, std::string_v
 
 std::string ManifestToText(const ModelInfo& info) {
   Json manifest;
-  manifest["format"] = kStoreFormat;
+  const bool package = info.format == ModelFormat::kAotInductor;
+  manifest["format"] = package ? kPackageManifestFormat : kStoreFormat;
   manifest["name"] = info.name;
   manifest["version"] = info.version;
-  manifest["artifact"] = "model.pt";
+  manifest["artifact"] = std::string(ArtifactFileName(info.format));
+  manifest["model_format"] = std::string(ModelFormatName(info.format));
   manifest["sha256"] = info.sha256;
   manifest["size_bytes"] = info.size_bytes;
   manifest["created"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", info.created, absl::UTCTimeZone());
@@ -152,9 +170,19 @@ std::string ManifestToText(const ModelInfo& info) {
 
 absl::StatusOr<ModelInfo> ManifestFromText(std::string_view text) {
   MAAS_ASSIGN_OR_RETURN(Json root, ParseJson(text));
-  MAAS_RETURN_IF_ERROR(CheckFormat(root));
+  MAAS_RETURN_IF_ERROR(CheckFormat(root, kPackageManifestFormat));
   ModelInfo info;
   constexpr std::string_view kWhere = "the manifest";
+  // Manifests written before packages existed have no model_format: TorchScript.
+  if (root.contains("model_format")) {
+    MAAS_ASSIGN_OR_RETURN(std::string format, StringField(root, "model_format", kWhere));
+    if (format == ModelFormatName(ModelFormat::kAotInductor)) {
+      info.format = ModelFormat::kAotInductor;
+    } else if (format != ModelFormatName(ModelFormat::kTorchScript)) {
+      return absl::InvalidArgumentError(fmt::format(
+          "field \"model_format\" is \"{}\"; expected \"torchscript\" or \"aot_inductor\"", format));
+    }
+  }
   MAAS_ASSIGN_OR_RETURN(info.name, StringField(root, "name", kWhere));
   MAAS_ASSIGN_OR_RETURN(info.version, BoundedField(root, "version", kWhere, 1, kMaxVersion));
   MAAS_ASSIGN_OR_RETURN(info.sha256, StringField(root, "sha256", kWhere));

@@ -13,8 +13,15 @@
 
 namespace maas::internal {
 
-// Format version written into every file; readers refuse files with a higher one.
+// Format version written into the store's marker, model.json and the manifests of TorchScript
+// versions; readers refuse files with a higher one than they know.
 inline constexpr int64_t kStoreFormat = 1;
+// The format of the manifest of an AOTInductor package's version: a maas that predates packages
+// (which reads format 1 only) then refuses that version clearly instead of looking for model.pt.
+inline constexpr int64_t kPackageManifestFormat = 2;
+
+// The artifact's file name in a version's folder: model.pt or model.pt2.
+std::string_view ArtifactFileName(ModelFormat format);
 
 Json SignatureToJson(const ModelSignature& signature);
 // InvalidArgument describing the first problem; `where` prefixes the message.

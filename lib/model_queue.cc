@@ -24,6 +24,23 @@ void Reply::Answer(InferenceResult result, int64_t version) {
   }
 }
 
+namespace {
+
+// `options` within what one run of the model accepts: a package exported with a batch range (or
+// a signature that declares one) caps max_batch_size, whatever the options ask for.
+BatchingOptions WithinModelLimits(BatchingOptions options, const ModelSignature& signature) {
+  const int64_t limit = signature.max_batch_size;
+  if (!signature.batchable || limit == 0 || options.max_batch_size <= limit) return options;
+  options.max_batch_size = limit;
+  std::vector<int64_t>& preferred = options.preferred_batch_sizes;
+  preferred.erase(std::remove_if(preferred.begin(), preferred.end(),
+                                 [limit](int64_t size) { return size > limit; }),
+                  preferred.end());
+  return options;
+}
+
+}  // namespace
+
 ModelQueue::ModelQueue(std::string label, int64_t version,
                        std::vector<std::shared_ptr<Session>> instances, BatchingOptions options,
                        std::shared_ptr<Clock> clock, CoreBudget* cores)
@@ -31,7 +48,7 @@ ModelQueue::ModelQueue(std::string label, int64_t version,
       version_(version),
       instances_(std::move(instances)),
       signature_(instances_.front()->info().signature),
-      options_(std::move(options)),
+      options_(WithinModelLimits(std::move(options), signature_)),
       clock_(std::move(clock)),
       cores_(cores),
       workers_(PlanWorkers(instances_, options_.workers_per_session, cores->total())),

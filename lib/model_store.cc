@@ -15,19 +15,20 @@
 #include "integrity.h"
 #include "maas/version.h"
 #include "manifest.h"
+#include "model_check.h"
 #include "names.h"
 #include "posix_files.h"
 #include "publish_hook.h"
 #include "sha256.h"
 #include "status_macros.h"
 #include "store_files.h"
-#include "torchscript_check.h"
 
 // On-disk layout (docs/model-store.md):
 //   <root>/.maas-store.json            marker with the format version
 //   <root>/<model>/.lock               flock serializing changes to the model
 //   <root>/<model>/model.json          last version ever published and the aliases
-//   <root>/<model>/<N>/model.pt        the artifact (read-only)
+//   <root>/<model>/<N>/model.pt        the artifact (read-only): a TorchScript archive,
+//                   or model.pt2       an AOTInductor package
 //   <root>/<model>/<N>/manifest.json   signature, sha256, size, creation time, ...
 //   <root>/<model>/.staging-<unique>/  a publish in progress (or abandoned by a crash)
 //   <root>/<model>/.removing-<unique>/ a removal in progress (or abandoned by a crash)
@@ -43,7 +44,6 @@ constexpr char kMarkerFile[] = ".maas-store.json";
 constexpr char kLockFile[] = ".lock";
 constexpr char kModelMetaFile[] = "model.json";
 constexpr char kManifestFile[] = "manifest.json";
-constexpr char kArtifactFile[] = "model.pt";
 constexpr char kStagingPrefix[] = ".staging-";
 constexpr char kRemovingPrefix[] = ".removing-";
 
@@ -193,7 +193,7 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const fs::path& roo
 }
 
 absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
-                                              const fs::path& torchscript_file,
+                                              const fs::path& model_file,
                                               const ModelSignature& signature,
                                               const PublishOptions& options) {
   if (options_.read_only) {
@@ -205,13 +205,13 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
     return absl::InvalidArgumentError(fmt::format("cannot publish '{}': {}", name, s.message()));
   }
   std::error_code ec;
-  if (!internal::posix::Exists(torchscript_file, ec)) {
+  if (!internal::posix::Exists(model_file, ec)) {
     return absl::NotFoundError(
-        fmt::format("cannot publish '{}': {} does not exist", name, torchscript_file.string()));
+        fmt::format("cannot publish '{}': {} does not exist", name, model_file.string()));
   }
-  if (!internal::posix::IsRegularFile(torchscript_file, ec)) {
+  if (!internal::posix::IsRegularFile(model_file, ec)) {
     return absl::InvalidArgumentError(fmt::format("cannot publish '{}': {} is not a regular file",
-                                                  name, torchscript_file.string()));
+                                                  name, model_file.string()));
   }
 
   // The model folder: created on first publish; an existing one must not lead out of the store.
@@ -240,12 +240,23 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   } remove_staging{staging};
 
   // Copy, hash and check the copy: what is checked is exactly what gets published.
-  fs::path staged_artifact = staging / kArtifactFile;
+  fs::path staged_artifact = staging / internal::ArtifactFileName(ModelFormat::kTorchScript);
   MAAS_ASSIGN_OR_RETURN(internal::CopyResult copy,
-                        internal::CopyAndHash(torchscript_file, staged_artifact));
-  if (absl::Status s = internal::CheckTorchScript(staged_artifact, signature); !s.ok()) {
+                        internal::CopyAndHash(model_file, staged_artifact));
+  absl::StatusOr<internal::CheckedModel> checked =
+      internal::CheckModelFile(staged_artifact, signature);
+  if (!checked.ok()) {
     return absl::InvalidArgumentError(fmt::format("cannot publish '{}' from {}: {}", name,
-                                                  torchscript_file.string(), s.message()));
+                                                  model_file.string(),
+                                                  checked.status().message()));
+  }
+  const std::string_view artifact_file = internal::ArtifactFileName(checked->format);
+  if (staged_artifact.filename() != artifact_file) {
+    const fs::path renamed = staging / artifact_file;
+    if (internal::RenameFile(staged_artifact, renamed) != 0) {
+      return internal::FileError("rename into place", renamed,
+                                 std::error_code(errno, std::generic_category()));
+    }
   }
   RunPublishHook("staged");
 
@@ -253,7 +264,8 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   info.name = std::string(name);
   info.sha256 = copy.sha256;
   info.size_bytes = copy.size_bytes;
-  info.signature = signature;
+  info.format = checked->format;
+  info.signature = checked->signature;
   info.description = options.description;
   info.labels = options.labels;
 
@@ -284,7 +296,7 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
   // not report an error for a version that exists. model.json needs no update: the folder
   // itself records the number, and Remove raises last_version before a folder goes away.
   (void)internal::SyncFolder(model_dir);
-  info.artifact_path = version_dir / kArtifactFile;
+  info.artifact_path = version_dir / artifact_file;
   return info;
 }
 
@@ -340,7 +352,7 @@ absl::StatusOr<ModelInfo> ReadVersion(const fs::path& root, std::string_view nam
                            info->name, info->version, name, version)));
   }
 
-  fs::path artifact_path = version_dir / kArtifactFile;
+  fs::path artifact_path = version_dir / internal::ArtifactFileName(info->format);
   absl::StatusOr<fs::path> artifact = internal::ResolveInside(root, artifact_path);
   if (absl::IsNotFound(artifact.status())) {
     return missing(absl::DataLossError(fmt::format(

@@ -6,6 +6,9 @@
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <caffe2/serialize/in_memory_adapter.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/csrc/jit/codegen/fuser/interface.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
@@ -14,6 +17,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "aoti_package.h"
 #include "archive_check.h"
 #include "device_memory.h"
 #include "fmt/core.h"
@@ -142,6 +146,95 @@ absl::StatusOr<c10::Device> CheckDevice(c10::Device device) {
   return c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+// TorchScript's CPU fusion compiles kernels with LLVM at run time in LibTorch builds that have it
+// (the official builds do not): minutes for a small MLP on one thread. Off for the process, once,
+// before the first session runs, so that kProfiling means the same on every LibTorch.
+void TurnOffCpuFusion() {
+  static const bool done = [] {
+    torch::jit::overrideCanFuseOnCPU(false);
+    return true;
+  }();
+  (void)done;
+}
+
+// Whether this CPU runs code compiled for `isa` (a package's AOTI_CPU_ISA, e.g. "AVX512
+// AVX512_VNNI"); the message names what is missing.
+absl::Status CheckCpuIsa(std::string_view isa, std::string_view label) {
+  struct Feature {
+    std::string_view token;
+    bool present;
+  };
+  __builtin_cpu_init();
+  const Feature features[] = {
+      {"AVX512", __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")},
+      {"AVX2", __builtin_cpu_supports("avx2") != 0},
+  };
+  for (const Feature& feature : features) {
+    const size_t at = isa.find(feature.token);
+    // "AVX512" must not match inside "AVX512_VNNI" alone; the first token is the base ISA.
+    if (at == 0 && !feature.present) {
+      return absl::FailedPreconditionError(fmt::format(
+          "{}: the package was compiled for CPUs with {} ({}), which this CPU lacks; compile it "
+          "on a machine like the ones that serve it",
+          label, feature.token, isa));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// `tensor` with its rows (dimension 0) made up to `rows` by repeating its last row: inputs a
+// model accepts, whatever it computes (a repeated real row is valid where zeros may not be).
+at::Tensor PadRows(const at::Tensor& tensor, int64_t rows) {
+  std::vector<int64_t> sizes = tensor.sizes().vec();
+  const int64_t missing = rows - sizes[0];
+  sizes[0] = missing;
+  return at::cat({tensor, tensor.narrow(0, tensor.size(0) - 1, 1).expand(sizes)}, 0);
+}
+
+// A loaded package and the bytes of its weights.
+struct LoadedPackage {
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+  int64_t weight_bytes = 0;
+};
+
+// Loads an AOTInductor package on `device` after checking that it was compiled for that kind of
+// device (and, on the CPU, for this CPU's instruction set): LibTorch's loader would otherwise
+// fail late or, for an instruction set, crash.
+absl::StatusOr<LoadedPackage> LoadPackage(const ModelInfo& info, std::string_view bytes,
+                                          c10::Device device, std::string_view label) {
+  MAAS_ASSIGN_OR_RETURN(internal::PackageDescription description,
+                        internal::InspectPackage(bytes, info.artifact_path.string()));
+  const std::string wanted = device.is_cuda() ? "cuda" : "cpu";
+  if (description.device != wanted) {
+    return absl::FailedPreconditionError(fmt::format(
+        "{}: the AOTInductor package was compiled for device '{}' but this session runs on '{}'; "
+        "export and compile it on that device (or deploy it on a '{}' device)",
+        label, description.device, device.str(), description.device));
+  }
+  if (device.is_cpu()) MAAS_RETURN_IF_ERROR(CheckCpuIsa(description.cpu_isa, label));
+  LoadedPackage loaded;
+  try {
+    // One model instance per core (and one more): the most that Scheduler workers and callers
+    // of Run can use at once; they share the weights, each has its own activations.
+    const size_t runners = std::max(2u, std::thread::hardware_concurrency() + 1);
+    loaded.loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+        info.artifact_path.string(), description.model_name, /*run_single_threaded=*/false,
+        runners, device.is_cuda() ? device.index() : c10::DeviceIndex(-1));
+    // Each constant's own bytes: a package may keep them all in one blob.
+    for (const auto& [name, tensor] :
+         loaded.loader->get_runner()->extract_constants_map(/*use_inactive=*/false)) {
+      if (tensor.defined()) loaded.weight_bytes += static_cast<int64_t>(tensor.nbytes());
+    }
+  } catch (...) {
+    return internal::StatusFromCurrentException(
+        absl::StatusCode::kFailedPrecondition,
+        fmt::format("{}: LibTorch cannot load the AOTInductor package {}", label,
+                    info.artifact_path.string()));
+  }
+  return loaded;
+}
+
 }  // namespace
 
 struct Session::Impl {
@@ -155,9 +248,14 @@ struct Session::Impl {
   int64_t device_reserved_bytes = 0;
   Precision precision = Precision::kAsSaved;
   std::optional<c10::ScalarType> compute_dtype;  // of kFloat16 and kBFloat16
+  JitExecutor jit_executor = JitExecutor::kStatic;
   // Module::forward is not const but is safe to call concurrently: the graph executor is
-  // thread-safe and the module's weights are only read.
+  // thread-safe and the module's weights are only read. Unused for a package.
   torch::jit::Module module;
+  // An AOTInductor package, when info.format says so. Its run is thread-safe: the container
+  // holds several model instances (one per concurrent caller, up to the count it was made
+  // with) over one set of weights.
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;
   // Receives LibTorch's warnings on every thread while the session loads or runs there.
   std::shared_ptr<internal::TorchWarnings> warnings;
 };
@@ -168,6 +266,7 @@ Session::~Session() = default;
 const ModelInfo& Session::info() const { return impl_->info; }
 c10::Device Session::device() const { return impl_->device; }
 GraphOptimization Session::optimization() const { return impl_->optimization; }
+ModelFormat Session::format() const { return impl_->info.format; }
 int Session::intra_op_threads() const { return impl_->intra_op_threads; }
 int64_t Session::memory_bytes() const { return impl_->memory_bytes; }
 int64_t Session::device_reserved_bytes() const { return impl_->device_reserved_bytes; }
@@ -204,6 +303,16 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
           fmt::format("precision is {}; expected kAsSaved (0), kFloat16 (1) or kBFloat16 (2)",
                       static_cast<int>(options.precision)));
   }
+  switch (options.jit_executor) {
+    case JitExecutor::kStatic:
+    case JitExecutor::kProfiling:
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          fmt::format("jit_executor is {}; expected kStatic (0) or kProfiling (1)",
+                      static_cast<int>(options.jit_executor)));
+  }
+  TurnOffCpuFusion();
   auto impl = std::make_unique<Impl>();
   MAAS_ASSIGN_OR_RETURN(impl->device, CheckDevice(options.device));
   MAAS_ASSIGN_OR_RETURN(impl->info, store.Get(name, options.version));
@@ -215,7 +324,14 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
   internal::TorchWarnings::Scope warnings_scope(warnings.get());
   impl->intra_op_threads = options.intra_op_threads;
   impl->keep_outputs_on_device = options.keep_outputs_on_device;
+  impl->jit_executor = options.jit_executor;
   const ModelInfo& info = impl->info;
+  if (info.format == ModelFormat::kAotInductor && options.precision != Precision::kAsSaved) {
+    return absl::InvalidArgumentError(fmt::format(
+        "{}: precision {} asked for an AOTInductor package, which computes in the dtypes it was "
+        "compiled with; export it in that precision instead",
+        impl->label, static_cast<int>(options.precision)));
+  }
 
   // Read the artifact once, check those bytes, and load exactly those bytes.
   MAAS_ASSIGN_OR_RETURN(std::string bytes, internal::ReadFileBytes(info.artifact_path));
@@ -223,25 +339,32 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const ModelStore& store
   hash.Update(bytes);
   MAAS_RETURN_IF_ERROR(
       internal::CheckArtifact(info, static_cast<int64_t>(bytes.size()), hash.HexDigest()));
-  MAAS_RETURN_IF_ERROR(internal::CheckZipArchive(bytes, info.artifact_path.string()));
+  MAAS_RETURN_IF_ERROR(internal::CheckZipArchive(bytes, info.artifact_path.string()).status());
 
   UseIntraOpThreads(impl->intra_op_threads);
   const int64_t reserved_before = internal::DeviceReservedBytes(impl->device);
-  try {
-    auto reader = std::make_shared<caffe2::serialize::MemoryReadAdapter>(
-        bytes.data(), static_cast<off_t>(bytes.size()));
-    impl->module = torch::jit::load(reader, impl->device);
-    impl->module.eval();
-    impl->precision = options.precision;
-    impl->compute_dtype = ComputeDtype(options.precision);
-    if (impl->compute_dtype) ConvertFloatingWeights(impl->module, *impl->compute_dtype);
-    impl->memory_bytes = WeightBytes(impl->module);
-  } catch (...) {
-    return internal::StatusFromCurrentException(
-        absl::StatusCode::kFailedPrecondition,
-        fmt::format("{}: LibTorch cannot load {}", impl->label, info.artifact_path.string()));
+  if (info.format == ModelFormat::kAotInductor) {
+    MAAS_ASSIGN_OR_RETURN(LoadedPackage loaded,
+                          LoadPackage(info, bytes, impl->device, impl->label));
+    impl->package = std::move(loaded.loader);
+    impl->memory_bytes = loaded.weight_bytes;
+  } else {
+    try {
+      auto reader = std::make_shared<caffe2::serialize::MemoryReadAdapter>(
+          bytes.data(), static_cast<off_t>(bytes.size()));
+      impl->module = torch::jit::load(reader, impl->device);
+      impl->module.eval();
+      impl->precision = options.precision;
+      impl->compute_dtype = ComputeDtype(options.precision);
+      if (impl->compute_dtype) ConvertFloatingWeights(impl->module, *impl->compute_dtype);
+      impl->memory_bytes = WeightBytes(impl->module);
+    } catch (...) {
+      return internal::StatusFromCurrentException(
+          absl::StatusCode::kFailedPrecondition,
+          fmt::format("{}: LibTorch cannot load {}", impl->label, info.artifact_path.string()));
+    }
   }
-  bytes = std::string();  // The module holds its own copy of the weights now.
+  bytes = std::string();  // The module or package holds its own copy of the weights now.
 
   std::unique_ptr<Session> session(new Session(std::move(impl)));
   MAAS_RETURN_IF_ERROR(session->PrepareGraph(options));
@@ -285,9 +408,10 @@ absl::Status Session::PrepareGraph(const SessionOptions& options) {
   }
 
   // Try the requested preparation, then the milder ones; keep the first that builds and, when
-  // the reference ran, gives the reference's results.
+  // the reference ran, gives the reference's results. A package was prepared when compiled.
   const torch::jit::Module reference = impl.module;
   for (GraphOptimization level : {GraphOptimization::kForInference, GraphOptimization::kFreeze}) {
+    if (impl.package) break;
     if (static_cast<int>(level) > static_cast<int>(options.optimization)) continue;
     try {
       torch::jit::Module prepared = reference;  // a handle; freeze clones
@@ -371,26 +495,44 @@ absl::StatusOr<std::vector<at::Tensor>> Session::RunValidated(const std::vector<
     stream_guard.emplace(own);
   }
 
-  std::vector<c10::IValue> arguments;
+  // A batch below the model's smallest is padded; the padding's rows are dropped below.
+  const int64_t run_batch =
+      impl.info.signature.batchable ? std::max(batch, impl.info.signature.min_batch_size) : batch;
+  std::vector<at::Tensor> arguments;
   arguments.reserve(inputs.size());
-  for (const at::Tensor& input : inputs) {
+  for (const at::Tensor& given : inputs) {
+    const at::Tensor input = run_batch > batch ? PadRows(given, run_batch) : given;
     const c10::ScalarType dtype =
         impl.compute_dtype && input.is_floating_point() ? *impl.compute_dtype : input.scalar_type();
     if (impl.device.is_cpu() || !input.is_cpu()) {
-      arguments.emplace_back(input.to(impl.device, dtype));  // No copy when nothing changes.
-      continue;
+      arguments.push_back(input.to(impl.device, dtype));  // No copy when nothing changes.
+    } else {
+      // Host to device through page-locked memory, asynchronously on the thread's stream (a
+      // batch the Scheduler assembled is already page-locked: no extra copy); the dtype changes
+      // on the device, where it is cheap.
+      const at::Tensor staged = input.is_pinned() ? input : input.contiguous().pin_memory();
+      arguments.push_back(
+          staged.to(impl.device, staged.scalar_type(), /*non_blocking=*/true).to(dtype));
     }
-    // Host to device through page-locked memory, asynchronously on the thread's stream (a batch
-    // the Scheduler assembled is already page-locked: no extra copy); the dtype changes on the
-    // device, where it is cheap.
-    const at::Tensor staged = input.is_pinned() ? input : input.contiguous().pin_memory();
-    arguments.emplace_back(
-        staged.to(impl.device, staged.scalar_type(), /*non_blocking=*/true).to(dtype));
+    // A package's kernels were compiled for contiguous inputs and do not check strides.
+    if (impl.package) arguments.back() = arguments.back().contiguous();
   }
-  c10::IValue returned = impl_->module.forward(std::move(arguments));
+  c10::IValue returned;
+  if (impl.package) {
+    void* stream = impl.device.is_cpu() ? nullptr : stream_guard->current_stream().native_handle();
+    std::vector<at::Tensor> results = impl.package->run(arguments, stream);
+    returned = c10::ivalue::Tuple::create(std::vector<c10::IValue>(results.begin(), results.end()));
+  } else {
+    // The executor for this run only (the setting is per thread): see JitExecutor.
+    torch::jit::GraphOptimizerEnabledGuard executor(impl.jit_executor == JitExecutor::kProfiling);
+    returned = impl_->module.forward(std::vector<c10::IValue>(arguments.begin(), arguments.end()));
+  }
   MAAS_ASSIGN_OR_RETURN(std::vector<at::Tensor> outputs,
-                        internal::CollectOutputs(impl.info.signature, std::move(returned), batch,
-                                                 impl.label, impl.compute_dtype));
+                        internal::CollectOutputs(impl.info.signature, std::move(returned),
+                                                 run_batch, impl.label, impl.compute_dtype));
+  if (run_batch > batch) {
+    for (at::Tensor& output : outputs) output = output.narrow(0, 0, batch);
+  }
   if (!impl.device.is_cpu()) {
     if (impl.keep_outputs_on_device) {
       // Callers use the outputs on their own streams: the work must be done first.

@@ -86,6 +86,11 @@ absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
                       label, spec.name, t.size(0), signature.inputs[0].name, batch));
     }
   }
+  if (signature.max_batch_size > 0 && batch > signature.max_batch_size) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: the inputs hold a batch of {} items; the model accepts at most {}", label,
+                    batch, signature.max_batch_size));
+  }
   return batch;
 }
 

@@ -16,7 +16,7 @@
 namespace maas::internal {
 
 // Checks count, dtype, rank, fixed dimensions and (when batchable) equal batch sizes of at least
-// one. InvalidArgument "<label>: input 'x' ...: expected ..., got ..." otherwise. Returns the
+// one and at most the signature's max_batch_size. InvalidArgument "<label>: input 'x' ...: expected ..., got ..." otherwise. Returns the
 // batch size (0 when the signature is not batchable).
 absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
                                     const std::vector<at::Tensor>& inputs, std::string_view label);

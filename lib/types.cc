@@ -108,7 +108,33 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 
 absl::Status ValidateSignature(const ModelSignature& signature) {
   if (absl::Status s = ValidateSpecs(signature.inputs, "input"); !s.ok()) return s;
-  return ValidateSpecs(signature.outputs, "output");
+  if (absl::Status s = ValidateSpecs(signature.outputs, "output"); !s.ok()) return s;
+  if (!signature.batchable && (signature.min_batch_size != 1 || signature.max_batch_size != 0)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "batch sizes {} to {} given for a model that is not batchable; expected the defaults "
+        "(1 and 0)",
+        signature.min_batch_size, signature.max_batch_size));
+  }
+  if (signature.min_batch_size < 1) {
+    return absl::InvalidArgumentError(
+        fmt::format("min_batch_size is {}; expected 1 or more", signature.min_batch_size));
+  }
+  if (signature.max_batch_size != 0 && signature.max_batch_size < signature.min_batch_size) {
+    return absl::InvalidArgumentError(fmt::format(
+        "max_batch_size is {}; expected 0 (no limit) or at least min_batch_size ({})",
+        signature.max_batch_size, signature.min_batch_size));
+  }
+  return absl::OkStatus();
+}
+
+std::string_view ModelFormatName(ModelFormat format) {
+  switch (format) {
+    case ModelFormat::kTorchScript:
+      return "torchscript";
+    case ModelFormat::kAotInductor:
+      return "aot_inductor";
+  }
+  return "unknown";
 }
 
 }  // namespace maas

@@ -277,7 +277,7 @@ TEST_F(ModelStoreTest, PublishRefusesAFileThatIsNotTorchScript) {
   absl::StatusOr<ModelInfo> info = store_->Publish("mlp", junk, testing::LinearSignature());
   EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(Message(info.status()),
-              HasSubstr("not a valid TorchScript archive: no zip end-of-directory record"));
+              HasSubstr("is not a valid model archive (TorchScript or AOTInductor package): no zip end-of-directory record"));
   EXPECT_THAT(Message(info.status()), HasSubstr("junk.pt"));
 
   // A truncated real archive is refused too.

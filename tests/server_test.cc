@@ -191,7 +191,7 @@ TEST_F(ServerTest, NamedInputsFollowTheSignatureOfTheVersionThatServes) {
       "  return {}\n";
   const auto publish = [&](const std::string& formula, const std::vector<std::string>& names) {
     fs::path file = dir_.path() / fmt::format("pair-{}.pt", names.front());
-    testing::SaveScript(file, fmt::format(source, formula));
+    testing::SaveScript(file, fmt::format(fmt::runtime(source), formula));
     ModelSignature signature{{{names[0], torch::kFloat32, {2}}, {names[1], torch::kFloat32, {2}}},
                              {{"y", torch::kFloat32, {2}}}};
     ASSERT_TRUE(store_->Publish("pair", file, signature).ok());

@@ -1,11 +1,11 @@
-"""Scripts the benchmark's models with Debian's python3-torch and python3-torchvision.
+"""Scripts the benchmark's models with the project's torch (scripts/torch-env).
 
-Random weights, nothing downloaded. Without torchvision (the GPU test machine's python3 has
-PyTorch alone), resnet18 is built from the same layers defined below. Writes <name>.pt (TorchScript) and models.txt, one line per
+Random weights, nothing downloaded. Without torchvision (the project's environment has torch
+alone), resnet18 is built from the same layers defined below. Writes <name>.pt (TorchScript) and models.txt, one line per
 model: name, file, per-item input shape, per-item output shape, batch sizes to try for the
 limit, and the p99 latency bound (ms) of the server scenario.
 
-    /usr/bin/python3 bench/models/make_models.py OUT_DIR
+    $MAAS_TORCH_PYTHON bench/models/make_models.py OUT_DIR
 """
 import os
 import sys

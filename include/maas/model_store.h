@@ -37,9 +37,9 @@ struct PublishOptions {
 // A ModelStore is a folder holding models by name, each with immutable numbered versions
 // (1, 2, 3, ... never reused) and movable aliases such as "stable" or "canary".
 //
-// Publishing copies a TorchScript archive into the store after checking that LibTorch can load
-// it, records its SHA-256, size, signature and creation time in a human-readable manifest and
-// makes the version visible atomically: a reader sees a complete version or none, whatever
+// Publishing copies a TorchScript archive or an AOTInductor package into the store after
+// checking that maas can serve it, records its format, SHA-256, size, signature and creation
+// time in a human-readable manifest and makes the version visible atomically: a reader sees a complete version or none, whatever
 // fails or crashes in between. The layout is documented in docs/model-store.md.
 //
 // This class is thread-safe. It keeps no mutable state in memory: every call reads the folder,
@@ -73,13 +73,19 @@ class ModelStore {
   ModelStore& operator=(const ModelStore&) = delete;
   ~ModelStore();
 
-  // Publishes `torchscript_file` as the next version of model `name` and returns its info.
-  // InvalidArgument: bad name, malformed signature, a file LibTorch cannot load as TorchScript,
-  // or a `forward` whose argument count does not fit the signature's inputs.
+  // Publishes `model_file` as the next version of model `name` and returns its info. The file
+  // is a TorchScript archive (torch.jit.save) or an AOTInductor package (.pt2, from
+  // torch._inductor.aoti_compile_and_package); the format is found from its contents and
+  // recorded (ModelInfo::format). For a package, the returned signature carries the batch sizes
+  // the package accepts (ModelSignature::min_batch_size, max_batch_size).
+  // InvalidArgument: bad name, malformed signature, a damaged archive, a file LibTorch cannot
+  // load as TorchScript, a `forward` whose argument count does not fit the signature's inputs,
+  // a package whose compiled input checks disagree with the signature (count, dtype, rank,
+  // fixed sizes, batch range), naming the input and dimension.
   // NotFound: the file does not exist. FailedPrecondition: read-only store.
   // Concurrent publishers of one name, in any thread or process, get distinct versions.
   absl::StatusOr<ModelInfo> Publish(std::string_view name,
-                                    const std::filesystem::path& torchscript_file,
+                                    const std::filesystem::path& model_file,
                                     const ModelSignature& signature,
                                     const PublishOptions& options = {});
 

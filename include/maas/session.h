@@ -51,6 +51,23 @@ enum class Precision {
   kBFloat16,
 };
 
+// How LibTorch's TorchScript graph executor runs a Session's module. LibTorch keeps its executor
+// settings process-wide and they differ between builds (a LibTorch built with LLVM fuses CPU
+// kernels at run time, the official builds do not); a Session sets the executor for each of its
+// own runs instead, so that it behaves the same on every LibTorch. Not used for AOTInductor
+// packages, which are compiled ahead of time.
+enum class JitExecutor {
+  // The prepared graph (see GraphOptimization) runs as prepared: no profiling runs, no
+  // specialization to the shapes seen, no kernels fused and compiled at run time. Latency is
+  // the same from the first request to the last, whatever batch sizes arrive.
+  kStatic,
+  // LibTorch's profiling executor: it profiles the first runs, specializes the graph to the
+  // shapes seen and fuses what its fusers can (NNC on CUDA; on the CPU, CPU fusion is turned
+  // off by maas, as in the official builds, since an LLVM build's can compile for minutes). New
+  // batch sizes can cost a re-specialization. Try it for CUDA models with many elementwise ops.
+  kProfiling,
+};
+
 // Options for Session::Create.
 struct SessionOptions {
   // Which version to load: "latest", a number such as "3", or an alias such as "stable".
@@ -85,23 +102,29 @@ struct SessionOptions {
   bool keep_outputs_on_device = false;
 
   // The precision the model computes in; see Precision. The graph preparation is then verified
-  // with that precision's tolerance. Default: kAsSaved.
+  // with that precision's tolerance. TorchScript only: an AOTInductor package computes in the
+  // dtypes it was compiled with (anything but kAsSaved is InvalidArgument). Default: kAsSaved.
   Precision precision = Precision::kAsSaved;
+
+  // How TorchScript's executor runs the module; see JitExecutor. Default: kStatic.
+  JitExecutor jit_executor = JitExecutor::kStatic;
 
   friend bool operator==(const SessionOptions& a, const SessionOptions& b) {
     return a.version == b.version && a.device == b.device &&
            a.intra_op_threads == b.intra_op_threads && a.warm_up == b.warm_up &&
            a.optimization == b.optimization &&
-           a.keep_outputs_on_device == b.keep_outputs_on_device && a.precision == b.precision;
+           a.keep_outputs_on_device == b.keep_outputs_on_device && a.precision == b.precision &&
+           a.jit_executor == b.jit_executor;
   }
   friend bool operator!=(const SessionOptions& a, const SessionOptions& b) { return !(a == b); }
 };
 
 // A Session is one immutable model version loaded on one device, ready to run.
 //
-// Create reads the artifact once, checks its SHA-256 against the manifest, loads it from the
-// verified bytes, moves it to the device, puts it in eval mode, prepares the graph and warms it
-// up. Run validates inputs against the signature before running, so a malformed request gets an
+// Create reads the artifact once and checks its SHA-256 against the manifest. A TorchScript
+// archive is loaded from the verified bytes, moved to the device, put in eval mode and its graph
+// prepared; an AOTInductor package is loaded with LibTorch's AOTIModelPackageLoader on the
+// device it was compiled for. Then the session warms up. Run validates inputs against the signature before running, so a malformed request gets an
 // InvalidArgument naming the input instead of an exception from deep inside LibTorch.
 //
 // This class is thread-safe: Run may be called from many threads at once; each call runs under
@@ -123,7 +146,8 @@ class Session {
   // NotFound / InvalidArgument: as ModelStore::Get. DataLoss: the artifact's SHA-256 or size
   // differs from its manifest. InvalidArgument: bad options (thread count, device index).
   // FailedPrecondition: CUDA requested but not available; warm-up failed (the message says how:
-  // the model threw, or its outputs contradict the signature).
+  // the model threw, or its outputs contradict the signature); a package compiled for another
+  // device or CPU instruction set, or one LibTorch's loader refuses (its reason follows).
   static absl::StatusOr<std::unique_ptr<Session>> Create(const ModelStore& store,
                                                          std::string_view name,
                                                          SessionOptions options = {});
@@ -149,8 +173,11 @@ class Session {
   c10::Device device() const;
   // The intra-op thread count of every Run.
   int intra_op_threads() const;
-  // The graph preparation actually applied (possibly milder than requested).
+  // The graph preparation actually applied (possibly milder than requested; kNone for a
+  // package).
   GraphOptimization optimization() const;
+  // The artifact's format (TorchScript or AOTInductor package).
+  ModelFormat format() const;
   // Bytes of the model's weights (parameters and buffers, each storage counted once) on its
   // device, as loaded (and converted to the session's precision).
   int64_t memory_bytes() const;

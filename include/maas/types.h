@@ -47,11 +47,34 @@ struct ModelSignature {
   std::vector<TensorSpec> outputs;
   bool batchable = true;
 
+  // The batch sizes one run of the model accepts (batchable models only). A Session pads a
+  // smaller batch up to min_batch_size by repeating its last item, and drops the extra rows
+  // from the outputs; a larger batch than max_batch_size is InvalidArgument, and a Scheduler
+  // forms no larger batch. Publishing an AOTInductor package sets both from the package (a
+  // package exported with a dynamic batch dimension usually accepts 2 to its Dim's max; one
+  // exported with a static batch, exactly that size). Defaults: 1 and 0 (no limit).
+  int64_t min_batch_size = 1;
+  int64_t max_batch_size = 0;
+
   friend bool operator==(const ModelSignature& a, const ModelSignature& b) {
-    return a.inputs == b.inputs && a.outputs == b.outputs && a.batchable == b.batchable;
+    return a.inputs == b.inputs && a.outputs == b.outputs && a.batchable == b.batchable &&
+           a.min_batch_size == b.min_batch_size && a.max_batch_size == b.max_batch_size;
   }
   friend bool operator!=(const ModelSignature& a, const ModelSignature& b) { return !(a == b); }
 };
+
+// The file format of a model version's artifact.
+enum class ModelFormat {
+  // A TorchScript archive (torch.jit.save or torch::jit::Module::save), stored as model.pt.
+  kTorchScript,
+  // An AOTInductor package: a torch.export program compiled by
+  // torch._inductor.aoti_compile_and_package, stored as model.pt2. Runs on the device it was
+  // compiled for, in the dtypes it was compiled with.
+  kAotInductor,
+};
+
+// "torchscript" or "aot_inductor", as manifests and messages write it.
+std::string_view ModelFormatName(ModelFormat format);
 
 // What the ModelStore records about one immutable published version of a model.
 struct ModelInfo {
@@ -63,7 +86,8 @@ struct ModelInfo {
   absl::Time created;                         // When the version was published.
   std::string description;                    // Free text given at publish time; may be empty.
   std::map<std::string, std::string> labels;  // Free key/value pairs given at publish time.
-  std::filesystem::path artifact_path;  // Absolute path of the TorchScript archive in the store.
+  ModelFormat format = ModelFormat::kTorchScript;  // Found by Publish from the file's contents.
+  std::filesystem::path artifact_path;  // Absolute path of the artifact in the store.
 };
 
 // Returns the lower-case name used for `dtype` in manifests and messages ("float32", "int64",
@@ -78,7 +102,9 @@ std::string ShapeString(const std::vector<int64_t>& shape);
 
 // Checks that `signature` is well formed: at least one input and one output; tensor names
 // non-empty, at most 128 characters of [A-Za-z0-9._:-] and unique within inputs and within
-// outputs; supported dtypes; every dimension positive or kAnyDim; at most 16 dimensions.
+// outputs; supported dtypes; every dimension positive or kAnyDim; at most 16 dimensions;
+// min_batch_size at least 1 and max_batch_size 0 or at least min_batch_size (both at their
+// defaults when not batchable).
 // InvalidArgument naming the offending tensor otherwise.
 absl::Status ValidateSignature(const ModelSignature& signature);
 

@@ -1,9 +1,11 @@
-#include "torchscript_check.h"
+#include "model_check.h"
 
 #include <torch/script.h>
 
 #include <string>
 
+#include "absl_compat.h"
+#include "aoti_package.h"
 #include "archive_check.h"
 #include "fmt/core.h"
 #include "status_macros.h"
@@ -12,12 +14,9 @@
 
 namespace maas::internal {
 
+namespace {
+
 absl::Status CheckTorchScript(const std::filesystem::path& path, const ModelSignature& signature) {
-  {
-    // Refuse a damaged or hostile archive before LibTorch allocates for what it declares.
-    MAAS_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
-    MAAS_RETURN_IF_ERROR(CheckZipArchive(bytes, path.string()));
-  }
   try {
     torch::jit::Module module = torch::jit::load(path.string(), torch::kCPU);
     auto forward = module.find_method("forward");
@@ -45,6 +44,32 @@ absl::Status CheckTorchScript(const std::filesystem::path& path, const ModelSign
         absl::StatusCode::kInvalidArgument,
         fmt::format("{} is not a loadable TorchScript archive", path.string()));
   }
+}
+
+}  // namespace
+
+absl::StatusOr<CheckedModel> CheckModelFile(const std::filesystem::path& path,
+                                            const ModelSignature& signature) {
+  CheckedModel checked;
+  checked.signature = signature;
+  {
+    // Refuse a damaged or hostile archive before LibTorch allocates for what it declares.
+    MAAS_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
+    MAAS_ASSIGN_OR_RETURN(std::vector<std::string> entries, CheckZipArchive(bytes, path.string()));
+    if (IsAotiPackage(entries)) {
+      checked.format = ModelFormat::kAotInductor;
+      MAAS_ASSIGN_OR_RETURN(PackageDescription package, InspectPackage(bytes, path.string()));
+      absl::StatusOr<ModelSignature> reconciled = ReconcileSignature(package, signature);
+      if (!reconciled.ok()) {
+        return absl::InvalidArgumentError(fmt::format(
+            "the AOTInductor package and the signature disagree: {}", reconciled.status().message()));
+      }
+      checked.signature = *std::move(reconciled);
+      return checked;
+    }
+  }
+  MAAS_RETURN_IF_ERROR(CheckTorchScript(path, signature));
+  return checked;
 }
 
 }  // namespace maas::internal
