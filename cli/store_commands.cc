@@ -121,6 +121,7 @@ Json InfoJson(const ModelInfo& info) {
   json["version"] = info.version;
   json["sha256"] = info.sha256;
   json["size_bytes"] = info.size_bytes;
+  json["model_format"] = std::string(ModelFormatName(info.format));
   json["created"] = absl::FormatTime(absl::RFC3339_full, info.created, absl::UTCTimeZone());
   json["description"] = info.description;
   json["labels"] = Json::object();
@@ -230,9 +231,17 @@ absl::Status Describe(const ModelStore& store, const std::string& model, bool js
     text += fmt::format("{:<8} {:<21} {:>10}  {:<16}  {}\n", version, Time(info->created),
                         Size(info->size_bytes), info->sha256.substr(0, 16), info->description);
     if (version == versions->back()) {
-      text += fmt::format("signature of version {}: inputs {}; outputs {}; {}\n", version,
-                          TensorsText(info->signature.inputs), TensorsText(info->signature.outputs),
-                          info->signature.batchable ? "batchable" : "not batchable");
+      const ModelSignature& signature = info->signature;
+      std::string batches = signature.batchable ? "batchable" : "not batchable";
+      if (signature.min_batch_size != 1 || signature.max_batch_size != 0) {
+        batches += signature.max_batch_size == 0
+                       ? fmt::format(" (at least {} items a run)", signature.min_batch_size)
+                       : fmt::format(" ({} to {} items a run)", signature.min_batch_size,
+                                     signature.max_batch_size);
+      }
+      text += fmt::format("signature of version {} ({}): inputs {}; outputs {}; {}\n", version,
+                          ModelFormatName(info->format), TensorsText(signature.inputs),
+                          TensorsText(signature.outputs), batches);
     }
   }
   if (json) {
