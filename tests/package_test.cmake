@@ -16,6 +16,13 @@ file(WRITE ${WORK_DIR}/prefixes.cmake
   "set(CMAKE_PREFIX_PATH \"${prefixes}\" CACHE STRING \"\")\n"
   "set(CMAKE_CXX_FLAGS \"${CONSUMER_CXX_FLAGS}\" CACHE STRING \"\")\n"
   "set(CMAKE_EXE_LINKER_FLAGS \"${CONSUMER_LINKER_FLAGS}\" CACHE STRING \"\")\n")
+# The CUDA toolkit this build used (a CUDA LibTorch's config needs one): the consumer uses it too.
+if(CONSUMER_CUDA_ROOT)
+  file(APPEND ${WORK_DIR}/prefixes.cmake
+    "set(CUDAToolkit_ROOT \"${CONSUMER_CUDA_ROOT}\" CACHE PATH \"\")\n"
+    "set(CUDA_TOOLKIT_ROOT_DIR \"${CONSUMER_CUDA_ROOT}\" CACHE PATH \"\")\n"
+    "set(CMAKE_CUDA_COMPILER \"${CONSUMER_CUDA_ROOT}/bin/nvcc\" CACHE FILEPATH \"\")\n")
+endif()
 run(${CMAKE_COMMAND} -C ${WORK_DIR}/prefixes.cmake -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
     -DCMAKE_BUILD_TYPE=Release)
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
