@@ -157,28 +157,24 @@ void TurnOffCpuFusion() {
   (void)done;
 }
 
-// Whether this CPU runs code compiled for `isa` (a package's AOTI_CPU_ISA, e.g. "AVX512
-// AVX512_VNNI"); the message names what is missing.
+// Whether this CPU runs code compiled for `isa`, a package's AOTI_CPU_ISA ("AVX512 AVX512_VNNI"):
+// its first word is the base instruction set AOTInductor compiled for (-march=native), which
+// the CPU must have; the message names what is missing.
 absl::Status CheckCpuIsa(std::string_view isa, std::string_view label) {
-  struct Feature {
-    std::string_view token;
-    bool present;
-  };
+  const std::string_view base = isa.substr(0, isa.find(' '));
   __builtin_cpu_init();
-  const Feature features[] = {
-      {"AVX512", __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")},
-      {"AVX2", __builtin_cpu_supports("avx2") != 0},
-  };
-  for (const Feature& feature : features) {
-    const size_t at = isa.find(feature.token);
-    // "AVX512" must not match inside "AVX512_VNNI" alone; the first token is the base ISA.
-    if (at == 0 && !feature.present) {
-      return absl::FailedPreconditionError(fmt::format(
-          "{}: the package was compiled for CPUs with {} ({}), which this CPU lacks; compile it "
-          "on a machine like the ones that serve it",
-          label, feature.token, isa));
-    }
+  bool present = true;
+  if (base == "AVX512") {
+    present = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  } else if (base == "AVX2") {
+    present = __builtin_cpu_supports("avx2");
+  }
+  if (!present) {
+    return absl::FailedPreconditionError(fmt::format(
+        "{}: the package was compiled for CPUs with {} ({}), which this CPU lacks; compile it on "
+        "a machine like the ones that serve it",
+        label, base, isa));
   }
   return absl::OkStatus();
 }

@@ -162,7 +162,7 @@ grpc::ServerUnaryReactor* GrpcApi::ModelMetadata(grpc::CallbackServerContext* co
   if (!metadata.ok()) return call.Finish(metadata.status(), request->name());
   response->set_name(metadata->name);
   for (const std::string& version : metadata->versions) response->add_versions(version);
-  response->set_platform(std::string(kPlatform));
+  response->set_platform(metadata->platform);
   FillTensors(metadata->inputs, response->mutable_inputs());
   FillTensors(metadata->outputs, response->mutable_outputs());
   return call.Finish(absl::OkStatus(), request->name());

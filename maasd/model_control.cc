@@ -88,8 +88,8 @@ bool ModelControl::Ready() const {
   return true;
 }
 
-absl::StatusOr<maas::ModelSignature> ModelControl::Signature(const std::string& model,
-                                                             int64_t version) {
+absl::StatusOr<ModelControl::VersionFacts> ModelControl::Facts(const std::string& model,
+                                                               int64_t version) {
   const auto key = std::make_pair(model, version);
   {
     MutexLock lock(&signatures_mu_);
@@ -98,7 +98,21 @@ absl::StatusOr<maas::ModelSignature> ModelControl::Signature(const std::string& 
   absl::StatusOr<maas::ModelInfo> info = store_->Get(model, std::to_string(version));
   if (!info.ok()) return info.status();
   MutexLock lock(&signatures_mu_);
-  return signatures_.emplace(key, info->signature).first->second;
+  return signatures_.emplace(key, VersionFacts{info->signature, info->format}).first->second;
+}
+
+absl::StatusOr<maas::ModelSignature> ModelControl::Signature(const std::string& model,
+                                                             int64_t version) {
+  absl::StatusOr<VersionFacts> facts = Facts(model, version);
+  if (!facts.ok()) return facts.status();
+  return std::move(facts->signature);
+}
+
+absl::StatusOr<maas::ModelFormat> ModelControl::Format(const std::string& model,
+                                                       int64_t version) {
+  absl::StatusOr<VersionFacts> facts = Facts(model, version);
+  if (!facts.ok()) return facts.status();
+  return facts->format;
 }
 
 absl::StatusOr<int64_t> ModelControl::ServedVersion(const std::string& model,

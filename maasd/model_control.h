@@ -61,6 +61,8 @@ class ModelControl {
 
   // The signature of `model` version `version` (versions are immutable: cached).
   absl::StatusOr<maas::ModelSignature> Signature(const std::string& model, int64_t version);
+  // The artifact format of `model` version `version` (cached with the signature).
+  absl::StatusOr<maas::ModelFormat> Format(const std::string& model, int64_t version);
 
   // The version of `model` that `selector` names among those the Server serves (empty: the
   // one a request naming no version would most likely reach: the ready version with the
@@ -81,12 +83,19 @@ class ModelControl {
   void ControlLoop();
   void PollModels();
 
+  // What the protocol needs of one immutable version, read from the store once.
+  struct VersionFacts {
+    maas::ModelSignature signature;
+    maas::ModelFormat format;
+  };
+  absl::StatusOr<VersionFacts> Facts(const std::string& model, int64_t version);
+
   const ModelControlOptions options_;
   std::unique_ptr<maas::ModelStore> store_;
   std::unique_ptr<maas::Server> server_;
 
   maas::internal::Mutex signatures_mu_;
-  std::map<std::pair<std::string, int64_t>, maas::ModelSignature> signatures_
+  std::map<std::pair<std::string, int64_t>, VersionFacts> signatures_
       ABSL_GUARDED_BY(signatures_mu_);
 
   // The control thread: loads, unloads and polls, one at a time.

@@ -33,14 +33,21 @@ std::string_view StateName(maas::ModelState state) {
 
 }  // namespace
 
+std::string Platform(maas::ModelFormat format) {
+  return "pytorch_" + std::string(maas::ModelFormatName(format));
+}
+
 absl::StatusOr<ModelMetadata> DescribeModel(ModelControl& control, const std::string& model,
                                             const std::string& version) {
   absl::StatusOr<int64_t> served = control.ServedVersion(model, version);
   if (!served.ok()) return served.status();
   absl::StatusOr<maas::ModelSignature> signature = control.Signature(model, *served);
   if (!signature.ok()) return signature.status();
+  absl::StatusOr<maas::ModelFormat> format = control.Format(model, *served);
+  if (!format.ok()) return format.status();
   ModelMetadata metadata;
   metadata.name = model;
+  metadata.platform = Platform(*format);
   if (absl::StatusOr<maas::ModelStatus> status = control.server().Describe(model); status.ok()) {
     for (const maas::VersionStatus& v : status->versions) {
       if (v.state == maas::ModelState::kReady)

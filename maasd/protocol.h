@@ -17,7 +17,8 @@
 namespace maasd {
 
 inline constexpr std::string_view kServerName = "maasd";
-inline constexpr std::string_view kPlatform = "pytorch_torchscript";
+// The metadata's "platform" of a version: "pytorch_torchscript" or "pytorch_aot_inductor".
+std::string Platform(maas::ModelFormat format);
 
 // How both front ends treat requests.
 struct ApiOptions {
@@ -39,6 +40,7 @@ struct TensorMetadata {
 struct ModelMetadata {
   std::string name;
   std::vector<std::string> versions;  // The ready versions.
+  std::string platform;               // Of the version described: Platform(its format).
   std::vector<TensorMetadata> inputs;
   std::vector<TensorMetadata> outputs;
 };

@@ -274,7 +274,7 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   for (const std::string& v : metadata->versions) versions.push_back(JsonString(v));
   reply(Json(200, fmt::format("{{\"name\":{},\"versions\":[{}],\"platform\":\"{}\",\"inputs\":{},"
                               "\"outputs\":{}}}",
-                              JsonString(metadata->name), absl::StrJoin(versions, ","), kPlatform,
+                              JsonString(metadata->name), absl::StrJoin(versions, ","), metadata->platform,
                               TensorsJson(metadata->inputs), TensorsJson(metadata->outputs))));
 }
 

@@ -263,6 +263,13 @@ int RunChildCommand(const std::vector<std::string>& args) {
     std::cout << info->version << std::endl;
     return 0;
   }
+  // package-dir: prints the folder of the test packages (tests/models/make_packages.py).
+  if (args.size() == 1 && args[0] == "package-dir") {
+#ifdef MAAS_TEST_PACKAGES_DIR
+    std::cout << MAAS_TEST_PACKAGES_DIR << std::endl;
+#endif
+    return 0;
+  }
   // maasd-store <root>: the models maasd's conformance tests (tests/maasd) serve.
   if (args.size() == 2 && args[0] == "maasd-store") {
     auto store = ModelStore::Open(args[1]);

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import harness
 
@@ -173,20 +174,33 @@ class CliTest(unittest.TestCase):
         self.assertEqual(serve_help.returncode, OK, serve_help.stderr)
         self.assertIn("--grpc-port", serve_help.stdout)
 
-    def test_serve_and_infer(self):
-        self.publish_identity()
+    def start_serve(self):
+        """Starts `maas serve` on the test store; returns the process and its REST URL."""
         port_file = os.path.join(os.path.dirname(self.store), "ports")
         server = subprocess.Popen([maas_path(), "--store", self.store, "serve", "--http-port=0",
                                    "--grpc-port=-1", f"--port-file={port_file}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while not os.path.exists(port_file):
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                server.wait()
+                self.fail("maas serve did not start: " + server.stderr.read().decode())
+            time.sleep(0.05)
+        with open(port_file) as f:
+            return server, "http://127.0.0.1:" + dict(line.split() for line in f)["http"]
+
+    @staticmethod
+    def stop_serve(server):
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+        server.stderr.close()
+
+    def test_serve_and_infer(self):
+        self.publish_identity()
+        server, url = self.start_serve()
         try:
-            deadline = time.time() + 60
-            while not os.path.exists(port_file):
-                self.assertIsNone(server.poll(), "maas serve exited")
-                self.assertLess(time.time(), deadline, "maas serve did not start")
-                time.sleep(0.05)
-            with open(port_file) as f:
-                url = "http://127.0.0.1:" + dict(line.split() for line in f)["http"]
             body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
                                            "data": [1, 2, 3, 4]}]})
             out = json.loads(self.run_ok("infer", "identity", "--url", url, stdin=body))
@@ -206,10 +220,53 @@ class CliTest(unittest.TestCase):
             self.assert_exit(UNAVAILABLE, "cannot reach maasd", "infer", "identity", "--url", url,
                              stdin=body)
         finally:
-            if server.poll() is None:
-                server.kill()
-            server.wait()
-            server.stderr.close()
+            self.stop_serve(server)
+
+    def test_an_aot_inductor_package_is_published_served_and_answered(self):
+        packages = harness.child("package-dir").strip()
+        if not packages or not os.path.exists(os.path.join(packages, "stamp")):
+            self.skipTest("no test packages: this build has no MAAS_TORCH_PYTHON")
+        signature = ("--input", "x:float32:16", "--output", "y:float32:4")
+        info = json.loads(self.run_ok("--json", "publish", "aoti",
+                                      os.path.join(packages, "mlp.pt2"), *signature))
+        self.assertEqual(info["model_format"], "aot_inductor")
+        self.assertTrue(info["artifact"].endswith("model.pt2"))
+        self.assertEqual(info["signature"]["min_batch_size"], 2)
+        self.assertEqual(info["signature"]["max_batch_size"], 64)
+        script = json.loads(self.run_ok("--json", "publish", "script",
+                                        os.path.join(packages, "mlp.pt"), *signature))
+        self.assertEqual(script["model_format"], "torchscript")
+        self.assertIn("(aot_inductor)", self.run_ok("describe", "aoti"))
+        self.assertIn("2 to 64 items a run", self.run_ok("describe", "aoti"))
+        self.run_ok("verify", "aoti")
+        # A signature the package contradicts is refused, naming the dimension.
+        self.assert_exit(USAGE, "the package fixes it at 16", "publish", "aoti",
+                         os.path.join(packages, "mlp.pt2"), "--input", "x:float32:8",
+                         "--output", "y:float32:4")
+
+        server, url = self.start_serve()
+        try:
+            with urllib.request.urlopen(url + "/v2/models/aoti") as response:
+                metadata = json.loads(response.read())
+            self.assertEqual(metadata["platform"], "pytorch_aot_inductor")
+            with urllib.request.urlopen(url + "/v2/models/script") as response:
+                self.assertEqual(json.loads(response.read())["platform"], "pytorch_torchscript")
+            for rows in (1, 3):  # 1: below the package's minimum of 2, padded
+                data = [((i * 7) % 11) / 10.0 - 0.5 for i in range(16 * rows)]
+                body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32",
+                                               "shape": [rows, 16], "data": data}]})
+                got = json.loads(self.run_ok("infer", "aoti", "--url", url, stdin=body))
+                want = json.loads(self.run_ok("infer", "script", "--url", url, stdin=body))
+                self.assertEqual(got["outputs"][0]["shape"], [rows, 4])
+                for a, b in zip(got["outputs"][0]["data"], want["outputs"][0]["data"]):
+                    self.assertAlmostEqual(a, b, delta=1e-5 + 1e-5 * abs(b))
+            too_many = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [65, 16],
+                                               "data": [0.0] * (65 * 16)}]})
+            self.assert_exit(USAGE, "at most 64", "infer", "aoti", "--url", url, stdin=too_many)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+            self.stop_serve(server)
 
 
 if __name__ == "__main__":
