@@ -20,6 +20,9 @@
 //                 max_batch_size = the limit's best batch, no adaptive batching.
 //   exact batcher a batcher written for exactly 16 blocking clients (bench/exact_batcher.h),
 //                 beside maas-default's blocking row: what a thread handoff leaves.
+// And, where models.txt names the model's AOTInductor package (the same weights through
+// torch.export): the package's limit (AOTIModelPackageLoader::run on full batches, measured as
+// the TorchScript limit is) and maas-default serving the package, in the closed loop.
 // Closed loop: 16 clients, one request of one item each in flight. Server scenario (MLPerf
 // style): Poisson arrivals of one-item requests at rising rates; the highest rate whose p99
 // latency (from the scheduled arrival) stays within the model's bound.
@@ -27,6 +30,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -75,6 +79,17 @@ at::Tensor ForwardOnDevice(torch::jit::Module& module, const at::Tensor& x) {
   return module.forward({on_device}).toTensor().to(c10::Device(c10::DeviceType::CPU));
 }
 
+// Runs an AOTInductor package as ForwardOnDevice runs a module (on the calling thread's stream).
+at::Tensor RunPackageOnDevice(torch::inductor::AOTIModelPackageLoader& package,
+                              const at::Tensor& x) {
+  at::Tensor on_device = x.to(g_device, x.scalar_type(), /*non_blocking=*/x.is_pinned());
+  void* stream = nullptr;
+  if (!g_device.is_cpu()) {
+    stream = c10::impl::VirtualGuardImpl(g_device.type()).getStream(g_device).native_handle();
+  }
+  return package.run({on_device.contiguous()}, stream)[0].to(c10::Device(c10::DeviceType::CPU));
+}
+
 // On a GPU, gives the calling thread a stream of its own from LibTorch's pool.
 std::optional<c10::StreamGuard> OwnStream() {
   if (g_device.is_cpu()) return std::nullopt;
@@ -108,7 +123,11 @@ struct ModelSpec {
   std::string name, file;
   std::vector<int64_t> input, output, batches;
   double bound_ms = 0;
+  std::string package;  // The AOTInductor package of the same weights; empty: none.
 };
+
+// The largest batch the benchmark's packages accept (bench/models/make_models.py).
+constexpr int64_t kPackageMaxBatch = 1024;
 
 // A way of serving one-item requests.
 class System {
@@ -283,6 +302,78 @@ struct Measure {
   double items_per_second = 0, p50_us = 0, p99_us = 0;
 };
 
+// The best throughput of `forward` (which runs a whole batch) on full batches: the best of
+// spec's batch sizes x thread settings (one forward on all cores, or one per core; on a GPU one
+// or two at once). On a GPU the best batch is far larger than the listed sizes (chosen for a
+// CPU): keep doubling, at least to kGpuExploreAtLeast, then as long as throughput still rises,
+// up to `max_batch`.
+struct Limit {
+  double items_per_second = 0;
+  int64_t batch = 1;
+  std::string setting;
+  std::vector<int64_t> batches;  // The sizes tried.
+};
+Limit MeasureLimit(const ModelSpec& spec, const std::function<void(const at::Tensor&)>& forward,
+                   const std::function<at::Tensor(int64_t)>& example, int cores, int parallelism,
+                   double limit_seconds, int64_t max_batch) {
+  Limit best;
+  double& limit = best.items_per_second;
+  std::vector<int64_t>& batches = best.batches;
+  batches = spec.batches;
+  double previous_best = 0;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const int64_t batch = batches[b];
+    double best_here = 0;
+    at::Tensor x = example(batch);
+    if (!g_device.is_cpu()) x = x.pin_memory();  // as maas stages its batches
+    for (int parallel : {1, parallelism}) {
+      const int threads = parallel == 1 ? cores : 1;  // one forward on all cores, or one per core
+      std::atomic<bool> stop{false};
+      std::atomic<int64_t> calls{0};
+      std::vector<std::thread> runners;
+      for (int p = 0; p < parallel; ++p) {
+        runners.emplace_back([&] {
+          at::set_num_threads(threads);
+          c10::InferenceMode guard;
+          std::optional<c10::StreamGuard> stream = OwnStream();
+          for (int i = 0; i < 3; ++i) forward(x);  // warm up the executor
+          while (!stop) {
+            forward(x);
+            ++calls;
+          }
+        });
+      }
+      // Count only after every runner has warmed up.
+      std::this_thread::sleep_for(std::chrono::duration<double>(limit_seconds / 4));
+      const int64_t calls_before = calls;
+      auto t0 = Clock::now();
+      std::this_thread::sleep_for(std::chrono::duration<double>(limit_seconds));
+      const int64_t counted = calls - calls_before;
+      const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+      stop = true;
+      for (std::thread& r : runners) r.join();
+      double items = static_cast<double>(counted * batch) / elapsed;
+      best_here = std::max(best_here, items);
+      if (items > limit) {
+        limit = items;
+        best.batch = batch;
+        best.setting =
+            "batch " + std::to_string(batch) + ", " +
+            (!g_device.is_cpu() ? (parallel == 1 ? "one forward at a time" : "two streams")
+             : parallel == 1    ? "one forward on all cores"
+                                : "one forward per core");
+      }
+    }
+    const bool rising = best_here > previous_best * kStillRising;
+    previous_best = best_here;
+    if (b + 1 == batches.size() && !g_device.is_cpu() && batch * 2 <= max_batch &&
+        (batch < kGpuExploreAtLeast || rising)) {
+      batches.push_back(batch * 2);
+    }
+  }
+  return best;
+}
+
 Measure ClosedLoop(System& system, const at::Tensor& x, double seconds) {
   std::atomic<bool> stop{false};
   std::vector<std::vector<double>> latencies(kClients);
@@ -430,9 +521,12 @@ int main(int argc, char** argv) {
 
   std::vector<ModelSpec> specs;
   std::ifstream index(models_dir / "models.txt");
-  for (std::string name, file, in, out, batches; index >> name >> file >> in >> out >> batches;) {
-    ModelSpec spec{name, file, ParseList(in), ParseList(out), ParseList(batches), 0};
-    index >> spec.bound_ms;
+  for (std::string line; std::getline(index, line);) {
+    std::istringstream fields(line);
+    std::string name, file, in, out, batches;
+    if (!(fields >> name >> file >> in >> out >> batches)) continue;
+    ModelSpec spec{name, file, ParseList(in), ParseList(out), ParseList(batches), 0, ""};
+    fields >> spec.bound_ms >> spec.package;
     specs.push_back(spec);
   }
   if (specs.empty()) {
@@ -470,63 +564,26 @@ int main(int argc, char** argv) {
     };
     const at::Tensor one = example(1);
 
-    // The limit: full batches, best of batch sizes x thread settings. On a GPU the best batch
-    // is far larger than the listed sizes (chosen for a CPU): keep doubling, at least to
-    // kGpuExploreAtLeast, then as long as throughput still rises.
-    double limit = 0;
-    int64_t limit_batch = 1;
-    std::string limit_setting;
-    std::vector<int64_t> batches = spec.batches;
-    double previous_best = 0;
-    for (size_t b = 0; b < batches.size(); ++b) {
-      const int64_t batch = batches[b];
-      double best_here = 0;
-      at::Tensor x = example(batch);
-      if (!g_device.is_cpu()) x = x.pin_memory();  // as maas stages its batches
-      for (int parallel : {1, parallelism}) {
-        const int threads = parallel == 1 ? cores : 1;  // one forward on all cores, or one per core
-        std::atomic<bool> stop{false};
-        std::atomic<int64_t> calls{0};
-        std::vector<std::thread> runners;
-        for (int p = 0; p < parallel; ++p) {
-          runners.emplace_back([&] {
-            at::set_num_threads(threads);
-            c10::InferenceMode guard;
-            std::optional<c10::StreamGuard> stream = OwnStream();
-            for (int i = 0; i < 3; ++i) ForwardOnDevice(prepared, x);  // warm up the executor
-            while (!stop) {
-              ForwardOnDevice(prepared, x);
-              ++calls;
-            }
-          });
-        }
-        // Count only after every runner has warmed up.
-        std::this_thread::sleep_for(std::chrono::duration<double>(limit_seconds / 4));
-        const int64_t calls_before = calls;
-        auto t0 = Clock::now();
-        std::this_thread::sleep_for(std::chrono::duration<double>(limit_seconds));
-        const int64_t counted = calls - calls_before;
-        const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-        stop = true;
-        for (std::thread& r : runners) r.join();
-        double items = static_cast<double>(counted * batch) / elapsed;
-        best_here = std::max(best_here, items);
-        if (items > limit) {
-          limit = items;
-          limit_batch = batch;
-          limit_setting =
-              "batch " + std::to_string(batch) + ", " +
-              (!g_device.is_cpu() ? (parallel == 1 ? "one forward at a time" : "two streams")
-               : parallel == 1    ? "one forward on all cores"
-                                  : "one forward per core");
-        }
-      }
-      const bool rising = best_here > previous_best * kStillRising;
-      previous_best = best_here;
-      if (b + 1 == batches.size() && !g_device.is_cpu() && batch < kGpuExploreAtMost &&
-          (batch < kGpuExploreAtLeast || rising)) {
-        batches.push_back(batch * 2);
-      }
+    // The limit: full batches, best of batch sizes x thread settings.
+    const Limit direct = MeasureLimit(
+        spec, [&](const at::Tensor& x) { ForwardOnDevice(prepared, x); }, example, cores,
+        parallelism, limit_seconds, kGpuExploreAtMost);
+    const double limit = direct.items_per_second;
+    const int64_t limit_batch = direct.batch;
+    const std::string& limit_setting = direct.setting;
+    const std::vector<int64_t>& batches = direct.batches;
+
+    // The same weights as an AOTInductor package, measured the same way.
+    std::optional<Limit> package_limit;
+    if (!spec.package.empty()) {
+      Check((*store)->Publish(spec.name + "-pt2", spec.package, signature).status(),
+            "Publish " + spec.package);
+      torch::inductor::AOTIModelPackageLoader package(
+          spec.package, "model", /*run_single_threaded=*/false, parallelism + 1,
+          g_device.is_cuda() ? g_device.index() : c10::DeviceIndex(-1));
+      package_limit = MeasureLimit(
+          spec, [&](const at::Tensor& x) { RunPackageOnDevice(package, x); }, example, cores,
+          parallelism, limit_seconds, kPackageMaxBatch);
     }
 
     csv << "limit," << spec.name << ",direct," << 0 << "," << limit << ",0,0,1\n";
@@ -567,6 +624,23 @@ int main(int argc, char** argv) {
       csv << "closed," << spec.name << "," << entry.name << ",0," << m.items_per_second << ","
           << m.p50_us << "," << m.p99_us << "," << m.items_per_second / limit << "\n";
       if (entry.name == "maas-default") default_closed = m.items_per_second;
+    }
+    if (package_limit) {
+      // The package: its own limit, and maas-default serving it, in the same run.
+      const double package = package_limit->items_per_second;
+      std::printf("| limit, AOTInductor package (direct run, full batches; %s) | %.0f | | | %.2f |\n",
+                  package_limit->setting.c_str(), package, package / limit);
+      Maas served(**store, spec.name + "-pt2", 1, maas::BatchingOptions());
+      const Measure m = ClosedLoop(served, one, closed_seconds);
+      std::printf("| maas-default, AOTInductor package | %.0f | %.2f | %.2f | %.2f (%.2f of the "
+                  "package's limit) |\n",
+                  m.items_per_second, m.p50_us / 1000, m.p99_us / 1000, m.items_per_second / limit,
+                  m.items_per_second / package);
+      std::fflush(stdout);
+      csv << "limit," << spec.name << ",direct-pt2,0," << package << ",0,0," << package / limit
+          << "\n";
+      csv << "closed," << spec.name << ",maas-default-pt2,0," << m.items_per_second << ","
+          << m.p50_us << "," << m.p99_us << "," << m.items_per_second / limit << "\n";
     }
 
     // Default options against what the load allows: 16 blocking clients against the direct

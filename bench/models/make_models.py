@@ -1,14 +1,18 @@
 """Scripts the benchmark's models with the project's torch (scripts/torch-env).
 
 Random weights, nothing downloaded. Without torchvision (the project's environment has torch
-alone), resnet18 is built from the same layers defined below. Writes <name>.pt (TorchScript) and models.txt, one line per
-model: name, file, per-item input shape, per-item output shape, batch sizes to try for the
-limit, and the p99 latency bound (ms) of the server scenario.
+alone), resnet18 is built from the same layers defined below. Writes, for each model, the
+same weights both ways: <name>.pt (TorchScript) and <name>.pt2 (an AOTInductor package of its
+torch.export program, batch dimension dynamic from 1 to 1024; each compiles C++, seconds to
+minutes), and models.txt, one line per model: name, TorchScript file, per-item input shape,
+per-item output shape, batch sizes to try for the limit, the p99 latency bound (ms) of the
+server scenario, and the package (absent when the export failed: the reason is printed).
 
-    $MAAS_TORCH_PYTHON bench/models/make_models.py OUT_DIR
+    $MAAS_TORCH_PYTHON bench/models/make_models.py OUT_DIR [--models mlp,resnet18]
 """
 import os
 import sys
+import warnings
 
 import torch
 
@@ -55,7 +59,23 @@ def resnet18(num_classes):
     return torch.nn.Sequential(*layers)
 
 
-def main(out):
+def export_package(module, in_shape, path):
+    """Exports `module` with a dynamic batch dimension and compiles it into an AOTInductor
+    package at `path`; returns the path, or None (with the reason printed) when it fails."""
+    example = torch.randn([2] + in_shape)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+            torch._inductor.aoti_compile_and_package(program, package_path=path)
+        return path
+    except Exception as e:  # the harness then measures TorchScript alone
+        print("export of", path, "failed:", str(e).splitlines()[0][:300])
+        return None
+
+
+def main(out, chosen):
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
     models = []
@@ -64,26 +84,31 @@ def main(out):
         torch.nn.Linear(512, 1024), torch.nn.ReLU(),
         torch.nn.Linear(1024, 1024), torch.nn.ReLU(),
         torch.nn.Linear(1024, 10)).eval()
-    models.append(("mlp", torch.jit.script(mlp), [512], [10], "16,32,64,128", 10))
+    models.append(("mlp", mlp, [512], [10], "16,32,64,128", 10))
 
     # resnet18 on 64x64 images: the real architecture, small inputs to stay fast on 2 cores.
     resnet = resnet18(num_classes=1000).eval()
-    models.append(("resnet18", torch.jit.script(resnet), [3, 64, 64], [1000], "1,2,4,8,16", 100))
+    models.append(("resnet18", resnet, [3, 64, 64], [1000], "1,2,4,8,16", 100))
 
     layer = torch.nn.TransformerEncoderLayer(256, 4, 1024, batch_first=True)
     encoder = torch.nn.TransformerEncoder(layer, 4).eval()
-    models.append(("transformer", torch.jit.script(encoder), [64, 256], [64, 256], "1,2,4,8,16",
-                   100))
+    models.append(("transformer", encoder, [64, 256], [64, 256], "1,2,4,8,16", 100))
 
     with open(os.path.join(out, "models.txt"), "w") as index:
         for name, module, in_shape, out_shape, batches, bound_ms in models:
+            if chosen and name not in chosen:
+                continue
             path = os.path.join(out, name + ".pt")
-            module.save(path)
-            index.write("%s %s %s %s %s %d\n" % (
+            torch.jit.script(module).save(path)
+            package = export_package(module, in_shape, os.path.join(out, name + ".pt2"))
+            index.write("%s %s %s %s %s %d%s\n" % (
                 name, path, ",".join(map(str, in_shape)), ",".join(map(str, out_shape)),
-                batches, bound_ms))
-            print("scripted", name, "->", path)
+                batches, bound_ms, " " + package if package else ""))
+            print("scripted", name, "->", path, "; exported ->", package)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    chosen = []
+    if len(sys.argv) > 3 and sys.argv[2] == "--models":
+        chosen = sys.argv[3].split(",")
+    main(sys.argv[1], chosen)
