@@ -8,8 +8,12 @@ minutes), and models.txt, one line per model: name, TorchScript file, per-item i
 per-item output shape, batch sizes to try for the limit, the p99 latency bound (ms) of the
 server scenario, and the package (absent when the export failed: the reason is printed).
 
-    $MAAS_TORCH_PYTHON bench/models/make_models.py OUT_DIR [--models mlp,resnet18]
+    $MAAS_TORCH_PYTHON bench/models/make_models.py OUT_DIR [--models mlp,resnet18] [--device cuda:0]
+
+--device: the device the packages are compiled for (a package runs on that kind of device only;
+the TorchScript files load anywhere). Default: the CPU.
 """
+import copy
 import os
 import sys
 import warnings
@@ -59,10 +63,12 @@ def resnet18(num_classes):
     return torch.nn.Sequential(*layers)
 
 
-def export_package(module, in_shape, path):
-    """Exports `module` with a dynamic batch dimension and compiles it into an AOTInductor
-    package at `path`; returns the path, or None (with the reason printed) when it fails."""
-    example = torch.randn([2] + in_shape)
+def export_package(module, in_shape, path, device):
+    """Exports `module` with a dynamic batch dimension and compiles it for `device` into an
+    AOTInductor package at `path`; returns the path, or None (with the reason printed) when it
+    fails."""
+    module = copy.deepcopy(module).to(device)
+    example = torch.randn([2] + in_shape, device=device)
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -75,7 +81,7 @@ def export_package(module, in_shape, path):
         return None
 
 
-def main(out, chosen):
+def main(out, chosen, device):
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
     models = []
@@ -100,7 +106,7 @@ def main(out, chosen):
                 continue
             path = os.path.join(out, name + ".pt")
             torch.jit.script(module).save(path)
-            package = export_package(module, in_shape, os.path.join(out, name + ".pt2"))
+            package = export_package(module, in_shape, os.path.join(out, name + ".pt2"), device)
             index.write("%s %s %s %s %s %d%s\n" % (
                 name, path, ",".join(map(str, in_shape)), ",".join(map(str, out_shape)),
                 batches, bound_ms, " " + package if package else ""))
@@ -108,7 +114,14 @@ def main(out, chosen):
 
 
 if __name__ == "__main__":
-    chosen = []
-    if len(sys.argv) > 3 and sys.argv[2] == "--models":
-        chosen = sys.argv[3].split(",")
-    main(sys.argv[1], chosen)
+    chosen, device = [], "cpu"
+    args = sys.argv[2:]
+    while len(args) >= 2:
+        if args[0] == "--models":
+            chosen = args[1].split(",")
+        elif args[0] == "--device":
+            device = args[1]
+        else:
+            sys.exit("unknown argument " + args[0])
+        args = args[2:]
+    main(sys.argv[1], chosen, device)
