@@ -11,6 +11,8 @@
 //   session none  Session::Run with GraphOptimization::kNone: the same graph, so the difference
 //                 is maas's own cost (validation, output collection, thread and mode guards).
 //   session freeze / session for-inference: the graph preparations Session offers.
+//   session profiling: for-inference run by LibTorch's profiling executor
+//                 (JitExecutor::kProfiling) instead of maas's default kStatic.
 // Also: the latency of the first Run after Create, with and without warm-up.
 #include <ATen/Parallel.h>
 #include <torch/script.h>
@@ -101,11 +103,13 @@ def forward(self, x: Tensor) -> Tensor:
   return models;
 }
 
-std::unique_ptr<maas::Session> MakeSession(const maas::ModelStore& store, const std::string& name,
-                                           maas::GraphOptimization optimization, bool warm_up) {
+std::unique_ptr<maas::Session> MakeSession(
+    const maas::ModelStore& store, const std::string& name, maas::GraphOptimization optimization,
+    bool warm_up, maas::JitExecutor executor = maas::JitExecutor::kStatic) {
   maas::SessionOptions options;
   options.optimization = optimization;
   options.warm_up = warm_up;
+  options.jit_executor = executor;
   absl::StatusOr<std::unique_ptr<maas::Session>> session =
       maas::Session::Create(store, name, options);
   Check(session.status(), "Session::Create");
@@ -130,8 +134,9 @@ int main(int argc, char** argv) {
               maas::Version(), rounds);
   std::printf(
       "| model | batch | direct us/call | session none | session freeze | session "
-      "for-inference | maas overhead (none - direct) | freeze / direct |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+      "for-inference | session profiling | maas overhead (none - direct) | freeze / direct | "
+      "profiling / for-inference |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
 
   std::vector<std::string> first_call_rows;
   for (const Model& model : Models()) {
@@ -146,6 +151,9 @@ int main(int argc, char** argv) {
     sessions["freeze"] = MakeSession(**store, model.name, maas::GraphOptimization::kFreeze, true);
     sessions["for-inference"] =
         MakeSession(**store, model.name, maas::GraphOptimization::kForInference, true);
+    sessions["profiling"] = MakeSession(**store, model.name,
+                                        maas::GraphOptimization::kForInference, true,
+                                        maas::JitExecutor::kProfiling);
 
     for (int64_t batch : {1, 32}) {
       at::Tensor x = model.input(batch);
@@ -159,6 +167,7 @@ int main(int argc, char** argv) {
           {"none", [&] { (void)sessions["none"]->Run(inputs); }},
           {"freeze", [&] { (void)sessions["freeze"]->Run(inputs); }},
           {"for-inference", [&] { (void)sessions["for-inference"]->Run(inputs); }},
+          {"profiling", [&] { (void)sessions["profiling"]->Run(inputs); }},
       };
       // Calibrate a block size from the direct call, and warm every variant.
       for (auto& [name, fn] : variants) {
@@ -174,7 +183,7 @@ int main(int argc, char** argv) {
       const int block = std::max(1, static_cast<int>(block_seconds / per_call));
 
       std::map<std::string, std::vector<double>> us;
-      std::vector<double> overhead, freeze_ratio;
+      std::vector<double> overhead, freeze_ratio, profiling_ratio;
       for (int r = 0; r < rounds; ++r) {
         std::map<std::string, double> round;
         for (auto& [name, fn] : variants) {
@@ -186,12 +195,14 @@ int main(int argc, char** argv) {
         }
         overhead.push_back(round["none"] - round["direct"]);
         freeze_ratio.push_back(round["freeze"] / round["direct"]);
+        profiling_ratio.push_back(round["profiling"] / round["for-inference"]);
       }
-      std::printf("| %s | %lld | %.2f | %.2f | %.2f | %.2f | %+.2f us (%+.1f%%) | %.3f |\n",
-                  model.name.c_str(), static_cast<long long>(batch), Median(us["direct"]),
-                  Median(us["none"]), Median(us["freeze"]), Median(us["for-inference"]),
-                  Median(overhead), 100 * Median(overhead) / Median(us["direct"]),
-                  Median(freeze_ratio));
+      std::printf(
+          "| %s | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %+.2f us (%+.1f%%) | %.3f | %.3f |\n",
+          model.name.c_str(), static_cast<long long>(batch), Median(us["direct"]),
+          Median(us["none"]), Median(us["freeze"]), Median(us["for-inference"]),
+          Median(us["profiling"]), Median(overhead), 100 * Median(overhead) / Median(us["direct"]),
+          Median(freeze_ratio), Median(profiling_ratio));
       std::fflush(stdout);
     }
 
