@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -271,15 +272,19 @@ absl::StatusOr<TensorHeader> CheckTensorHeader(std::string_view name, std::strin
         what, datatype));
   }
   header.dtype = *dtype;
+  // The product is checked against the request's bytes later; here it must only not overflow.
+  // Checked on the product of the sizes other than 0: a zero size makes the tensor empty, but
+  // LibTorch still computes its strides from the other sizes (and throws when they overflow).
+  int64_t extent = 1;
   for (const int64_t size : shape) {
     if (size < 0) {
       return Invalid(
           fmt::format("{}: a dimension must be a non-negative integer; got {}", what, size));
     }
-    // The product is checked against the request's bytes later; here it must only not overflow.
-    if (size != 0 && header.numel > std::numeric_limits<int64_t>::max() / 16 / size) {
+    if (size > 1 && extent > std::numeric_limits<int64_t>::max() / 16 / size) {
       return Invalid(fmt::format("{}: shape {} is too large", what, ShapeText(shape)));
     }
+    extent *= std::max<int64_t>(size, 1);
     header.numel *= size;
   }
   header.shape = std::move(shape);
