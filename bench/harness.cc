@@ -126,8 +126,6 @@ struct ModelSpec {
   std::string package;  // The AOTInductor package of the same weights; empty: none.
 };
 
-// The largest batch the benchmark's packages accept (bench/models/make_models.py).
-constexpr int64_t kPackageMaxBatch = 1024;
 
 // A way of serving one-item requests.
 class System {
@@ -306,7 +304,7 @@ struct Measure {
 // spec's batch sizes x thread settings (one forward on all cores, or one per core; on a GPU one
 // or two at once). On a GPU the best batch is far larger than the listed sizes (chosen for a
 // CPU): keep doubling, at least to kGpuExploreAtLeast, then as long as throughput still rises,
-// up to `max_batch`.
+// up to `max_batch`. Listed sizes below `min_batch` are skipped (a package's smallest batch).
 struct Limit {
   double items_per_second = 0;
   int64_t batch = 1;
@@ -315,11 +313,13 @@ struct Limit {
 };
 Limit MeasureLimit(const ModelSpec& spec, const std::function<void(const at::Tensor&)>& forward,
                    const std::function<at::Tensor(int64_t)>& example, int cores, int parallelism,
-                   double limit_seconds, int64_t max_batch) {
+                   double limit_seconds, int64_t min_batch, int64_t max_batch) {
   Limit best;
   double& limit = best.items_per_second;
   std::vector<int64_t>& batches = best.batches;
-  batches = spec.batches;
+  for (int64_t batch : spec.batches) {
+    if (batch >= min_batch && batch <= max_batch) batches.push_back(batch);
+  }
   double previous_best = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
     const int64_t batch = batches[b];
@@ -567,7 +567,7 @@ int main(int argc, char** argv) {
     // The limit: full batches, best of batch sizes x thread settings.
     const Limit direct = MeasureLimit(
         spec, [&](const at::Tensor& x) { ForwardOnDevice(prepared, x); }, example, cores,
-        parallelism, limit_seconds, kGpuExploreAtMost);
+        parallelism, limit_seconds, 1, kGpuExploreAtMost);
     const double limit = direct.items_per_second;
     const int64_t limit_batch = direct.batch;
     const std::string& limit_setting = direct.setting;
@@ -576,14 +576,17 @@ int main(int argc, char** argv) {
     // The same weights as an AOTInductor package, measured the same way.
     std::optional<Limit> package_limit;
     if (!spec.package.empty()) {
-      Check((*store)->Publish(spec.name + "-pt2", spec.package, signature).status(),
-            "Publish " + spec.package);
+      absl::StatusOr<maas::ModelInfo> published =
+          (*store)->Publish(spec.name + "-pt2", spec.package, signature);
+      Check(published.status(), "Publish " + spec.package);
+      const maas::ModelSignature& accepted = published->signature;  // the package's batch range
       torch::inductor::AOTIModelPackageLoader package(
           spec.package, "model", /*run_single_threaded=*/false, parallelism + 1,
           g_device.is_cuda() ? g_device.index() : c10::DeviceIndex(-1));
       package_limit = MeasureLimit(
           spec, [&](const at::Tensor& x) { RunPackageOnDevice(package, x); }, example, cores,
-          parallelism, limit_seconds, kPackageMaxBatch);
+          parallelism, limit_seconds, accepted.min_batch_size,
+          accepted.max_batch_size > 0 ? accepted.max_batch_size : kGpuExploreAtMost);
     }
 
     csv << "limit," << spec.name << ",direct," << 0 << "," << limit << ",0,0,1\n";
