@@ -407,7 +407,7 @@ absl::Status Session::PrepareGraph(const SessionOptions& options) {
   // the reference ran, gives the reference's results. A package was prepared when compiled.
   const torch::jit::Module reference = impl.module;
   for (GraphOptimization level : {GraphOptimization::kForInference, GraphOptimization::kFreeze}) {
-    if (impl.package) break;
+    if (impl.package) break;  // (a package has no graph to prepare)
     if (static_cast<int>(level) > static_cast<int>(options.optimization)) continue;
     try {
       torch::jit::Module prepared = reference;  // a handle; freeze clones
@@ -516,12 +516,14 @@ absl::StatusOr<std::vector<at::Tensor>> Session::RunValidated(const std::vector<
   c10::IValue returned;
   if (impl.package) {
     void* stream = impl.device.is_cpu() ? nullptr : stream_guard->current_stream().native_handle();
-    std::vector<at::Tensor> results = impl.package->run(arguments, stream);
-    returned = c10::ivalue::Tuple::create(std::vector<c10::IValue>(results.begin(), results.end()));
+    std::vector<at::Tensor> results = impl.package->boxed_run(std::move(arguments), stream);
+    returned = c10::ivalue::Tuple::create(std::vector<c10::IValue>(
+        std::make_move_iterator(results.begin()), std::make_move_iterator(results.end())));
   } else {
     // The executor for this run only (the setting is per thread): see JitExecutor.
     torch::jit::GraphOptimizerEnabledGuard executor(impl.jit_executor == JitExecutor::kProfiling);
-    returned = impl_->module.forward(std::vector<c10::IValue>(arguments.begin(), arguments.end()));
+    returned = impl_->module.forward(std::vector<c10::IValue>(
+        std::make_move_iterator(arguments.begin()), std::make_move_iterator(arguments.end())));
   }
   MAAS_ASSIGN_OR_RETURN(std::vector<at::Tensor> outputs,
                         internal::CollectOutputs(impl.info.signature, std::move(returned),
