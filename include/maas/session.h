@@ -43,8 +43,9 @@ enum class GraphOptimization {
 enum class Precision {
   // The module's own dtypes, as saved (usually float32).
   kAsSaved,
-  // Floating-point parameters and buffers converted to float16. For CUDA; LibTorch lacks CPU
-  // float16 kernels for many operators (Create then fails its warm-up, naming the operator).
+  // Floating-point parameters and buffers converted to float16. For CUDA; LibTorch's CPU float16
+  // kernels are slow or missing for many operators (a missing one fails Create's warm-up,
+  // naming the operator).
   kFloat16,
   // Converted to bfloat16: float32's range with 8 bits of mantissa. CUDA (Ampere and later),
   // and CPUs with AVX-512 BF16 or AMX through oneDNN.
