@@ -112,6 +112,33 @@ void Check(const absl::Status& status, const std::string& what) {
   }
 }
 
+// Checks that maas serving the package `model` answers `x` as the TorchScript module of the same
+// weights, as loaded (eager PyTorch's numbers), within float32 rounding of a reordered
+// computation: the largest difference at most 1e-3 of the largest output. Exits otherwise.
+void CheckSameAnswers(const maas::ModelStore& store, const std::string& model,
+                      torch::jit::Module& module, const at::Tensor& x) {
+  maas::SessionOptions options;
+  options.device = g_device;
+  auto session = maas::Session::Create(store, model, options);
+  Check(session.status(), "Session::Create " + model);
+  absl::StatusOr<std::vector<at::Tensor>> got = (*session)->Run({x});
+  Check(got.status(), "Session::Run " + model);
+  at::Tensor want;
+  {
+    c10::InferenceMode guard;
+    want = ForwardOnDevice(module, x);
+  }
+  const double scale = want.abs().max().item<double>();
+  const double difference = ((*got)[0] - want).abs().max().item<double>();
+  std::printf("%s answers as the TorchScript module: largest difference %.2g (%.2g of the largest "
+              "output)\n\n",
+              model.c_str(), difference, difference / std::max(scale, 1e-30));
+  if (difference > 1e-3 * scale) {
+    std::fprintf(stderr, "%s: answers differ from the TorchScript module's\n", model.c_str());
+    std::exit(1);
+  }
+}
+
 std::vector<int64_t> ParseList(const std::string& text) {
   std::vector<int64_t> out;
   std::stringstream in(text);
@@ -580,6 +607,7 @@ int main(int argc, char** argv) {
           (*store)->Publish(spec.name + "-pt2", spec.package, signature);
       Check(published.status(), "Publish " + spec.package);
       const maas::ModelSignature& accepted = published->signature;  // the package's batch range
+      CheckSameAnswers(**store, spec.name + "-pt2", module, example(3));
       torch::inductor::AOTIModelPackageLoader package(
           spec.package, "model", /*run_single_threaded=*/false, parallelism + 1,
           g_device.is_cuda() ? g_device.index() : c10::DeviceIndex(-1));
