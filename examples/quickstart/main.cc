@@ -295,7 +295,8 @@ int main(int argc, char** argv) {
       "  - look inside %s/mlp/%lld/manifest.json\n"
       "  - read docs/server.md (policies, swaps, the watcher, memory), docs/scheduler.md\n"
       "    (batching, deadlines, priorities) and docs/performance.md\n"
-      "  - build/bench/scheduler_bench compares maas with the limit and the naive approach;\n"
+      "  - scripts/build builds the rest; build/bench/scheduler_bench compares maas with the\n"
+      "    limit and the naive approach;\n"
       "    build/bench/swap_bench measures what a swap costs another model\n",
       (*store)->root().c_str(), static_cast<long long>(serving.version));
   return 0;
