@@ -13,15 +13,49 @@
 #include "fmt/core.h"
 #include "json.h"
 #include "manifest.h"
+#include "utf8.h"
 
 namespace maas::cli {
 namespace {
 
 using internal::Json;
 
-void Print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
+// `text` safe for a terminal: what comes from a store's files (descriptions, tensor names)
+// could hold escape sequences that move the cursor, retitle the window or worse. Control
+// characters other than newline and tab, and bytes that are not UTF-8, are shown escaped
+// (\x1b), the way Python's repr shows them.
+std::string TerminalSafe(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const size_t length = internal::Utf8SequenceLength(text.substr(i));
+    const bool c1_control = length == 2 && c == 0xC2 &&
+                            static_cast<unsigned char>(text[i + 1]) < 0xA0;  // U+0080-U+009F
+    if (length == 0 || c1_control || (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+      const size_t bytes = length == 0 ? 1 : length;
+      for (size_t k = 0; k < bytes; ++k) {
+        out += fmt::format("\\x{:02x}", static_cast<unsigned char>(text[i + k]));
+      }
+      i += bytes;
+      continue;
+    }
+    out.append(text.substr(i, length));
+    i += length;
+  }
+  return out;
+}
 
-void PrintJson(const Json& json) { Print(internal::DumpJson(json)); }
+// Human-readable output. (JSON output escapes control characters itself.)
+void Print(const std::string& text) {
+  const std::string safe = TerminalSafe(text);
+  std::fwrite(safe.data(), 1, safe.size(), stdout);
+}
+
+void PrintRaw(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
+
+void PrintJson(const Json& json) { PrintRaw(internal::DumpJson(json)); }
 
 std::string Time(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());

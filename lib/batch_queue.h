@@ -302,8 +302,13 @@ class BatchQueue {
     Settle();
   }
 
-  // The learned execution time of a batch of `items`, or nothing before it is known.
-  std::optional<absl::Duration> PredictedExecution(int64_t items) const { return Predict(items); }
+  // The execution time of a batch of `items` only when measured at that size or between
+  // measured sizes: never extrapolated (a batch far larger than any seen may take far longer
+  // than the largest did).
+  std::optional<absl::Duration> MeasuredExecution(int64_t items) const {
+    std::optional<absl::Duration> usual = execution_time_.Interpolate(items);
+    return usual ? usual : wide_execution_time_.Interpolate(items);
+  }
 
   // Whether a request arriving now should expect company soon (more requests are usually in
   // flight), so that running it at once alone would split a batch.

@@ -262,7 +262,9 @@ std::optional<InferenceResult> ModelQueue::RunHere(std::unique_ptr<Request>* tak
     if (!accepting_) return std::nullopt;  // The caller hands the request back.
     if (queue_.empty() && queue_.running_batches() == 0 &&
         options_.max_queue_delay == absl::ZeroDuration() && !queue_.ExpectsCompany()) {
-      const std::optional<absl::Duration> predicted = queue_.PredictedExecution((*taken)->items);
+      // Only a time measured for this size counts: the caller may be a network thread that
+      // other clients' health checks wait for.
+      const std::optional<absl::Duration> predicted = queue_.MeasuredExecution((*taken)->items);
       const bool quick = predicted && *predicted <= kRunHereAtMost;
       for (size_t i = 0;
            i < workers_.size() && slot == workers_.size() && (quick || !only_if_quick); ++i) {

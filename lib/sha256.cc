@@ -2,9 +2,14 @@
 
 #include <openssl/evp.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -56,15 +61,36 @@ std::string Sha256::HexDigest() {
 }
 
 absl::StatusOr<std::string> Sha256OfFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InternalError(fmt::format("cannot open {} for reading", path.string()));
+  // O_NONBLOCK: a FIFO in a store must not hang the reader; it is refused below.
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    return absl::InternalError(
+        fmt::format("cannot open {} for reading: {}", path.string(), std::strerror(errno)));
+  }
+  struct stat info;
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        fmt::format("{} is not a regular file; a store holds only regular files", path.string()));
+  }
   Sha256 hash;
   std::vector<char> chunk(1 << 20);
-  while (in) {
-    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-    hash.Update(chunk.data(), static_cast<size_t>(in.gcount()));
+  while (true) {
+    const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      return absl::InternalError(
+          fmt::format("error reading {}: {}", path.string(), std::strerror(error)));
+    }
+    if (n == 0) break;
+    hash.Update(chunk.data(), static_cast<size_t>(n));
   }
-  if (in.bad()) return absl::InternalError(fmt::format("error reading {}", path.string()));
+  ::close(fd);
   return hash.HexDigest();
 }
 

@@ -127,16 +127,25 @@ std::string UniqueName() {
 }
 
 absl::StatusOr<std::string> ReadSmallFile(const fs::path& path, size_t max_bytes) {
-  int fd = OpenRetrying(path, O_RDONLY);
+  // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused below.
+  int fd = OpenRetrying(path, O_RDONLY | O_NONBLOCK);
   if (fd < 0 && errno == ENOENT) {
     return absl::NotFoundError(fmt::format("{} does not exist", path.string()));
   }
   if (fd < 0) return FileError("open", path, LastError());
   std::string contents;
   struct stat st;
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
-    contents.reserve(std::min(static_cast<size_t>(st.st_size), max_bytes));
+  if (::fstat(fd, &st) != 0) {
+    std::error_code ec = LastError();
+    ::close(fd);
+    return FileError("stat", path, ec);
   }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        fmt::format("{} is not a regular file; a store holds only regular files", path.string()));
+  }
+  if (st.st_size > 0) contents.reserve(std::min(static_cast<size_t>(st.st_size), max_bytes));
   char buffer[1 << 16];
   while (true) {
     ssize_t n = ::read(fd, buffer, sizeof(buffer));

@@ -63,6 +63,26 @@ Usage: maasd --model-store=PATH [flags]
   --http-threads=N              network threads; 0: min(4, cores). Default: 0
   --max-body-bytes=N            larger request bodies get 413 (gRPC messages:
                                 RESOURCE_EXHAUSTED). Default: 67108864 (64 MiB)
+  --max-response-bytes=N        an answer that would be larger is refused (400 /
+                                INVALID_ARGUMENT) before it is built. Default: --max-body-bytes
+  --max-connections=N           HTTP connections beyond this many are closed at once.
+                                Default: 10000
+  --grpc-max-concurrent-streams=N
+                                RPCs one gRPC connection may have open at once. Default: 100
+  --grpc-memory-quota-bytes=N   memory gRPC's transport may hold in all (its resource quota).
+                                Default: 1073741824 (1 GiB)
+  --tls-cert=PATH               serve HTTPS and gRPC over TLS with this PEM certificate
+                                (chain); needs --tls-key. Default: plain text
+  --tls-key=PATH                the PEM private key of --tls-cert
+  --tls-client-ca=PATH          mutual TLS: clients must present a certificate signed by one
+                                of these PEM CAs. Default: none asked for
+  --restricted-api=GROUPS:KEY=VALUE
+                                only requests whose header (gRPC: metadata) KEY is VALUE may
+                                call the endpoints of GROUPS, a comma-separated list of
+                                health, metadata, inference, model-repository, statistics
+                                (statistics covers /metrics and the status page); others get
+                                403 / PERMISSION_DENIED. Repeatable, one key per group.
+                                Default: every group open
   --http-idle-timeout=DURATION  a connection whose next request's headers do not arrive in
                                 this time is closed (idle keep-alive, trickling clients).
                                 Default: 60s
@@ -86,6 +106,15 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
   Flags flags;
   flags.control.poll_interval = absl::Seconds(5);
   std::optional<std::string> grpc_address;
+  std::optional<size_t> max_response_bytes;
+  std::vector<Restriction> restrictions;
+  const auto path = [](std::string* out) {
+    return [out](std::string_view flag, std::string_view value) {
+      if (value.empty()) return Bad(flag, value, "a file path");
+      *out = std::string(value);
+      return absl::OkStatus();
+    };
+  };
   using Setter = std::function<absl::Status(std::string_view flag, std::string_view value)>;
   const std::map<std::string, Setter, std::less<>> setters = {
       {"model-store",
@@ -130,6 +159,34 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
       {"max-body-bytes",
        [&](auto f, auto v) {
          return Integer<size_t>(f, v, 1024, size_t{1} << 40, &flags.http.max_body_bytes);
+       }},
+      {"max-response-bytes",
+       [&](auto f, auto v) {
+         size_t bytes = 0;
+         absl::Status s = Integer<size_t>(f, v, 1024, size_t{1} << 40, &bytes);
+         max_response_bytes = bytes;
+         return s;
+       }},
+      {"max-connections",
+       [&](auto f, auto v) { return Integer(f, v, 1, 1 << 24, &flags.http.max_connections); }},
+      {"grpc-max-concurrent-streams",
+       [&](auto f, auto v) {
+         return Integer(f, v, 1, 1 << 20, &flags.grpc.max_concurrent_streams);
+       }},
+      {"grpc-memory-quota-bytes",
+       [&](auto f, auto v) {
+         return Integer<size_t>(f, v, size_t{1} << 20, size_t{1} << 44,
+                                &flags.grpc.memory_quota_bytes);
+       }},
+      {"tls-cert", path(&flags.http.tls_cert_file)},
+      {"tls-key", path(&flags.http.tls_key_file)},
+      {"tls-client-ca", path(&flags.http.tls_client_ca_file)},
+      {"restricted-api",
+       [&](auto, auto v) {
+         absl::StatusOr<Restriction> restriction = ParseRestriction(v);
+         if (!restriction.ok()) return restriction.status();
+         restrictions.push_back(*std::move(restriction));
+         return absl::OkStatus();
        }},
       {"default-priority-level",
        [&](auto f, auto v) {
@@ -194,6 +251,22 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
   }
   flags.grpc.address = grpc_address.value_or(flags.http.address);
   flags.grpc.max_message_bytes = flags.http.max_body_bytes;
+  flags.api.max_response_bytes = max_response_bytes.value_or(flags.http.max_body_bytes);
+  if (flags.http.tls_cert_file.empty() != flags.http.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert and --tls-key go together (maasd --help lists the flags)");
+  }
+  if (!flags.http.tls_client_ca_file.empty() && flags.http.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-client-ca needs --tls-cert and --tls-key (maasd --help lists the flags)");
+  }
+  flags.grpc.tls_cert_file = flags.http.tls_cert_file;
+  flags.grpc.tls_key_file = flags.http.tls_key_file;
+  flags.grpc.tls_client_ca_file = flags.http.tls_client_ca_file;
+  absl::StatusOr<AccessPolicy> access = AccessPolicy::Create(std::move(restrictions));
+  if (!access.ok()) return access.status();
+  flags.api.access = *std::move(access);
+  flags.http.forwarded_headers = flags.api.access.Keys();
   if (flags.control.store_root.empty()) {
     return absl::InvalidArgumentError("--model-store is required (maasd --help lists the flags)");
   }

@@ -10,6 +10,7 @@
 #include "absl_compat.h"
 #include "fmt/core.h"
 #include "grpc_codec.h"
+#include "tls_files.h"
 #include "maas/version.h"
 
 namespace maasd {
@@ -34,6 +35,18 @@ void FillTensors(
 }
 
 absl::Status Stopping() { return absl::UnavailableError("maasd is stopping"); }
+
+// OK when `group` is open to the RPC of `context` (its metadata carries the key).
+absl::Status Allowed(const ApiOptions& options, const grpc::CallbackServerContext* context,
+                     ApiGroup group) {
+  if (options.access.empty()) return absl::OkStatus();
+  return options.access.Check(group, [&](std::string_view name) -> std::optional<std::string_view> {
+    const auto& metadata = context->client_metadata();
+    const auto found = metadata.find(grpc::string_ref(name.data(), name.size()));
+    if (found == metadata.end()) return std::nullopt;
+    return std::string_view(found->second.data(), found->second.size());
+  });
+}
 
 // Counts an RPC handler among those running on a gRPC thread, and says whether it may go on.
 class Running {
@@ -66,7 +79,7 @@ class GrpcApi::Call {
   grpc::ServerUnaryReactor* Finish(const absl::Status& status, std::string_view model = {},
                                    int64_t version = 0) const {
     if (api_->options_.log_requests) Log(status, model, version);
-    reactor_->Finish(ToGrpc(status));
+    reactor_->Finish(ToGrpc(api_->control_->ForClients(status)));
     api_->in_flight_.fetch_sub(1);
     return reactor_;
   }
@@ -74,7 +87,10 @@ class GrpcApi::Call {
   // Finishes an inference, counted in the metrics.
   void FinishInference(const absl::Status& status, const std::string& model,
                        int64_t version) const {
-    api_->metrics_->Record({model, version, "grpc"}, status.ok(), absl::Now() - start_);
+    // Names that are not deployed share one series (see RequestMetrics::Key).
+    const bool known = version != 0 || api_->control_->server().Describe(model).ok();
+    api_->metrics_->Record({known ? model : "", version, "grpc"}, status.ok(),
+                           absl::Now() - start_);
     Finish(status, model, version);
   }
 
@@ -103,7 +119,7 @@ class GrpcApi::Call {
 };
 
 GrpcApi::GrpcApi(ModelControl* control, RequestMetrics* metrics, ApiOptions options)
-    : control_(control), metrics_(metrics), options_(options) {}
+    : control_(control), metrics_(metrics), options_(std::move(options)) {}
 
 void GrpcApi::Stop() {
   stopping_.store(true);
@@ -115,6 +131,9 @@ grpc::ServerUnaryReactor* GrpcApi::ServerLive(grpc::CallbackServerContext* conte
                                               inference::ServerLiveResponse* response) {
   const Running running(stopping_, running_);
   const Call call(this, context, "ServerLive");
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kHealth); !s.ok()) {
+    return call.Finish(s);
+  }
   response->set_live(true);  // Even while stopping: the process is alive.
   return call.Finish(absl::OkStatus());
 }
@@ -124,6 +143,9 @@ grpc::ServerUnaryReactor* GrpcApi::ServerReady(grpc::CallbackServerContext* cont
                                                inference::ServerReadyResponse* response) {
   const Running running(stopping_, running_);
   const Call call(this, context, "ServerReady");
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kHealth); !s.ok()) {
+    return call.Finish(s);
+  }
   response->set_ready(!running.refused() && control_->Ready());
   return call.Finish(absl::OkStatus());
 }
@@ -134,6 +156,9 @@ grpc::ServerUnaryReactor* GrpcApi::ModelReady(grpc::CallbackServerContext* conte
   const Running running(stopping_, running_);
   const Call call(this, context, "ModelReady");
   if (running.refused()) return call.Finish(Stopping());
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kHealth); !s.ok()) {
+    return call.Finish(s);
+  }
   absl::StatusOr<bool> ready = maasd::ModelReady(*control_, request->name(), request->version());
   if (!ready.ok()) return call.Finish(ready.status(), request->name());
   response->set_ready(*ready);
@@ -145,6 +170,9 @@ grpc::ServerUnaryReactor* GrpcApi::ServerMetadata(grpc::CallbackServerContext* c
                                                   inference::ServerMetadataResponse* response) {
   const Running running(stopping_, running_);
   const Call call(this, context, "ServerMetadata");
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kMetadata); !s.ok()) {
+    return call.Finish(s);
+  }
   response->set_name(std::string(kServerName));
   response->set_version(MAAS_VERSION_STRING);
   response->add_extensions("model_repository");
@@ -157,6 +185,9 @@ grpc::ServerUnaryReactor* GrpcApi::ModelMetadata(grpc::CallbackServerContext* co
   const Running running(stopping_, running_);
   const Call call(this, context, "ModelMetadata");
   if (running.refused()) return call.Finish(Stopping());
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kMetadata); !s.ok()) {
+    return call.Finish(s);
+  }
   absl::StatusOr<maasd::ModelMetadata> metadata =
       DescribeModel(*control_, request->name(), request->version());
   if (!metadata.ok()) return call.Finish(metadata.status(), request->name());
@@ -176,6 +207,10 @@ grpc::ServerUnaryReactor* GrpcApi::ModelInfer(grpc::CallbackServerContext* conte
   const std::string& model = request->model_name();
   if (running.refused()) {
     call.FinishInference(Stopping(), model, 0);
+    return call.reactor();
+  }
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kInference); !s.ok()) {
+    call.FinishInference(s, model, 0);
     return call.reactor();
   }
   absl::StatusOr<InferRequest> decoded = DecodeGrpcInferRequest(*request);
@@ -203,7 +238,8 @@ grpc::ServerUnaryReactor* GrpcApi::ModelInfer(grpc::CallbackServerContext* conte
           absl::StatusOr<maas::ModelSignature> signature =
               control_->Signature(request->model_name(), version);
           status = signature.ok() ? EncodeGrpcInferResponse(request->model_name(), version, *infer,
-                                                            signature->outputs, *result, response)
+                                                            signature->outputs, *result,
+                                                            options_.max_response_bytes, response)
                                   : signature.status();
         }
         call.FinishInference(status, request->model_name(), version);
@@ -218,6 +254,9 @@ grpc::ServerUnaryReactor* GrpcApi::RepositoryIndex(grpc::CallbackServerContext* 
   const Running running(stopping_, running_);
   const Call call(this, context, "RepositoryIndex");
   if (running.refused()) return call.Finish(Stopping());
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kModelRepository); !s.ok()) {
+    return call.Finish(s);
+  }
   absl::StatusOr<std::vector<IndexEntry>> index =
       maasd::RepositoryIndex(*control_, request->ready());
   if (!index.ok()) return call.Finish(index.status());
@@ -237,6 +276,9 @@ grpc::ServerUnaryReactor* GrpcApi::RepositoryModelLoad(
   const Running running(stopping_, running_);
   const Call call(this, context, "RepositoryModelLoad");
   if (running.refused()) return call.Finish(Stopping());
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kModelRepository); !s.ok()) {
+    return call.Finish(s);
+  }
   const std::string model = request->model_name();
   control_->Load(model, [call, model](absl::Status status) { call.Finish(status, model); });
   return call.reactor();
@@ -248,6 +290,9 @@ grpc::ServerUnaryReactor* GrpcApi::RepositoryModelUnload(
   const Running running(stopping_, running_);
   const Call call(this, context, "RepositoryModelUnload");
   if (running.refused()) return call.Finish(Stopping());
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kModelRepository); !s.ok()) {
+    return call.Finish(s);
+  }
   const std::string model = request->model_name();
   control_->Unload(model, [call, model](absl::Status status) { call.Finish(status, model); });
   return call.reactor();
@@ -265,12 +310,35 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
                                ? fmt::format("[{}]", options.address)
                                : options.address;
   const std::string address = fmt::format("{}:{}", host, options.port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_file.empty()) {
+    absl::StatusOr<TlsFiles> files =
+        ReadTlsFiles(options.tls_cert_file, options.tls_key_file, options.tls_client_ca_file);
+    if (!files.ok()) return files.status();
+    grpc::SslServerCredentialsOptions ssl(
+        files->client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                 : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = files->client_ca;
+    ssl.pem_key_cert_pairs.push_back({files->key, files->cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   int port = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(address, credentials, &port);
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<size_t>(options.max_message_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(-1);  // Answers are as large as the model makes them.
+  // Bounds on what one client can make gRPC hold: streams per connection (HTTP/2 "rapid
+  // reset" opens and cancels them by the thousand) and memory in all.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
+  grpc::ResourceQuota quota("maasd");
+  quota.Resize(options.memory_quota_bytes);
+  builder.SetResourceQuota(quota);
+  // Compressed requests are refused (UNIMPLEMENTED, naming the algorithm): this gRPC inflates
+  // a message whole before it checks the size limit, so a small gzip bomb would cost
+  // gigabytes. Responses are not compressed either.
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_DEFLATE, false);
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_GZIP, false);
   builder.RegisterService(api);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

@@ -86,6 +86,18 @@ struct GrpcServerOptions {
   int port = 8001;
   // Larger request messages are refused (ResourceExhausted). Default: 64 MiB.
   size_t max_message_bytes = size_t{64} << 20;
+  // Streams (RPCs) one connection may have open at once; a client that opens more waits
+  // (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS). Default: 100.
+  int max_concurrent_streams = 100;
+  // Memory gRPC's transport may hold for all connections together (gRPC's resource quota):
+  // beyond it, gRPC shrinks its buffers and refuses new streams. Default: 1 GiB.
+  size_t memory_quota_bytes = size_t{1} << 30;
+  // TLS: the PEM files of the server's certificate (chain) and key. Empty: plain text.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Mutual TLS: clients must present a certificate signed by these CAs (PEM). Empty: none
+  // asked for.
+  std::string tls_client_ca_file;
 };
 
 // A running gRPC server of a GrpcApi.

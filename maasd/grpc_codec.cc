@@ -116,6 +116,7 @@ absl::StatusOr<InferRequest> DecodeGrpcInferRequest(const inference::ModelInferR
   for (const auto& output : request.outputs()) {
     decoded.outputs.push_back({output.name(), false});
   }
+  if (absl::Status s = CheckOutputsDistinct(decoded.outputs); !s.ok()) return s;
   const bool raw = request.raw_input_contents_size() > 0;
   if (raw && request.raw_input_contents_size() != request.inputs_size()) {
     return Invalid(
@@ -154,10 +155,14 @@ absl::StatusOr<InferRequest> DecodeGrpcInferRequest(const inference::ModelInferR
 absl::Status EncodeGrpcInferResponse(std::string_view model, int64_t version,
                                      const InferRequest& request,
                                      const std::vector<maas::TensorSpec>& specs,
-                                     const std::vector<at::Tensor>& outputs,
+                                     const std::vector<at::Tensor>& outputs, size_t max_bytes,
                                      inference::ModelInferResponse* response) {
   absl::StatusOr<std::vector<ChosenOutput>> chosen = ChooseOutputs(model, version, request, specs);
   if (!chosen.ok()) return chosen.status();
+  for (ChosenOutput& output : *chosen) output.binary = true;  // raw_output_contents
+  if (absl::Status s = CheckResponseSize(model, version, *chosen, outputs, max_bytes); !s.ok()) {
+    return s;
+  }
   response->set_model_name(std::string(model));
   response->set_model_version(std::to_string(version));
   response->set_id(request.id);

@@ -26,11 +26,12 @@ absl::StatusOr<InferRequest> DecodeGrpcInferRequest(const inference::ModelInferR
 
 // Fills `response` with the answer of `model` version `version` to `request`: `outputs` in
 // the order of `specs`, every tensor in raw_output_contents (as Triton answers).
-// InvalidArgument when the request asked for an output the model does not have.
+// InvalidArgument when the request asked for an output the model does not have, or when the
+// answer would take more than `max_bytes` (CheckResponseSize).
 absl::Status EncodeGrpcInferResponse(std::string_view model, int64_t version,
                                      const InferRequest& request,
                                      const std::vector<maas::TensorSpec>& specs,
-                                     const std::vector<at::Tensor>& outputs,
+                                     const std::vector<at::Tensor>& outputs, size_t max_bytes,
                                      inference::ModelInferResponse* response);
 
 }  // namespace maasd

@@ -35,13 +35,25 @@ struct HttpServerOptions {
   absl::Duration transfer_timeout = absl::Seconds(30);
   // Connections beyond this many are closed as soon as they are accepted. Default: 10000.
   int max_connections = 10000;
+  // Request headers handed to the handler in HttpRequest::headers (lowercase names).
+  // Default: none.
+  std::vector<std::string> forwarded_headers;
+  // TLS: the PEM files of the server's certificate (chain) and key. Empty: plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Mutual TLS: clients must present a certificate signed by these CAs (PEM). Empty: none
+  // asked for.
+  std::string tls_client_ca_file;
 };
 
 // One request, read whole.
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
+  std::string method;  // "GET", "HEAD", "POST", ...: the response to HEAD goes without body.
   std::string target;  // The path and query, as sent ("/v2/models/mlp/infer").
   std::string body;
+  // The headers of HttpServerOptions::forwarded_headers that the request has: (lowercase
+  // name, value).
+  std::vector<std::pair<std::string, std::string>> headers;
   std::optional<size_t> inference_header_length;  // Inference-Header-Content-Length, parsed.
   bool bad_inference_header_length = false;       // ... present but not a number.
 };
@@ -82,9 +94,11 @@ class Responder {
 // at once or later from another thread.
 using HttpHandler = absl::AnyInvocable<void(HttpRequest request, Responder responder)>;
 
-// Serves HTTP/1.1 on one port. Protocol errors are answered by the server itself, as
-// {"error": "..."}: 400 (malformed request), 413 (body above max_body_bytes), 431 (headers
-// above max_header_bytes); then the connection closes.
+// Serves HTTP/1.1 on one port, over TLS when given a certificate. Protocol errors are answered
+// by the server itself, as {"error": "..."}: 400 (malformed request, a Transfer-Encoding other
+// than chunked), 413 (body above max_body_bytes), 431 (headers, or a chunk's header or the
+// trailers, above max_header_bytes); then the connection closes. No request reads more than
+// max_header_bytes + 64 KiB ahead of what it has parsed.
 //
 // Lifetime: every Responder must be used or dropped before the server is destroyed (after
 // Shutdown, a response is no longer sent, but the Responder must still go first).
@@ -93,7 +107,8 @@ using HttpHandler = absl::AnyInvocable<void(HttpRequest request, Responder respo
 class HttpServer {
  public:
   // Listens and starts the I/O threads. `handler` must outlive the server.
-  // Unavailable: the address or port cannot be bound (the message says why).
+  // Unavailable: the address or port cannot be bound (the message says why). InvalidArgument:
+  // the TLS files cannot be read or used.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(HttpServerOptions options,
                                                            HttpHandler handler);
   ~HttpServer();  // Shutdown(zero grace) if not done.

@@ -12,8 +12,11 @@
 #include "absl/strings/str_join.h"
 #include "absl_compat.h"
 #include "datatypes.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl_compat.h"
 #include "fmt/core.h"
 #include "fmt/format.h"
+#include "utf8.h"
 
 namespace maasd {
 namespace {
@@ -22,9 +25,13 @@ namespace dom = simdjson::dom;
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(message); }
 
-// One parser per thread: it keeps its buffers between requests (no allocation per request once
-// warm), and is never shared.
-dom::parser& Parser() {
+// One parser per thread for documents up to this size: it keeps its buffers between requests
+// (no allocation per request once warm), and is never shared. A larger document gets a parser
+// of its own, freed with the request: a parser's buffers take about 10x the document, which a
+// kept parser would hold for the life of the process, per network thread.
+constexpr size_t kKeptParserBytes = size_t{1} << 20;
+
+dom::parser& KeptParser() {
   thread_local dom::parser parser;
   return parser;
 }
@@ -223,7 +230,27 @@ absl::Status ReadOutputs(dom::element outputs, InferRequest& request) {
     }
     request.outputs.push_back(std::move(wanted));
   }
-  return absl::OkStatus();
+  return CheckOutputsDistinct(request.outputs);
+}
+
+// The longest JSON text of one value of `dtype`, its comma included.
+size_t JsonCharsAtMost(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::ScalarType::Bool:
+      return 6;  // false,
+    case c10::ScalarType::Byte:
+      return 4;
+    case c10::ScalarType::Char:
+      return 5;
+    case c10::ScalarType::Short:
+      return 7;
+    case c10::ScalarType::Int:
+      return 12;
+    case c10::ScalarType::Double:
+      return 25;  // -2.2250738585072014e-308,
+    default:
+      return 21;  // int64's -9223372036854775808, and every shorter float.
+  }
 }
 
 // Appends the values of a contiguous CPU tensor as a flat JSON array.
@@ -334,31 +361,35 @@ absl::StatusOr<std::vector<ChosenOutput>> ChooseOutputs(
 
 void AppendJsonString(std::string_view text, std::string& out) {
   out.push_back('"');
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
-        } else {
-          out.push_back(c);
-        }
+  // Client bytes (a model name in a URL) may be invalid UTF-8, which would make the JSON
+  // invalid: such bytes become U+FFFD.
+  maas::internal::ForEachValidUtf8(text, [&out](std::string_view piece) {
+    for (char c : piece) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+          } else {
+            out.push_back(c);
+          }
+      }
     }
-  }
+  });
   out.push_back('"');
 }
 
@@ -377,8 +408,10 @@ absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
   }
   const std::string_view json = body.substr(0, json_size.value_or(body.size()));
   std::string_view binary = body.substr(json.size());
+  std::optional<dom::parser> own_parser;
+  dom::parser& parser = json.size() <= kKeptParserBytes ? KeptParser() : own_parser.emplace();
   dom::element root;
-  if (simdjson::error_code error = Parser().parse(json.data(), json.size()).get(root)) {
+  if (simdjson::error_code error = parser.parse(json.data(), json.size()).get(root)) {
     return Invalid(
         fmt::format("the request body is not valid JSON: {}", simdjson::error_message(error)));
   }
@@ -437,12 +470,51 @@ absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
   return request;
 }
 
+absl::Status CheckOutputsDistinct(const std::vector<InferRequest::Output>& outputs) {
+  absl::flat_hash_set<absl::string_view> seen;
+  for (const InferRequest::Output& output : outputs) {
+    if (!seen.insert(maas::internal::ToAbsl(output.name)).second) {
+      return Invalid(fmt::format("output '{}' is asked for twice; name each output once",
+                                 output.name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+size_t ResponseBytesAtMost(const std::vector<ChosenOutput>& chosen,
+                           const std::vector<at::Tensor>& outputs) {
+  size_t bytes = 256;  // The names, model and id are counted with each output's framing.
+  for (const ChosenOutput& output : chosen) {
+    const at::Tensor& tensor = outputs[output.index];
+    const size_t numel = static_cast<size_t>(tensor.numel());
+    bytes += 256 + 24 * static_cast<size_t>(tensor.dim()) +
+             (output.binary ? static_cast<size_t>(tensor.nbytes())
+                            : numel * JsonCharsAtMost(tensor.scalar_type()));
+  }
+  return bytes;
+}
+
+absl::Status CheckResponseSize(std::string_view model, int64_t version,
+                               const std::vector<ChosenOutput>& chosen,
+                               const std::vector<at::Tensor>& outputs, size_t max_bytes) {
+  const size_t bytes = ResponseBytesAtMost(chosen, outputs);
+  if (bytes <= max_bytes) return absl::OkStatus();
+  return Invalid(fmt::format(
+      "the answer of model '{}' version {} would take up to {} bytes, above the limit of {} "
+      "(--max-response-bytes); ask for fewer outputs or rows, or binary outputs",
+      model, version, bytes, max_bytes));
+}
+
 absl::StatusOr<EncodedResponse> EncodeInferResponse(std::string_view model, int64_t version,
                                                     const InferRequest& request,
                                                     const std::vector<maas::TensorSpec>& specs,
-                                                    const std::vector<at::Tensor>& outputs) {
+                                                    const std::vector<at::Tensor>& outputs,
+                                                    size_t max_bytes) {
   absl::StatusOr<std::vector<ChosenOutput>> chosen = ChooseOutputs(model, version, request, specs);
   if (!chosen.ok()) return chosen.status();
+  if (absl::Status s = CheckResponseSize(model, version, *chosen, outputs, max_bytes); !s.ok()) {
+    return s;
+  }
   EncodedResponse response;
   std::string& out = response.body;
   out += "{\"model_name\":";

@@ -82,6 +82,21 @@ absl::StatusOr<std::vector<ChosenOutput>> ChooseOutputs(std::string_view model, 
                                                         const InferRequest& request,
                                                         const std::vector<maas::TensorSpec>& specs);
 
+// InvalidArgument naming an output that `outputs` asks for twice (a request naming one output
+// many times would otherwise get an answer many times its size).
+absl::Status CheckOutputsDistinct(const std::vector<InferRequest::Output>& outputs);
+
+// An upper bound on the bytes of the answer carrying `chosen` of `outputs`: binary outputs
+// take their bytes, JSON ones the longest text of their datatype per value.
+size_t ResponseBytesAtMost(const std::vector<ChosenOutput>& chosen,
+                           const std::vector<at::Tensor>& outputs);
+
+// InvalidArgument when the answer of `model` version `version` would take more than
+// `max_bytes` (ResponseBytesAtMost), naming both; checked before the answer is built.
+absl::Status CheckResponseSize(std::string_view model, int64_t version,
+                               const std::vector<ChosenOutput>& chosen,
+                               const std::vector<at::Tensor>& outputs, size_t max_bytes);
+
 // An encoded response: the body, and the size of its JSON part when binary outputs follow it
 // (the value of the Inference-Header-Content-Length header).
 struct EncodedResponse {
@@ -91,12 +106,14 @@ struct EncodedResponse {
 
 // Encodes the answer of `model` version `version` to `request`: `outputs` in the order of
 // `specs` (the signature of that version). InvalidArgument when the request asked for an
-// output the model does not have. Floating-point values are written in their shortest exact
-// form; NaN and infinities as NaN, Infinity and -Infinity (as Python's json module reads them).
+// output the model does not have, or when the answer would take more than `max_bytes`
+// (CheckResponseSize). Floating-point values are written in their shortest exact form; NaN and
+// infinities as NaN, Infinity and -Infinity (as Python's json module reads them).
 absl::StatusOr<EncodedResponse> EncodeInferResponse(std::string_view model, int64_t version,
                                                     const InferRequest& request,
                                                     const std::vector<maas::TensorSpec>& specs,
-                                                    const std::vector<at::Tensor>& outputs);
+                                                    const std::vector<at::Tensor>& outputs,
+                                                    size_t max_bytes);
 
 // Appends `text` to `out` as a JSON string, quotes included.
 void AppendJsonString(std::string_view text, std::string& out);

@@ -15,6 +15,7 @@
 #include "http_server.h"
 #include "maas/log.h"
 #include "maas/version.h"
+#include "memory_trim.h"
 #include "model_control.h"
 #include "request_metrics.h"
 #include "rest_api.h"
@@ -59,6 +60,10 @@ int Run(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  // Returns freed memory that bursts (large bodies, floods of cancelled gRPC streams) leave
+  // resident: checked every second, trimmed once 64 MiB more are free.
+  const maasd::MemoryTrimmer trimmer(absl::Seconds(1), int64_t{64} << 20);
 
   absl::StatusOr<std::unique_ptr<maasd::ModelControl>> control =
       maasd::ModelControl::Start(flags->control);

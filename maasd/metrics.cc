@@ -6,6 +6,7 @@
 #include "absl_compat.h"
 #include "fmt/core.h"
 #include "fmt/format.h"
+#include "utf8.h"
 
 namespace maasd {
 namespace {
@@ -13,21 +14,32 @@ namespace {
 using maas::DurationDistribution;
 using maas::internal::DurationHistogram;
 
+// A label value in the exposition format: escaped, and valid UTF-8 (Prometheus rejects the
+// whole scrape otherwise).
 std::string Escape(std::string_view value) {
   std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') out.push_back('\\');
-    if (c == '\n') {
-      out += "\\n";
-      continue;
+  maas::internal::ForEachValidUtf8(value, [&out](std::string_view piece) {
+    for (char c : piece) {
+      if (c == '\\' || c == '"') out.push_back('\\');
+      if (c == '\n') {
+        out += "\\n";
+        continue;
+      }
+      out.push_back(c);
     }
-    out.push_back(c);
-  }
+  });
   return out;
 }
 
 std::string Labels(std::string_view model, int64_t version) {
   return fmt::format("model=\"{}\",version=\"{}\"", Escape(model), version);
+}
+
+// The labels of a network series: requests for names that are not deployed share one series
+// without model and version (see RequestMetrics::Key).
+std::string NetworkLabels(const RequestMetrics::Key& key) {
+  if (key.model.empty()) return fmt::format("protocol=\"{}\"", key.protocol);
+  return fmt::format("{},protocol=\"{}\"", Labels(key.model, key.version), key.protocol);
 }
 
 class Writer {
@@ -104,6 +116,13 @@ std::string RenderMetrics(ModelControl& control, const RequestMetrics& requests,
   for (const VersionRow& r : rows) {
     w.Sample("maas_batches_total", Labels(r.model, r.status.version), r.status.stats.batches);
   }
+  w.Family("maas_requests_run_on_caller_total", "counter",
+           "Requests run at once on the thread that submitted them (in maasd a network "
+           "thread): the model idle and its measured time for that batch size under 1 ms.");
+  for (const VersionRow& r : rows) {
+    w.Sample("maas_requests_run_on_caller_total", Labels(r.model, r.status.version),
+             r.status.stats.run_on_caller);
+  }
   w.Family("maas_queued_requests", "gauge", "Requests waiting in the version's queue now.");
   for (const VersionRow& r : rows) {
     w.Sample("maas_queued_requests", Labels(r.model, r.status.version),
@@ -147,14 +166,11 @@ std::string RenderMetrics(ModelControl& control, const RequestMetrics& requests,
   w.Family("maas_server_request_duration_seconds", "histogram",
            "Time from a request read off the network to its response handed to it, by protocol.");
   for (const auto& [key, s] : series) {
-    w.Seconds("maas_server_request_duration_seconds",
-              fmt::format("{},protocol=\"{}\"", Labels(key.model, key.version), key.protocol),
-              s.latency.Snapshot());
+    w.Seconds("maas_server_request_duration_seconds", NetworkLabels(key), s.latency.Snapshot());
   }
   w.Family("maas_server_responses_total", "counter", "Inference responses, by outcome.");
   for (const auto& [key, s] : series) {
-    const std::string labels =
-        fmt::format("{},protocol=\"{}\"", Labels(key.model, key.version), key.protocol);
+    const std::string labels = NetworkLabels(key);
     w.Sample("maas_server_responses_total", labels + ",outcome=\"success\"", s.success);
     w.Sample("maas_server_responses_total", labels + ",outcome=\"failure\"", s.failure);
   }
@@ -200,6 +216,7 @@ std::string RenderMetrics(ModelControl& control, const RequestMetrics& requests,
            "Cumulative end-to-end request time at the server, microseconds (Triton's name).");
   std::map<std::pair<std::string, int64_t>, double> request_us;
   for (const auto& [key, s] : series) {
+    if (key.model.empty()) continue;
     request_us[{key.model, key.version}] += absl::ToDoubleMicroseconds(s.latency.Snapshot().sum);
   }
   for (const auto& [key, us] : request_us) {

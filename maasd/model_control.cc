@@ -11,7 +11,40 @@ namespace maasd {
 
 using maas::internal::MutexLock;
 
-ModelControl::ModelControl(ModelControlOptions options) : options_(std::move(options)) {}
+ModelControl::ModelControl(ModelControlOptions options) : options_(std::move(options)) {
+  std::error_code ignored;
+  for (const std::filesystem::path& path :
+       {options_.store_root, std::filesystem::absolute(options_.store_root, ignored),
+        std::filesystem::weakly_canonical(options_.store_root, ignored)}) {
+    std::string text = path.string();
+    while (text.size() > 1 && text.back() == '/') text.pop_back();
+    if (text.size() > 1 && text != "." &&
+        std::find(store_paths_.begin(), store_paths_.end(), text) == store_paths_.end()) {
+      store_paths_.push_back(std::move(text));
+    }
+  }
+  // The longest first: a path that contains another is replaced whole.
+  std::sort(store_paths_.begin(), store_paths_.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+}
+
+absl::Status ModelControl::ForClients(const absl::Status& status) const {
+  if (status.ok()) return status;
+  const std::string_view message = maas::internal::FromAbsl(status.message());
+  std::string redacted = ForClients(message);
+  if (redacted == message) return status;
+  return absl::Status(status.code(), maas::internal::ToAbsl(redacted));
+}
+
+std::string ModelControl::ForClients(std::string_view message) const {
+  std::string text(message);
+  for (const std::string& path : store_paths_) {
+    for (size_t at = text.find(path); at != std::string::npos; at = text.find(path, at + 1)) {
+      text.replace(at, path.size(), "<model-store>");
+    }
+  }
+  return text;
+}
 
 absl::StatusOr<std::unique_ptr<ModelControl>> ModelControl::Start(ModelControlOptions options) {
   std::unique_ptr<ModelControl> control(new ModelControl(std::move(options)));

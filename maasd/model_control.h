@@ -69,6 +69,11 @@ class ModelControl {
   // largest traffic share). NotFound: not deployed, or no such ready version.
   absl::StatusOr<int64_t> ServedVersion(const std::string& model, const std::string& selector);
 
+  // `status` with every mention of the store's path replaced by "<model-store>": errors go to
+  // clients, who name models and versions and need not learn the server's files.
+  absl::Status ForClients(const absl::Status& status) const;
+  std::string ForClients(std::string_view message) const;
+
   // Explicit mode: deploys (again) or undeploys `model` on the control thread, then calls
   // `done` there. FailedPrecondition (at once, through `done`) in other modes.
   void Load(std::string model, std::function<void(absl::Status)> done);
@@ -91,6 +96,7 @@ class ModelControl {
   absl::StatusOr<VersionFacts> Facts(const std::string& model, int64_t version);
 
   const ModelControlOptions options_;
+  std::vector<std::string> store_paths_;  // The store's root as given, absolute and resolved.
   std::unique_ptr<maas::ModelStore> store_;
   std::unique_ptr<maas::Server> server_;
 

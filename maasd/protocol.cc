@@ -81,7 +81,8 @@ absl::StatusOr<std::vector<IndexEntry>> RepositoryIndex(ModelControl& control, b
     }
     for (const maas::VersionStatus& v : status->versions) {
       if (only_ready && v.state != maas::ModelState::kReady) continue;
-      entries.push_back({model, std::to_string(v.version), StateName(v.state), v.reason});
+      entries.push_back(
+          {model, std::to_string(v.version), StateName(v.state), control.ForClients(v.reason)});
     }
   }
   return entries;

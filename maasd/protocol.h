@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "access.h"
 #include "infer_codec.h"
 #include "maas/request.h"
 #include "model_control.h"
@@ -29,6 +30,11 @@ struct ApiOptions {
   // Writes one JSON line per request to stderr (model, version, status, time, and the HTTP
   // method and path or the gRPC method).
   bool log_requests = false;
+  // An answer that would take more bytes is refused (InvalidArgument) before it is built.
+  // Default: 64 MiB (maasd sets it to --max-body-bytes unless --max-response-bytes is given).
+  size_t max_response_bytes = size_t{64} << 20;
+  // Which endpoint groups need a key (--restricted-api). Default: none.
+  AccessPolicy access;
 };
 
 struct TensorMetadata {

@@ -19,6 +19,7 @@ namespace maasd {
 class RequestMetrics {
  public:
   struct Key {
+    // Empty for every name that is not deployed: they share one series.
     std::string model;
     int64_t version = 0;   // 0: refused before a version was reached
     std::string protocol;  // "http" or "grpc"

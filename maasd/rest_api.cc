@@ -127,16 +127,40 @@ struct RestApi::Target {
 };
 
 RestApi::RestApi(ModelControl* control, RequestMetrics* metrics, ApiOptions options)
-    : control_(control), metrics_(metrics), options_(options) {}
+    : control_(control), metrics_(metrics), options_(std::move(options)) {}
+
+HttpResponse RestApi::ErrorOf(const absl::Status& status) const {
+  return Error(control_->ForClients(status));
+}
+
+void RestApi::Record(const std::string& model, int64_t version, bool success,
+                     absl::Duration took) {
+  const bool known = version != 0 || control_->server().Describe(model).ok();
+  metrics_->Record({known ? model : "", version, "http"}, success, took);
+}
 
 void RestApi::Handle(HttpRequest request, Responder responder) {
   const absl::Time start = absl::Now();
   std::string path = request.target.substr(0, request.target.find('?'));
-  const bool get = request.method == "GET";
+  // HEAD is GET without the body (the HttpServer leaves it out).
+  const bool get = request.method == "GET" || request.method == "HEAD";
   const bool post = request.method == "POST";
   const auto reply = [&](HttpResponse response) {
     if (options_.log_requests) LogRequest(request, "", 0, response.status, absl::Now() - start);
     std::move(responder).Send(std::move(response));
+  };
+  // Whether `group` is closed to this request; then the 403 is sent.
+  const auto denied = [&](ApiGroup group) {
+    absl::Status allowed =
+        options_.access.Check(group, [&](std::string_view name) -> std::optional<std::string_view> {
+          for (const auto& [key, value] : request.headers) {
+            if (key == name) return value;
+          }
+          return std::nullopt;
+        });
+    if (allowed.ok()) return false;
+    reply(Error(403, maas::internal::FromAbsl(allowed.message())));
+    return true;
   };
   const auto wrong_method = [&](std::string_view allowed) {
     HttpResponse response =
@@ -148,6 +172,7 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
 
   if (path == "/" || path == "/index.html") {
     if (!get) return wrong_method("GET");
+    if (denied(ApiGroup::kStatistics)) return;
     HttpResponse page;
     page.content_type = "text/html; charset=utf-8";
     page.body = std::string(StatusPageHtml());
@@ -155,6 +180,7 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (path == "/metrics") {
     if (!get) return wrong_method("GET");
+    if (denied(ApiGroup::kStatistics)) return;
     HttpResponse metrics;
     metrics.content_type = "text/plain; version=0.0.4; charset=utf-8";
     metrics.body = RenderMetrics(*control_, *metrics_, open_connections_ ? open_connections_() : 0);
@@ -162,6 +188,7 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (path == "/v2" || path == "/v2/") {
     if (!get) return wrong_method("GET");
+    if (denied(ApiGroup::kMetadata)) return;
     return reply(Json(200, fmt::format("{{\"name\":\"{}\",\"version\":\"{}\",\"extensions\":["
                                        "\"binary_tensor_data\",\"model_repository\","
                                        "\"statistics\"]}}",
@@ -169,19 +196,23 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (path == "/v2/health/live") {
     if (!get) return wrong_method("GET");
+    if (denied(ApiGroup::kHealth)) return;
     return reply(Json(200, "{\"live\":true}"));
   }
   if (path == "/v2/health/ready") {
     if (!get) return wrong_method("GET");
+    if (denied(ApiGroup::kHealth)) return;
     const bool ready = control_->Ready();
     return reply(Json(ready ? 200 : 503, fmt::format("{{\"ready\":{}}}", ready)));
   }
   if (path == "/v2/status") {
     if (!get) return wrong_method("GET");
+    if (denied(ApiGroup::kStatistics)) return;
     return reply(Json(200, StatusJson(*control_, *metrics_)));
   }
   if (path == "/v2/models/stats") {
     if (!get) return wrong_method("GET");
+    if (denied(ApiGroup::kStatistics)) return;
     std::vector<std::string> entries;
     for (const std::string& model : server.Models()) {
       absl::StatusOr<maas::ModelStatus> status = server.Describe(model);
@@ -194,10 +225,11 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (path == "/v2/repository/index") {
     if (!post) return wrong_method("POST");
+    if (denied(ApiGroup::kModelRepository)) return;
     const bool only_ready = request.body.find("\"ready\":true") != std::string::npos ||
                             request.body.find("\"ready\": true") != std::string::npos;
     absl::StatusOr<std::vector<IndexEntry>> index = RepositoryIndex(*control_, only_ready);
-    if (!index.ok()) return reply(Error(index.status()));
+    if (!index.ok()) return reply(ErrorOf(index.status()));
     std::vector<std::string> entries;
     for (const IndexEntry& entry : *index) {
       std::string line = "{\"name\":" + JsonString(entry.name);
@@ -213,9 +245,10 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   if (parts.size() == 6 && parts[1] == "v2" && parts[2] == "repository" && parts[3] == "models" &&
       (parts[5] == "load" || parts[5] == "unload")) {
     if (!post) return wrong_method("POST");
+    if (denied(ApiGroup::kModelRepository)) return;
     auto shared = std::make_shared<Responder>(std::move(responder));
     auto done = [shared, request, start, this](absl::Status status) {
-      HttpResponse response = status.ok() ? Json(200, "{}") : Error(status);
+      HttpResponse response = status.ok() ? Json(200, "{}") : ErrorOf(status);
       if (options_.log_requests) {
         LogRequest(request, "", 0, response.status, absl::Now() - start);
       }
@@ -246,18 +279,21 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (target.action == "infer") {
     if (!post) return wrong_method("POST");
+    if (denied(ApiGroup::kInference)) return;
     return Infer(std::move(request), target, std::move(responder));
   }
   if (!get) return wrong_method("GET");
   if (target.action == "ready") {
+    if (denied(ApiGroup::kHealth)) return;
     absl::StatusOr<bool> ready = ModelReady(*control_, target.model, target.version);
-    if (!ready.ok()) return reply(Error(ready.status()));
+    if (!ready.ok()) return reply(ErrorOf(ready.status()));
     return reply(Json(*ready ? 200 : 503, fmt::format("{{\"name\":{},\"ready\":{}}}",
                                                       JsonString(target.model), *ready)));
   }
   if (target.action == "stats") {
+    if (denied(ApiGroup::kStatistics)) return;
     absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model);
-    if (!status.ok()) return reply(Error(status.status()));
+    if (!status.ok()) return reply(ErrorOf(status.status()));
     std::vector<std::string> entries;
     for (const maas::VersionStatus& v : status->versions) {
       if (!target.version.empty() && std::to_string(v.version) != target.version) continue;
@@ -268,8 +304,9 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   if (!target.action.empty()) {
     return reply(Error(404, fmt::format("no such endpoint: {}", path)));
   }
+  if (denied(ApiGroup::kMetadata)) return;
   absl::StatusOr<ModelMetadata> metadata = DescribeModel(*control_, target.model, target.version);
-  if (!metadata.ok()) return reply(Error(metadata.status()));
+  if (!metadata.ok()) return reply(ErrorOf(metadata.status()));
   std::vector<std::string> versions;
   for (const std::string& v : metadata->versions) versions.push_back(JsonString(v));
   reply(Json(200, fmt::format("{{\"name\":{},\"versions\":[{}],\"platform\":\"{}\",\"inputs\":{},"
@@ -291,7 +328,7 @@ void RestApi::Infer(HttpRequest request, const Target& target, Responder respond
       std::make_shared<Pending>(Pending{std::move(responder), {}, target.model, {}, start});
   const auto finish = [this](Pending& p, HttpResponse response, int64_t version) {
     const absl::Duration took = absl::Now() - p.start;
-    metrics_->Record({p.model, version, "http"}, response.status == 200, took);
+    Record(p.model, version, response.status == 200, took);
     if (options_.log_requests) LogRequest(p.http, p.model, version, response.status, took);
     std::move(p.responder).Send(std::move(response));
   };
@@ -302,7 +339,7 @@ void RestApi::Infer(HttpRequest request, const Target& target, Responder respond
   }
   absl::StatusOr<InferRequest> decoded =
       DecodeInferRequest(request.body, request.inference_header_length);
-  if (!decoded.ok()) return finish(*pending, Error(decoded.status()), 0);
+  if (!decoded.ok()) return finish(*pending, ErrorOf(decoded.status()), 0);
   pending->decoded = *std::move(decoded);
   InferRequest& infer = pending->decoded;
 
@@ -324,15 +361,16 @@ void RestApi::Infer(HttpRequest request, const Target& target, Responder respond
           Pending& p = *pending;
           HttpResponse response;
           if (!result.ok()) {
-            response = Error(result.status());
+            response = ErrorOf(result.status());
           } else if (absl::StatusOr<maas::ModelSignature> signature =
                          control_->Signature(p.model, version);
                      !signature.ok()) {
-            response = Error(signature.status());
+            response = ErrorOf(signature.status());
           } else if (absl::StatusOr<EncodedResponse> encoded = EncodeInferResponse(
-                         p.model, version, p.decoded, signature->outputs, *result);
+                         p.model, version, p.decoded, signature->outputs, *result,
+                         options_.max_response_bytes);
                      !encoded.ok()) {
-            response = Error(encoded.status());
+            response = ErrorOf(encoded.status());
           } else {
             response.body = std::move(encoded->body);
             if (encoded->json_size) {
@@ -342,7 +380,7 @@ void RestApi::Infer(HttpRequest request, const Target& target, Responder respond
             }
           }
           const absl::Duration took = absl::Now() - p.start;
-          metrics_->Record({p.model, version, "http"}, response.status == 200, took);
+          Record(p.model, version, response.status == 200, took);
           if (options_.log_requests) LogRequest(p.http, p.model, version, response.status, took);
           return response;
         };
@@ -356,7 +394,7 @@ void RestApi::Infer(HttpRequest request, const Target& target, Responder respond
           std::move(responder).SendFrom(std::move(respond));
         }
       }));
-  if (!submitted.ok()) finish(*pending, Error(submitted), 0);
+  if (!submitted.ok()) finish(*pending, ErrorOf(submitted), 0);
 }
 
 }  // namespace maasd

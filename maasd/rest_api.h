@@ -32,6 +32,12 @@ class RestApi {
  private:
   struct Target;
   void Infer(HttpRequest request, const Target& target, Responder responder);
+  // The error response of `status`, without the server's paths.
+  HttpResponse ErrorOf(const absl::Status& status) const;
+  // Counts an inference response in the metrics: by model and version when the model is
+  // deployed, else in one series for every unknown name (clients choose names: a series each
+  // would let them grow /metrics without bound).
+  void Record(const std::string& model, int64_t version, bool success, absl::Duration took);
 
   ModelControl* const control_;
   RequestMetrics* const metrics_;

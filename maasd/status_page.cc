@@ -140,13 +140,13 @@ std::string StatusJson(ModelControl& control, const RequestMetrics& requests) {
           "\"failed\":{},\"queued\":{},\"batches\":{},\"p50_ms\":{},\"p99_ms\":{},"
           "\"compute_p50_ms\":{},\"batch_size_histogram\":[{}]}}",
           v.version, absl::AsciiStrToUpper(maas::internal::ToAbsl(maas::ModelStateName(v.state))),
-          JsonString(v.reason), absl::StrJoin(aliases, ","), v.traffic_share, v.memory_bytes,
+          JsonString(control.ForClients(v.reason)), absl::StrJoin(aliases, ","), v.traffic_share, v.memory_bytes,
           s.requests, s.succeeded, failed, s.queued_requests, s.batches, Millis(latency.p50),
           Millis(latency.p99), Millis(s.compute_time.p50),
           absl::StrJoin(s.batch_size_histogram, ",")));
     }
     models.push_back(fmt::format("{{\"name\":{},\"ready\":{},\"last_error\":{},\"versions\":[{}]}}",
-                                 JsonString(name), status->ready, JsonString(status->last_error),
+                                 JsonString(name), status->ready, JsonString(control.ForClients(status->last_error)),
                                  absl::StrJoin(versions, ",")));
   }
   return fmt::format("{{\"version\":\"{}\",\"models\":[{}]}}", MAAS_VERSION_STRING,

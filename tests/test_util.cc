@@ -307,7 +307,8 @@ int RunChildCommand(const std::vector<std::string>& args) {
                   "  assert bool(torch.all(x >= 0)), 'negative input is not allowed'\n"
                   "  return x * 2.0\n",
                   {{{"x", torch::kFloat32, {2}}}, {{"y", torch::kFloat32, {2}}}});
-    // About 20-60 ms per call on one core, whatever the batch.
+    // About 30-60 ms per call (forty products of 384x384 matrices; LibTorch 2.15 with MKL on
+    // one or two cores), whatever the batch.
     ok &= publish("slow",
                   "def forward(self, x: Tensor) -> Tensor:\n"
                   "  h = self.w\n"
@@ -315,7 +316,18 @@ int RunChildCommand(const std::vector<std::string>& args) {
                   "    h = torch.tanh(torch.mm(h, self.w))\n"
                   "  return x + h.sum() * 0.0\n",
                   {{{"x", torch::kFloat32, {2}}}, {{"y", torch::kFloat32, {2}}}},
-                  {{"w", torch::full({128, 128}, 0.001f)}});
+                  {{"w", torch::full({384, 384}, 0.001f)}});
+    // Time in proportion to the rows: well under 1 ms for one, tens of ms for 256 (maasd's
+    // hostile-client suite: a batch far larger than any measured must not run on a network
+    // thread).
+    ok &= publish("rows",
+                  "def forward(self, x: Tensor) -> Tensor:\n"
+                  "  h = x\n"
+                  "  for i in range(10):\n"
+                  "    h = torch.tanh(torch.mm(h, self.w))\n"
+                  "  return h\n",
+                  {{{"x", torch::kFloat32, {512}}}, {{"y", torch::kFloat32, {512}}}},
+                  {{"w", torch::full({512, 512}, 0.001f)}});
     fs::path tagged = scratch / "tagged-1.pt";
     SaveTaggedModel(tagged, 1.0f);
     ok &= (*store)->Publish("tagged", tagged, TaggedSignature()).ok();

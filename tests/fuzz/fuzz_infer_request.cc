@@ -35,12 +35,14 @@ void CheckDecoded(const absl::StatusOr<maasd::InferRequest>& request, bool grpc,
   all_outputs.binary_data_output = binary;
   if (grpc) {
     inference::ModelInferResponse response;
-    if (!maasd::EncodeGrpcInferResponse("fuzz", 1, all_outputs, specs, request->inputs, &response)
+    if (!maasd::EncodeGrpcInferResponse("fuzz", 1, all_outputs, specs, request->inputs,
+                                          SIZE_MAX, &response)
              .ok() ||
         response.raw_output_contents_size() != static_cast<int>(specs.size())) {
       __builtin_trap();
     }
-  } else if (!maasd::EncodeInferResponse("fuzz", 1, all_outputs, specs, request->inputs).ok()) {
+  } else if (!maasd::EncodeInferResponse("fuzz", 1, all_outputs, specs, request->inputs, SIZE_MAX)
+                    .ok()) {
     __builtin_trap();
   }
 }

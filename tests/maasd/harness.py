@@ -49,8 +49,11 @@ class Maasd:
         deadline = time.time() + 120
         while not os.path.exists(port_file):
             if self.proc.poll() is not None:
+                self.log.close()
                 raise RuntimeError(f"maasd exited {self.proc.returncode}: {self.stderr()}")
             if time.time() > deadline:
+                self.proc.kill()
+                self.log.close()
                 raise RuntimeError("maasd did not start in 120 s")
             time.sleep(0.05)
         with open(port_file) as f:

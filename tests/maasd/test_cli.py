@@ -99,6 +99,24 @@ class CliTest(unittest.TestCase):
         self.assertIn("aliases: stable -> 1", text)
         self.assertIn("inputs x float32 [4]; outputs y float32 [4]; batchable", text)
 
+    def test_a_hostile_store_cannot_reach_the_terminal_or_hang_the_cli(self):
+        # A description (any text a publisher chose) with terminal escape sequences: set the
+        # window title, clear the screen; and a C1 control and a byte that is not UTF-8.
+        hostile = "ok\x1b]0;pwned\x07\x1b[2J\u009b31m"
+        self.publish_identity("--description", hostile)
+        text = self.run_ok("describe", "identity")
+        self.assertNotIn("\x1b", text)
+        self.assertNotIn("\x07", text)
+        self.assertNotIn("\u009b", text)
+        self.assertIn("ok\\x1b]0;pwned\\x07\\x1b[2J\\xc2\\x9b31m", text)
+        described = json.loads(self.run_ok("describe", "identity", "--json"))
+        self.assertEqual(described["versions"][0]["description"], hostile)  # JSON keeps it.
+        # A FIFO where model.json goes: opening it would wait for a writer forever.
+        os.mkfifo(os.path.join(self.store, "identity", "model.json"))
+        result = maas("list", store=self.store)  # maas() times out after 120 s.
+        self.assertNotEqual(result.returncode, OK)
+        self.assertIn("not a regular file", result.stderr)
+
     def test_bad_publishes_say_what_is_wrong(self):
         self.assert_exit(USAGE, "NAME:DTYPE:DIMS", "publish", "identity", artifact("identity"),
                          "--input", "x", "--output", "y:float32:4")

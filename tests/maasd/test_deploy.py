@@ -70,6 +70,22 @@ def small_store():
     return SMALL_STORE
 
 
+CERTIFICATE = None
+
+
+def test_certificate():
+    """(certificate, key) files, self-signed for 127.0.0.1, made with openssl once."""
+    global CERTIFICATE
+    if CERTIFICATE is None:
+        folder = tempfile.mkdtemp(dir=harness.SCRATCH)
+        cert, key = os.path.join(folder, "tls.crt"), os.path.join(folder, "tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=maasd", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        CERTIFICATE = (cert, key)
+    return CERTIFICATE
+
+
 def maasd_flags():
     usage = subprocess.run([harness.MAASD, "--help"], capture_output=True, text=True).stdout
     return set(re.findall(r"^\s+(--[a-z-]+)", usage, re.M))
@@ -115,11 +131,27 @@ class DeployTest(unittest.TestCase):
         self.assertIn(http, ports.values())
         if kind == "Deployment":
             self.assertEqual(ports.get("grpc"), grpc)
+        tls = "--tls-cert" in flags
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             get = container[probe]["httpGet"]
             port = get["port"]
             self.assertEqual(ports.get(port, port), http, f"{probe} port {port}")
             self.assertIn(get["path"], ("/v2/health/live", "/v2/health/ready"))
+            self.assertEqual(get.get("scheme", "HTTP"), "HTTPS" if tls else "HTTP", probe)
+        if tls:  # The files come from a mounted Secret.
+            scheme = annotations.get("prometheus.io/scheme")
+            self.assertEqual(scheme, "https")
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            pod = next(d for d in docs if d["kind"] == kind)["spec"]["template"]["spec"]
+            secrets = {v["name"] for v in pod["volumes"] if "secret" in v}
+            for flag in ("--tls-cert", "--tls-key"):
+                folder = os.path.dirname(flags[flag])
+                self.assertIn(folder, [mounts[name] for name in secrets], flag)
+        # A $(VAR) in the arguments is set from a Secret (Kubernetes expands it).
+        env = {e["name"]: e for e in container.get("env", [])}
+        for arg in container["args"]:
+            for var in re.findall(r"\$\((\w+)\)", arg):
+                self.assertIn("secretKeyRef", env[var]["valueFrom"], var)
         scrape_port = annotations.get("prometheus.io/port") or \
             annotations.get("prometheus.kserve.io/port")
         self.assertEqual(int(scrape_port), http)
@@ -134,17 +166,26 @@ class DeployTest(unittest.TestCase):
 
     def check_it_runs(self, args, container):
         """maasd with the container's arguments, but this test's store and free ports."""
+        cert, key = test_certificate()
         run_args = [a for a in args if not a.startswith(("--model-store=", "--http-port=",
-                                                        "--grpc-port="))]
+                                                        "--grpc-port=", "--tls-"))]
+        tls = any(a.startswith("--tls-cert=") for a in args)
+        if tls:
+            run_args += [f"--tls-cert={cert}", f"--tls-key={key}"]
         server = harness.Maasd(*run_args, store=small_store())
+        url = server.url.replace("http://", "https://") if tls else server.url
         try:
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 path = container[probe]["httpGet"]["path"]
                 deadline = time.time() + 60
-                while requests.get(server.url + path, timeout=10).status_code != 200:
+                while requests.get(url + path, timeout=10, verify=cert).status_code != 200:
                     self.assertLess(time.time(), deadline, f"{path} never answered 200")
                     time.sleep(0.1)
-            self.assertEqual(requests.get(server.url + "/metrics", timeout=10).status_code, 200)
+            self.assertEqual(requests.get(url + "/metrics", timeout=10, verify=cert)
+                             .status_code, 200)
+            # The repository API is restricted (its key comes from a Secret).
+            self.assertEqual(requests.post(url + "/v2/repository/index", timeout=10,
+                                           verify=cert).status_code, 403)
             self.assertIsNotNone(server.grpc_target)  # gRPC is served too
         finally:
             self.assertEqual(server.stop(), 0)
