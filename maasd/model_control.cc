@@ -6,16 +6,17 @@
 
 #include "absl_compat.h"
 #include "fmt/core.h"
+#include "posix_files.h"
 
 namespace maasd {
 
 using maas::internal::MutexLock;
 
 ModelControl::ModelControl(ModelControlOptions options) : options_(std::move(options)) {
-  std::error_code ignored;
+  std::error_code ignored;  // What cannot be resolved is not replaced.
   for (const std::filesystem::path& path :
-       {options_.store_root, std::filesystem::absolute(options_.store_root, ignored),
-        std::filesystem::weakly_canonical(options_.store_root, ignored)}) {
+       {options_.store_root, maas::internal::posix::Absolute(options_.store_root, ignored),
+        maas::internal::posix::Canonical(options_.store_root, ignored)}) {
     std::string text = path.string();
     while (text.size() > 1 && text.back() == '/') text.pop_back();
     if (text.size() > 1 && text != "." &&

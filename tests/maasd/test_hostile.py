@@ -199,17 +199,41 @@ class HttpFraming(unittest.TestCase):
             self.assertEqual(status, 431)
 
     def test_errors_name_models_and_versions_never_the_store_path(self):
-        store = os.path.realpath(harness.STORE)
-        answers = [
-            requests.get(self.server.url + "/v2/models/identity/versions/7", timeout=30),
-            requests.get(self.server.url + "/v2/models/nope", timeout=30),
-            requests.post(self.server.url + "/v2/repository/models/nope/load", timeout=30),
-            requests.post(self.server.url + "/v2/repository/index", timeout=30),
-            requests.get(self.server.url + "/v2/status", timeout=30),
-        ]
-        for answer in answers:
-            self.assertNotIn(store, answer.text, answer.url)
-            self.assertNotIn(harness.SCRATCH, answer.text, answer.url)
+        # A store whose "pair" is damaged: its load fails with a reason about its file.
+        store = os.path.join(tempfile.mkdtemp(dir=harness.SCRATCH), "store")
+        shutil.copytree(harness.STORE, store)
+        artifact = os.path.join(store, "pair", "1", "model.pt")
+        os.chmod(artifact, 0o644)
+        with open(artifact, "r+b") as f:
+            f.seek(100)
+            f.write(b"damaged")
+        server = start("--model-control-mode=explicit", "--model=identity", store=store)
+        if pb is None:
+            generate_stubs()
+        try:
+            url = server.url
+            answers = [
+                requests.get(url + "/v2/models/identity/versions/7", timeout=30),
+                requests.get(url + "/v2/models/nope", timeout=30),
+                requests.post(url + "/v2/repository/models/nope/load", timeout=30),
+                requests.post(url + "/v2/repository/models/pair/load", timeout=60),
+                requests.post(url + "/v2/repository/index", timeout=30),
+                requests.get(url + "/v2/status", timeout=30),
+            ]
+            self.assertEqual(answers[2].status_code, 404)
+            self.assertIn("model 'nope' not found in store <model-store>", answers[2].text)
+            self.assertNotEqual(answers[3].status_code, 200)
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                stub = stubs.GRPCInferenceServiceStub(channel)
+                with self.assertRaises(grpc.RpcError) as raised:
+                    stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="nope"),
+                                             timeout=30)
+            texts = [a.text for a in answers] + [raised.exception.details()]
+            for text in texts:
+                self.assertNotIn(os.path.realpath(store), text)
+                self.assertNotIn(harness.SCRATCH, text)
+        finally:
+            server.stop()
 
 
 class Amplification(unittest.TestCase):
@@ -400,11 +424,13 @@ class Metrics(unittest.TestCase):
         self.assertGreaterEqual(float(unknown[0].split()[-1]), 301)
 
     def test_invalid_utf8_in_a_url_keeps_metrics_and_the_log_valid(self):
+        request = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
+                                          "data": [1, 2, 3, 4]}]}).encode()
         with connect(self.server) as s:
-            s.sendall(b"POST /v2/models/\xff\xfe\xc3(/infer HTTP/1.1\r\nHost: x\r\n"
-                      b"Content-Length: 2\r\n\r\n{}")
+            s.sendall(b"POST /v2/models/\xff\xfe\xc3(/infer HTTP/1.1\r\nHost: x\r\n" +
+                      f"Content-Length: {len(request)}\r\n\r\n".encode() + request)
             status, _, body, _ = read_response(s)
-        self.assertIn(status, (400, 404))
+        self.assertEqual(status, 404)  # Not deployed: the answer names the model.
         json.loads(body.decode("utf-8"))  # Strict: raises on invalid UTF-8.
         metrics(self.server).decode("utf-8")
         time.sleep(0.2)
