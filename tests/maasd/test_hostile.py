@@ -330,6 +330,7 @@ class Memory(unittest.TestCase):
         while True:
             grown = settled_rss_kib(self.server, 0.5) - before
             if grown < limit:
+                print(f"\nRSS {grown >> 10:+} MiB after two 60 MiB bodies", file=sys.stderr)
                 return
             if time.time() > deadline:
                 self.fail(f"RSS grew {grown >> 10} MiB and stayed")
@@ -392,6 +393,9 @@ class NetworkThreads(unittest.TestCase):
             # The time measured for one row says nothing of 256: they ran on a worker.
             self.assertEqual(run_on_caller(server, "rows"), ran_here)
             latencies.sort()
+            print(f"\nhealth checks while 256-row batches ran: median "
+                  f"{latencies[len(latencies) // 2] * 1e3:.1f} ms, max {latencies[-1] * 1e3:.1f} "
+                  f"ms; {ran_here:.0f} single rows ran on the network thread", file=sys.stderr)
             self.assertLess(latencies[len(latencies) // 2], 0.05,
                             f"health checks took {latencies[len(latencies) // 2]:.3f} s "
                             "(median) while large batches ran")
@@ -466,6 +470,7 @@ class Descriptors(unittest.TestCase):
             used = cpu_seconds(server.proc.pid)
             time.sleep(2.0)
             busy = cpu_seconds(server.proc.pid) - used
+            print(f"\nat the descriptor limit: {busy:.2f} s of CPU in 2 s", file=sys.stderr)
             self.assertLess(busy, 0.5, f"maasd used {busy:.2f} s of CPU in 2 s idle")
             self.assertIn("cannot accept HTTP connections", server.stderr())
             for s in sockets:
@@ -550,6 +555,7 @@ class Http2RapidReset(unittest.TestCase):
             while True:  # Freed memory is given back within seconds.
                 grown = settled_rss_kib(server, 0.5) - before
                 if grown < limit:
+                    print(f"\nRSS {grown >> 10:+} MiB after 20000 streams reset", file=sys.stderr)
                     break
                 self.assertLess(time.time(), deadline, f"RSS grew {grown >> 10} MiB and stayed")
             # And the server still serves.
