@@ -54,7 +54,9 @@ def start(*flags, store=None):
     """A maasd whose freed memory is not held in ASan's quarantine longer than needed."""
     old = os.environ.get("ASAN_OPTIONS")
     if old is not None:
-        os.environ["ASAN_OPTIONS"] = f"{old}:quarantine_size_mb={QUARANTINE_MIB}"
+        # ... and whose allocator gives free pages back, as glibc's with the trimmer does.
+        os.environ["ASAN_OPTIONS"] = (f"{old}:quarantine_size_mb={QUARANTINE_MIB}"
+                                      ":allocator_release_to_os_interval_ms=100")
     try:
         return Maasd(*flags, store=store)
     finally:
@@ -550,9 +552,14 @@ class Http2RapidReset(unittest.TestCase):
             s.shutdown(socket.SHUT_RDWR)
             s.close()
             reader.join()
-            limit = (96 + (QUARANTINE_MIB if ASAN else 0)) << 10
+            # ASan's allocator keeps much of what it frees, whatever its options (+274 MiB
+            # measured, +545 before the trimmer): there the bound only catches a pile-up that
+            # grows; the plain build (ctest in ./build) checks the real one.
+            limit = (448 if ASAN else 96) << 10
             deadline = time.time() + 15
             while True:  # Freed memory is given back within seconds.
+                # (A request now and then: ASan's allocator releases pages as it allocates.)
+                stub.ServerLive(pb.ServerLiveRequest(), timeout=30)
                 grown = settled_rss_kib(server, 0.5) - before
                 if grown < limit:
                     print(f"\nRSS {grown >> 10:+} MiB after 20000 streams reset", file=sys.stderr)
