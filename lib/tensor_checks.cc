@@ -35,6 +35,13 @@ std::string ShapeProblem(const TensorSpec& spec, bool batchable, const at::Tenso
                      ShapeString(t.sizes().vec()));
 }
 
+// "float32 (FP32)".
+std::string BothNames(c10::ScalarType dtype) {
+  const std::string_view datatype = DtypeDatatypeName(dtype);
+  if (datatype.empty()) return DtypeName(dtype);
+  return fmt::format("{} ({})", DtypeName(dtype), datatype);
+}
+
 }  // namespace
 
 absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
@@ -65,9 +72,10 @@ absl::StatusOr<int64_t> CheckInputs(const ModelSignature& signature,
                       spec.name, t.device().str()));
     }
     if (t.scalar_type() != spec.dtype) {
-      return absl::InvalidArgumentError(fmt::format("{}: input '{}': expected dtype {}, got {}",
-                                                    label, spec.name, DtypeName(spec.dtype),
-                                                    DtypeName(t.scalar_type())));
+      // Both names: PyTorch's for in-process callers, the protocol's for network clients.
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: input '{}': expected dtype {}, got {}", label, spec.name, BothNames(spec.dtype),
+          BothNames(t.scalar_type())));
     }
     if (std::string problem = ShapeProblem(spec, signature.batchable, t); !problem.empty()) {
       return absl::InvalidArgumentError(

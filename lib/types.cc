@@ -10,16 +10,17 @@ namespace {
 
 struct DtypeEntry {
   c10::ScalarType dtype;
-  const char* name;
+  const char* name;      // In manifests: the Python API's name.
+  const char* datatype;  // The Open Inference Protocol's name.
 };
 
-// The dtypes maas serves, with the names used in manifests (those of the Python API).
+// The dtypes maas serves.
 constexpr DtypeEntry kDtypes[] = {
-    {c10::ScalarType::Float, "float32"}, {c10::ScalarType::Double, "float64"},
-    {c10::ScalarType::Half, "float16"},  {c10::ScalarType::BFloat16, "bfloat16"},
-    {c10::ScalarType::Byte, "uint8"},    {c10::ScalarType::Char, "int8"},
-    {c10::ScalarType::Short, "int16"},   {c10::ScalarType::Int, "int32"},
-    {c10::ScalarType::Long, "int64"},    {c10::ScalarType::Bool, "bool"},
+    {c10::ScalarType::Float, "float32", "FP32"},     {c10::ScalarType::Double, "float64", "FP64"},
+    {c10::ScalarType::Half, "float16", "FP16"},      {c10::ScalarType::BFloat16, "bfloat16", "BF16"},
+    {c10::ScalarType::Byte, "uint8", "UINT8"},       {c10::ScalarType::Char, "int8", "INT8"},
+    {c10::ScalarType::Short, "int16", "INT16"},      {c10::ScalarType::Int, "int32", "INT32"},
+    {c10::ScalarType::Long, "int64", "INT64"},       {c10::ScalarType::Bool, "bool", "BOOL"},
 };
 
 constexpr size_t kMaxRank = 16;
@@ -94,12 +95,22 @@ std::string DtypeName(c10::ScalarType dtype) {
   return fmt::format("unsupported({})", c10::toString(dtype));
 }
 
+std::string_view DtypeDatatypeName(c10::ScalarType dtype) {
+  for (const DtypeEntry& e : kDtypes) {
+    if (e.dtype == dtype) return e.datatype;
+  }
+  return {};
+}
+
 absl::StatusOr<c10::ScalarType> ParseDtype(std::string_view name) {
   for (const DtypeEntry& e : kDtypes) {
-    if (name == e.name) return e.dtype;
+    if (name == e.name || name == e.datatype) return e.dtype;
   }
-  return absl::InvalidArgumentError(
-      fmt::format("unknown dtype '{}'; expected one of {}", name, SupportedDtypeNames()));
+  return absl::InvalidArgumentError(fmt::format(
+      "unknown dtype '{}'; expected one of {} (or the protocol's names: {})", name,
+      SupportedDtypeNames(),
+      absl::StrJoin(kDtypes, ", ",
+                    [](std::string* out, const DtypeEntry& e) { out->append(e.datatype); })));
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {

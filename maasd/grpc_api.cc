@@ -160,7 +160,9 @@ grpc::ServerUnaryReactor* GrpcApi::ModelReady(grpc::CallbackServerContext* conte
     return call.Finish(s);
   }
   absl::StatusOr<bool> ready = maasd::ModelReady(*control_, request->name(), request->version());
-  if (!ready.ok()) return call.Finish(ready.status(), request->name());
+  if (!ready.ok()) {
+    return call.Finish(ForProtocol(*control_, request->name(), ready.status()), request->name());
+  }
   response->set_ready(*ready);
   return call.Finish(absl::OkStatus(), request->name());
 }
@@ -190,7 +192,10 @@ grpc::ServerUnaryReactor* GrpcApi::ModelMetadata(grpc::CallbackServerContext* co
   }
   absl::StatusOr<maasd::ModelMetadata> metadata =
       DescribeModel(*control_, request->name(), request->version());
-  if (!metadata.ok()) return call.Finish(metadata.status(), request->name());
+  if (!metadata.ok()) {
+    return call.Finish(ForProtocol(*control_, request->name(), metadata.status()),
+                       request->name());
+  }
   response->set_name(metadata->name);
   for (const std::string& version : metadata->versions) response->add_versions(version);
   response->set_platform(metadata->platform);
@@ -244,7 +249,7 @@ grpc::ServerUnaryReactor* GrpcApi::ModelInfer(grpc::CallbackServerContext* conte
         }
         call.FinishInference(status, request->model_name(), version);
       }));
-  if (!submitted.ok()) call.FinishInference(submitted, model, 0);
+  if (!submitted.ok()) call.FinishInference(ForProtocol(*control_, model, submitted), model, 0);
   return call.reactor();
 }
 

@@ -111,10 +111,20 @@ absl::StatusOr<InferRequest> DecodeGrpcInferRequest(const inference::ModelInferR
       absl::StatusOr<int64_t> micros = NonNegativeParameter("timeout (microseconds)", value);
       if (!micros.ok()) return micros.status();
       decoded.timeout = absl::Microseconds(*micros);
+    } else {
+      return UnsupportedParameter("the request", name, "priority, timeout");
     }
   }
   for (const auto& output : request.outputs()) {
+    for (const auto& [key, value] : output.parameters()) {
+      return UnsupportedParameter(fmt::format("output '{}'", output.name()), key, "");
+    }
     decoded.outputs.push_back({output.name(), false});
+  }
+  for (const auto& input : request.inputs()) {
+    for (const auto& [key, value] : input.parameters()) {
+      return UnsupportedParameter(fmt::format("input '{}'", input.name()), key, "");
+    }
   }
   if (absl::Status s = CheckOutputsDistinct(decoded.outputs); !s.ok()) return s;
   const bool raw = request.raw_input_contents_size() > 0;

@@ -22,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl_compat.h"
+#include "content_coding.h"
 #include "cpu_cores.h"
 #include "fmt/core.h"
 #include "infer_codec.h"
@@ -261,6 +262,24 @@ class ConnectionOn final : public Responder::Connection,
     request.method = std::string(message.method_string());
     request.target = std::string(message.target());
     request.body = std::move(message.body());
+    // A compressed body is inflated here, under the same limit as any body: a bomb stops at
+    // the limit (413), not after.
+    if (const auto coding = message.find(http::field::content_encoding);
+        coding != message.end() && !beast::iequals(Trimmed(coding->value()), "identity")) {
+      const std::string_view name = Trimmed(coding->value());
+      if (!IsSupportedCoding(name)) {
+        return WriteError(415, fmt::format("Content-Encoding '{}' is not supported; send gzip, "
+                                           "deflate or no encoding",
+                                           maas::internal::ValidUtf8(name)));
+      }
+      absl::StatusOr<std::string> inflated =
+          Inflate(request.body, name, shared_->options.max_body_bytes);
+      if (!inflated.ok()) {
+        return WriteError(absl::IsResourceExhausted(inflated.status()) ? 413 : 400,
+                          std::string(maas::internal::FromAbsl(inflated.status().message())));
+      }
+      request.body = *std::move(inflated);
+    }
     const auto header = message.find("Inference-Header-Content-Length");
     if (header != message.end()) {
       const std::string_view text = header->value();

@@ -140,10 +140,14 @@ absl::StatusOr<InputHeader> ReadInputHeader(dom::element input, size_t index) {
   header.tensor = *std::move(tensor);
   dom::element parameters;
   if (fields["parameters"].get(parameters) == simdjson::SUCCESS) {
-    dom::element size;
-    if (parameters["binary_data_size"].get(size) == simdjson::SUCCESS) {
+    dom::object entries;
+    if (parameters.get_object().get(entries) != simdjson::SUCCESS) {
+      return Invalid(fmt::format("{}: \"parameters\" must be an object", what));
+    }
+    for (auto [key, value] : entries) {
+      if (key != "binary_data_size") return UnsupportedParameter(what, key, "binary_data_size");
       absl::StatusOr<int64_t> bytes =
-          NonNegativeInteger(size, fmt::format("{}: binary_data_size", what));
+          NonNegativeInteger(value, fmt::format("{}: binary_data_size", what));
       if (!bytes.ok()) return bytes.status();
       header.binary_size = *bytes;
     }
@@ -202,6 +206,8 @@ absl::Status ReadParameters(dom::element parameters, InferRequest& request) {
           NonNegativeInteger(value, "parameter timeout (microseconds)");
       if (!micros.ok()) return micros.status();
       request.timeout = absl::Microseconds(*micros);
+    } else {
+      return UnsupportedParameter("the request", key, "binary_data_output, priority, timeout");
     }
   }
   return absl::OkStatus();
@@ -222,10 +228,16 @@ absl::Status ReadOutputs(dom::element outputs, InferRequest& request) {
     wanted.binary = request.binary_data_output;
     dom::element parameters;
     if (output["parameters"].get(parameters) == simdjson::SUCCESS) {
-      dom::element binary;
-      if (parameters["binary_data"].get(binary) == simdjson::SUCCESS &&
-          binary.get_bool().get(wanted.binary) != simdjson::SUCCESS) {
-        return Invalid(fmt::format("output '{}': binary_data must be true or false", name));
+      const std::string where = fmt::format("output '{}'", name);
+      dom::object entries;
+      if (parameters.get_object().get(entries) != simdjson::SUCCESS) {
+        return Invalid(fmt::format("{}: \"parameters\" must be an object", where));
+      }
+      for (auto [key, value] : entries) {
+        if (key != "binary_data") return UnsupportedParameter(where, key, "binary_data");
+        if (value.get_bool().get(wanted.binary) != simdjson::SUCCESS) {
+          return Invalid(fmt::format("{}: binary_data must be true or false", where));
+        }
       }
     }
     request.outputs.push_back(std::move(wanted));
@@ -468,6 +480,26 @@ absl::StatusOr<InferRequest> DecodeInferRequest(std::string_view body,
         fmt::format("{} bytes of binary data follow the inputs that declare them", binary.size()));
   }
   return request;
+}
+
+absl::Status UnsupportedParameter(std::string_view where, std::string_view key,
+                                  std::string_view known) {
+  std::string why;
+  if (key == "sequence_id" || key == "sequence_start" || key == "sequence_end") {
+    why = "maasd serves no sequence (stateful) models: each request runs on its own";
+  } else if (key == "shared_memory_region" || key == "shared_memory_byte_size" ||
+             key == "shared_memory_offset") {
+    why = "maasd does not implement the shared-memory extension: send the tensor in the "
+          "request (and read it from the answer)";
+  } else if (key == "classification") {
+    why = "maasd does not implement the classification extension (class_count): ask for the "
+          "output itself and take its top classes";
+  } else {
+    why = "maasd does not know it";
+  }
+  return Invalid(fmt::format("{}: parameter '{}' is not supported ({}); {} takes {}", where,
+                             maas::internal::ValidUtf8(key), why, where,
+                             known.empty() ? "no parameters" : known));
 }
 
 absl::Status CheckOutputsDistinct(const std::vector<InferRequest::Output>& outputs) {

@@ -82,6 +82,14 @@ absl::StatusOr<std::vector<ChosenOutput>> ChooseOutputs(std::string_view model, 
                                                         const InferRequest& request,
                                                         const std::vector<maas::TensorSpec>& specs);
 
+// InvalidArgument for the parameter `key` of `where` ("the request", "input 'x'", "output 'y'")
+// that maasd does not implement: it is refused rather than ignored, since a client relying on
+// it would otherwise get a different answer than it asked for (stale shared memory, scores
+// instead of labels, a stateless run of a sequence step). The message says why and lists
+// `known`, the parameters of that place maasd does implement.
+absl::Status UnsupportedParameter(std::string_view where, std::string_view key,
+                                  std::string_view known);
+
 // InvalidArgument naming an output that `outputs` asks for twice (a request naming one output
 // many times would otherwise get an answer many times its size).
 absl::Status CheckOutputsDistinct(const std::vector<InferRequest::Output>& outputs);

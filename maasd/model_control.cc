@@ -154,18 +154,21 @@ absl::StatusOr<int64_t> ModelControl::ServedVersion(const std::string& model,
   absl::StatusOr<maas::ModelStatus> status = server_->Describe(model);
   if (!status.ok()) return status.status();
   const maas::VersionStatus* best = nullptr;
+  const maas::VersionStatus* newest = nullptr;  // "latest": the newest that serves, as routing
+                                                // takes it (not the newest still loading).
   for (const maas::VersionStatus& v : status->versions) {
     if (v.state != maas::ModelState::kReady && v.state != maas::ModelState::kUnloaded) continue;
     if (!selector.empty()) {
       const bool named =
           std::to_string(v.version) == selector ||
-          std::find(v.aliases.begin(), v.aliases.end(), selector) != v.aliases.end() ||
-          (selector == "latest" && v.version == status->versions.back().version);
+          std::find(v.aliases.begin(), v.aliases.end(), selector) != v.aliases.end();
       if (named) return v.version;
+      if (newest == nullptr || v.version > newest->version) newest = &v;
       continue;
     }
     if (best == nullptr || v.traffic_share > best->traffic_share) best = &v;
   }
+  if (selector == "latest" && newest != nullptr) return newest->version;
   if (best != nullptr) return best->version;
   return absl::NotFoundError(
       selector.empty() ? fmt::format("model '{}' has no ready version{}", model,

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "datatypes.h"
+#include "fmt/core.h"
 
 namespace maasd {
 namespace {
@@ -35,6 +36,13 @@ std::string_view StateName(maas::ModelState state) {
 
 std::string Platform(maas::ModelFormat format) {
   return "pytorch_" + std::string(maas::ModelFormatName(format));
+}
+
+absl::Status ForProtocol(ModelControl& control, const std::string& model, absl::Status status) {
+  if (!absl::IsNotFound(status)) return status;
+  const std::vector<std::string> deployed = control.server().Models();
+  if (std::find(deployed.begin(), deployed.end(), model) != deployed.end()) return status;
+  return absl::NotFoundError(fmt::format("Request for unknown model: '{}' is not found", model));
 }
 
 absl::StatusOr<ModelMetadata> DescribeModel(ModelControl& control, const std::string& model,

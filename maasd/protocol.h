@@ -51,6 +51,11 @@ struct ModelMetadata {
   std::vector<TensorMetadata> outputs;
 };
 
+// `status` as a client of the protocol expects it: when it is NotFound because `model` is not
+// deployed at all, "Request for unknown model: 'x' is not found", Triton's words (its
+// clients and examples test for them), without the list of deployed models.
+absl::Status ForProtocol(ModelControl& control, const std::string& model, absl::Status status);
+
 // The metadata of the version of `model` that `version` names (empty: the one a request naming
 // none would most likely reach). NotFound: not deployed, or no such ready version.
 absl::StatusOr<ModelMetadata> DescribeModel(ModelControl& control, const std::string& model,

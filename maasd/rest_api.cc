@@ -286,14 +286,16 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   if (target.action == "ready") {
     if (denied(ApiGroup::kHealth)) return;
     absl::StatusOr<bool> ready = ModelReady(*control_, target.model, target.version);
-    if (!ready.ok()) return reply(ErrorOf(ready.status()));
+    if (!ready.ok()) return reply(ErrorOf(ForProtocol(*control_, target.model, ready.status())));
     return reply(Json(*ready ? 200 : 503, fmt::format("{{\"name\":{},\"ready\":{}}}",
                                                       JsonString(target.model), *ready)));
   }
   if (target.action == "stats") {
     if (denied(ApiGroup::kStatistics)) return;
     absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model);
-    if (!status.ok()) return reply(ErrorOf(status.status()));
+    if (!status.ok()) {
+      return reply(ErrorOf(ForProtocol(*control_, target.model, status.status())));
+    }
     std::vector<std::string> entries;
     for (const maas::VersionStatus& v : status->versions) {
       if (!target.version.empty() && std::to_string(v.version) != target.version) continue;
@@ -306,7 +308,9 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (denied(ApiGroup::kMetadata)) return;
   absl::StatusOr<ModelMetadata> metadata = DescribeModel(*control_, target.model, target.version);
-  if (!metadata.ok()) return reply(ErrorOf(metadata.status()));
+  if (!metadata.ok()) {
+    return reply(ErrorOf(ForProtocol(*control_, target.model, metadata.status())));
+  }
   std::vector<std::string> versions;
   for (const std::string& v : metadata->versions) versions.push_back(JsonString(v));
   reply(Json(200, fmt::format("{{\"name\":{},\"versions\":[{}],\"platform\":\"{}\",\"inputs\":{},"
@@ -394,7 +398,9 @@ void RestApi::Infer(HttpRequest request, const Target& target, Responder respond
           std::move(responder).SendFrom(std::move(respond));
         }
       }));
-  if (!submitted.ok()) finish(*pending, ErrorOf(submitted), 0);
+  if (!submitted.ok()) {
+    finish(*pending, ErrorOf(ForProtocol(*control_, pending->model, submitted)), 0);
+  }
 }
 
 }  // namespace maasd

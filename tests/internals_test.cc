@@ -309,9 +309,17 @@ TEST(DtypeTest, NamesRoundTrip) {
                             c10::ScalarType::Short, c10::ScalarType::Int, c10::ScalarType::Long,
                             c10::ScalarType::Bool}) {
     EXPECT_EQ(*ParseDtype(DtypeName(t)), t);
+    // The Open Inference Protocol's names too, as KServe and Triton users write them.
+    EXPECT_EQ(*ParseDtype(std::string(DtypeDatatypeName(t))), t);
   }
   EXPECT_EQ(DtypeName(c10::ScalarType::Float), "float32");
-  EXPECT_THAT(std::string(ParseDtype("float").status().message()), HasSubstr("float32"));
+  EXPECT_EQ(DtypeDatatypeName(c10::ScalarType::Float), "FP32");
+  EXPECT_EQ(DtypeDatatypeName(c10::ScalarType::BFloat16), "BF16");
+  EXPECT_TRUE(DtypeDatatypeName(c10::ScalarType::ComplexFloat).empty());
+  const std::string unknown(ParseDtype("float").status().message());
+  EXPECT_THAT(unknown, HasSubstr("float32"));
+  EXPECT_THAT(unknown, HasSubstr("FP32"));
+  EXPECT_FALSE(ParseDtype("fp32").ok());  // Names are exact.
 }
 
 }  // namespace

@@ -162,7 +162,8 @@ TEST_F(PackageTest, SeveralInputsAndOutputsOfSeveralDtypes) {
   ExpectClose((*got)[1], (*want)[1]);
   absl::StatusOr<std::vector<at::Tensor>> wrong_dtype = package->Run({x, scale.to(torch::kInt32)});
   EXPECT_EQ(wrong_dtype.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(wrong_dtype.status().message(), HasSubstr("input 'scale': expected dtype int64, got int32"));
+  EXPECT_THAT(wrong_dtype.status().message(),
+              HasSubstr("input 'scale': expected dtype int64 (INT64), got int32 (INT32)"));
 }
 
 TEST_F(PackageTest, PublishRefusesASignatureThePackageContradicts) {

@@ -94,7 +94,12 @@ struct ModelInfo {
 // "bool", ...), or "unsupported(<c10 name>)" for a type maas does not serve.
 std::string DtypeName(c10::ScalarType dtype);
 
-// Parses a name produced by DtypeName. InvalidArgument, listing the accepted names, otherwise.
+// The Open Inference Protocol's (KServe v2, Triton) name of `dtype`: "FP32", "INT64", "BOOL",
+// ...; "BF16" for bfloat16, as Triton names it. Empty for a type maas does not serve.
+std::string_view DtypeDatatypeName(c10::ScalarType dtype);
+
+// Parses a name produced by DtypeName ("float32") or DtypeDatatypeName ("FP32"), as users of
+// PyTorch and of KServe know them. InvalidArgument, listing the accepted names, otherwise.
 absl::StatusOr<c10::ScalarType> ParseDtype(std::string_view name);
 
 // Formats a per-item shape as "[3, -1, 224]".

@@ -117,6 +117,12 @@ class CliTest(unittest.TestCase):
         self.assertNotEqual(result.returncode, OK)
         self.assertIn("not a regular file", result.stderr)
 
+    def test_the_protocols_datatype_names_are_accepted(self):
+        published = json.loads(self.run_ok("--json", "publish", "identity", artifact("identity"),
+                                           "--input", "x:FP32:4", "--output", "y:FP32:4"))
+        self.assertEqual(published["signature"]["inputs"],
+                         [{"name": "x", "dtype": "float32", "shape": [4]}])
+
     def test_bad_publishes_say_what_is_wrong(self):
         self.assert_exit(USAGE, "NAME:DTYPE:DIMS", "publish", "identity", artifact("identity"),
                          "--input", "x", "--output", "y:float32:4")

@@ -204,6 +204,29 @@ class GrpcApiTest(unittest.TestCase):
         out = self.stub.ModelInfer(fp32_request("identity", [1, 4], [1, 2, 3, 4]))
         self.assertEqual(fp32_output(out), [1, 2, 3, 4])
 
+    def test_an_unknown_model_is_named_in_tritons_words(self):
+        for call in (lambda: self.stub.ModelInfer(fp32_request("nope", [1, 4], [1, 2, 3, 4])),
+                     lambda: self.stub.ModelMetadata(pb.ModelMetadataRequest(name="nope")),
+                     lambda: self.stub.ModelReady(pb.ModelReadyRequest(name="nope"))):
+            self.assert_fails(call, grpc.StatusCode.NOT_FOUND,
+                              "Request for unknown model: 'nope' is not found")
+
+    def test_parameters_maasd_does_not_implement_are_refused_not_ignored(self):
+        sequence = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        sequence.parameters["sequence_id"].int64_param = 7
+        self.assert_fails(lambda: self.stub.ModelInfer(sequence),
+                          grpc.StatusCode.INVALID_ARGUMENT,
+                          "the request: parameter 'sequence_id' is not supported")
+        classification = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        classification.outputs.add(name="y").parameters["classification"].int64_param = 2
+        self.assert_fails(lambda: self.stub.ModelInfer(classification),
+                          grpc.StatusCode.INVALID_ARGUMENT,
+                          "output 'y': parameter 'classification' is not supported")
+        shared = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        shared.inputs[0].parameters["shared_memory_region"].string_param = "region"
+        self.assert_fails(lambda: self.stub.ModelInfer(shared), grpc.StatusCode.INVALID_ARGUMENT,
+                          "input 'x': parameter 'shared_memory_region' is not supported")
+
     def test_a_model_error_is_internal_and_spoils_nothing_else(self):
         self.assert_fails(lambda: self.stub.ModelInfer(fp32_request("picky", [1, 2], [-1, 1])),
                           grpc.StatusCode.INTERNAL, "negative input is not allowed")

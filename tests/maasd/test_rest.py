@@ -5,7 +5,9 @@ ephemeral ports, with models built in C++ (maas_tests --maas-child maasd-store).
 
 Usage: test_rest.py --maasd PATH --maas-tests PATH [unittest arguments]
 """
+import gzip
 import json
+import os
 import shutil
 import signal
 import socket
@@ -16,6 +18,7 @@ import tempfile
 import threading
 import time
 import unittest
+import zlib
 
 import requests
 
@@ -207,6 +210,76 @@ class RestApiTest(unittest.TestCase):
         self.assertEqual(self.post("/v2/models/identity/infer",
                                    json=infer_body("x", "FP32", [1, 4], [1, 2, 3, 4])).status_code,
                          200)
+
+    def test_an_unknown_model_is_named_in_tritons_words(self):
+        # Triton's clients and examples test that the message starts so.
+        body = infer_body("x", "FP32", [1, 4], [1, 2, 3, 4])
+        for response in (self.post("/v2/models/nope/infer", json=body),
+                         self.get("/v2/models/nope"), self.get("/v2/models/nope/ready"),
+                         self.get("/v2/models/nope/stats")):
+            self.assertEqual(response.status_code, 404, response.url)
+            self.assertTrue(response.json()["error"].startswith(
+                "Request for unknown model: 'nope' is not found"), response.text)
+            self.assertNotIn("identity", response.text)  # Deployed models are not listed.
+
+    def test_a_wrong_datatype_is_named_as_the_protocol_names_it(self):
+        response = self.post("/v2/models/identity/infer",
+                             json=infer_body("x", "INT32", [1, 4], [1, 2, 3, 4]))
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("expected dtype float32 (FP32), got int32 (INT32)", response.json()["error"])
+
+    def test_parameters_maasd_does_not_implement_are_refused_not_ignored(self):
+        x = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+        shm = {"shared_memory_region": "r", "shared_memory_byte_size": 16}
+        cases = [
+            ({"inputs": [x], "parameters": {"sequence_id": 7, "sequence_start": True}},
+             "the request: parameter 'sequence_id' is not supported (maasd serves no sequence"),
+            ({"inputs": [x], "parameters": {"something": 1}},
+             "parameter 'something' is not supported (maasd does not know it); the request "
+             "takes binary_data_output, priority, timeout"),
+            ({"inputs": [dict(x, parameters=shm)]},
+             "input 'x': parameter 'shared_memory_region' is not supported (maasd does not "
+             "implement the shared-memory extension"),
+            ({"inputs": [x], "outputs": [{"name": "y", "parameters": shm}]},
+             "output 'y': parameter 'shared_memory_region' is not supported"),
+            ({"inputs": [x], "outputs": [{"name": "y", "parameters": {"classification": 3}}]},
+             "output 'y': parameter 'classification' is not supported (maasd does not implement "
+             "the classification extension"),
+        ]
+        for body, fragment in cases:
+            with self.subTest(fragment=fragment):
+                response = self.post("/v2/models/identity/infer", json=body)
+                self.assertEqual(response.status_code, 400, response.text)
+                self.assertIn(fragment, response.json()["error"])
+        # What tritonclient sends when none of those is used still works.
+        response = self.post("/v2/models/identity/infer", json={
+            "inputs": [x], "outputs": [{"name": "y", "parameters": {"binary_data": False}}],
+            "parameters": {"priority": 1, "timeout": 1000000}})
+        self.assertEqual(response.status_code, 200, response.text)
+
+    def test_compressed_request_bodies(self):
+        body = json.dumps(infer_body("x", "FP32", [1, 4], [1, 2, 3, 4])).encode()
+        raw = zlib.compressobj(wbits=-15)
+        for coding, data in [("gzip", gzip.compress(body)), ("deflate", zlib.compress(body)),
+                             ("deflate", raw.compress(body) + raw.flush()),
+                             ("GZIP", gzip.compress(body)), ("identity", body)]:
+            with self.subTest(coding=coding):
+                response = self.post("/v2/models/identity/infer", data=data,
+                                     headers={"Content-Encoding": coding})
+                self.assertEqual(response.status_code, 200, response.text)
+                self.assertEqual(response.json()["outputs"][0]["data"], [1, 2, 3, 4])
+        refused = [("br", body, 415, "Content-Encoding 'br' is not supported"),
+                   ("gzip", body, 400, "not valid gzip data"),
+                   ("gzip", gzip.compress(body)[:-9], 400, "not valid gzip data"),
+                   # 0.1 MiB that inflates to 100 MiB: stopped at the 64 MiB body limit.
+                   ("gzip", gzip.compress(bytes(100 << 20)), 413,
+                    "inflates (gzip) to more than the limit of 67108864 bytes")]
+        for coding, data, status, fragment in refused:
+            with self.subTest(coding=coding, status=status):
+                response = requests.post(self.url + "/v2/models/identity/infer", data=data,
+                                         headers={"Content-Encoding": coding}, timeout=60)
+                self.assertEqual(response.status_code, status, response.text)
+                self.assertIn(fragment, response.json()["error"])
 
     def test_a_model_error_is_500_and_spoils_nothing_else(self):
         bad = self.post("/v2/models/picky/infer", json=infer_body("x", "FP32", [1, 2], [-1, 1]))
@@ -416,6 +489,43 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(
                 requests.post(url + "/v2/repository/models/identity/unload").status_code, 200)
             self.assertEqual(requests.get(url + "/v2/models/identity/ready").status_code, 404)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_latest_means_the_newest_version_that_serves_everywhere(self):
+        # Version 2 of "tagged" is published damaged: it fails to load and 1 keeps serving.
+        # Metadata, readiness and inference must all take "latest" to be 1 then.
+        store = os.path.join(tempfile.mkdtemp(dir=harness.SCRATCH), "store")
+        shutil.copytree(harness.STORE, store)
+        server = Maasd("--model-control-mode=poll", "--poll-interval=100ms", "--model=tagged",
+                       store=store)
+        try:
+            # Published into a copy, damaged there, then moved in whole (maasd never sees it
+            # intact).
+            staging = os.path.join(tempfile.mkdtemp(dir=harness.SCRATCH), "store")
+            shutil.copytree(store, staging)
+            harness.child("publish-tagged", staging, "tagged", "2")
+            artifact = os.path.join(staging, "tagged", "2", "model.pt")
+            os.chmod(artifact, 0o644)
+            with open(artifact, "r+b") as f:
+                f.seek(64)
+                f.write(b"damaged")
+            os.rename(os.path.join(staging, "tagged", "2"), os.path.join(store, "tagged", "2"))
+            deadline = time.time() + 30
+            while True:  # Until the store's version 2 has been tried (and failed).
+                index = requests.post(server.url + "/v2/repository/index", timeout=30).json()
+                if any(e.get("version") == "2" for e in index) or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            url = server.url + "/v2/models/tagged/versions/latest"
+            metadata = requests.get(url, timeout=30)
+            self.assertEqual(metadata.status_code, 200, metadata.text)
+            self.assertEqual(metadata.json()["versions"], ["1"])
+            self.assertEqual(requests.get(url + "/ready", timeout=30).status_code, 200)
+            answer = requests.post(url + "/infer", timeout=30, json=infer_body(
+                "x", "FP32", [1, 2], [1, 1]))
+            self.assertEqual(answer.status_code, 200, answer.text)
+            self.assertEqual(answer.json()["model_version"], "1")
         finally:
             self.assertEqual(server.stop(), 0)
 
