@@ -56,6 +56,7 @@ ModelQueue::ModelQueue(std::string label, int64_t version,
                                    [](const Worker& worker) { return worker.wide; })),
       queue_(label_, options_, signature_.batchable) {
   stats_.batch_size_histogram.assign(static_cast<size_t>(options_.max_batch_size) + 1, 0);
+  stats_.compute_by_batch_size.assign(static_cast<size_t>(options_.max_batch_size) + 1, {});
   busy_.assign(workers_.size(), false);
   MutexLock lock(&mu_);
   queue_.SetParallelBatches(static_cast<int>(std::count_if(
@@ -307,6 +308,8 @@ std::optional<InferenceResult> ModelQueue::RunHere(std::unique_ptr<Request>* tak
   CountAnswer(result.status());
   --borrowed_;
   RecordExecution(slot, request->items, start, end, result.ok(), /*too_large=*/false);
+  RecordComputeTimes(request->items, result.ok() ? 1 : 0, {0, absl::ZeroDuration(), end - start,
+                                                           absl::ZeroDuration()});
   if (!queue_.empty() || stopping_) {
     // Requests queued meanwhile, or a Stop waiting for the workers to exit: the slot's worker
     // may be waiting to have it back.
@@ -467,6 +470,7 @@ void ModelQueue::Execute(size_t worker, std::vector<std::unique_ptr<Request>> ba
 
   if (cores > 0) cores_->Acquire(cores);
   const absl::Time start = clock_->Now();
+  absl::Time assembled = start;  // When the inputs were ready for the model.
   InferenceResult result;
   try {
     // One request runs on its own tensors; several are concatenated along the batch dimension.
@@ -476,7 +480,9 @@ void ModelQueue::Execute(size_t worker, std::vector<std::unique_ptr<Request>> ba
       std::vector<const std::vector<at::Tensor>*> inputs;
       inputs.reserve(batch.size());
       for (const std::unique_ptr<Request>& request : batch) inputs.push_back(&request->inputs);
-      result = run(Concatenate(inputs, session->device()));
+      std::vector<at::Tensor> joined = Concatenate(inputs, session->device());
+      assembled = clock_->Now();
+      result = run(joined);
     }
   } catch (...) {
     result = StatusFromCurrentException(absl::StatusCode::kInternal,
@@ -515,9 +521,13 @@ void ModelQueue::Execute(size_t worker, std::vector<std::unique_ptr<Request>> ba
     for (std::vector<at::Tensor>& mine : SplitRows(*result, rows))
       answers.push_back(std::move(mine));
   }
+  const absl::Time split = clock_->Now();
 
   {
     MutexLock lock(&mu_);
+    int64_t answered = 0;
+    for (const InferenceResult& answer : answers) answered += answer.ok() ? 1 : 0;
+    RecordComputeTimes(items, answered, {0, assembled - start, end - assembled, split - end});
     for (size_t i = 0; i < batch.size(); ++i) {
       queue_time_.Record(start - batch[i]->enqueued);
       CountAnswer(answers[i].status());
@@ -544,6 +554,19 @@ void ModelQueue::RecordExecution(size_t worker, int64_t items, absl::Time start,
                   workers_[worker].wide);
   if (too_large) queue_.TooLarge(items);
   busy_[worker] = false;
+}
+
+void ModelQueue::RecordComputeTimes(int64_t items, int64_t answered, const ComputeTimes& times) {
+  const auto add = [&times](ComputeTimes& to, int64_t count) {
+    to.count += count;
+    to.input += times.input * count;
+    to.infer += times.infer * count;
+    to.output += times.output * count;
+  };
+  add(stats_.request_compute, answered);
+  add(stats_.compute_by_batch_size[static_cast<size_t>(std::min(items, options_.max_batch_size))],
+      1);
+  stats_.last_execution = absl::Now();  // Wall time, for reports (clock_ may be a test's).
 }
 
 void ModelQueue::CountAnswer(const absl::Status& status) {

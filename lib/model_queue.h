@@ -153,6 +153,10 @@ class ModelQueue {
   // Runs a batch on worker `worker` (which the caller has marked busy) and answers it.
   void Execute(size_t worker, std::vector<std::unique_ptr<Request>> batch);
   void CountAnswer(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds an execution of `items` items that answered `answered` requests with outputs and
+  // took `times` (count unused) to request_compute and compute_by_batch_size.
+  void RecordComputeTimes(int64_t items, int64_t answered, const ComputeTimes& times)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records one execution of `items` items in the statistics, ends it in the queue and frees
   // the worker. `too_large`: it failed, though each of its requests succeeded alone.
   void RecordExecution(size_t worker, int64_t items, absl::Time start, absl::Time end, bool ok,

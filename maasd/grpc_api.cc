@@ -177,7 +177,9 @@ grpc::ServerUnaryReactor* GrpcApi::ServerMetadata(grpc::CallbackServerContext* c
   }
   response->set_name(std::string(kServerName));
   response->set_version(MAAS_VERSION_STRING);
+  // As REST's /v2 lists them (binary_tensor_data is REST's own).
   response->add_extensions("model_repository");
+  response->add_extensions("statistics");
   return call.Finish(absl::OkStatus());
 }
 
@@ -301,6 +303,50 @@ grpc::ServerUnaryReactor* GrpcApi::RepositoryModelUnload(
   const std::string model = request->model_name();
   control_->Unload(model, [call, model](absl::Status status) { call.Finish(status, model); });
   return call.reactor();
+}
+
+grpc::ServerUnaryReactor* GrpcApi::ModelStatistics(
+    grpc::CallbackServerContext* context, const inference::ModelStatisticsRequest* request,
+    inference::ModelStatisticsResponse* response) {
+  const Running running(stopping_, running_);
+  const Call call(this, context, "ModelStatistics");
+  if (running.refused()) return call.Finish(Stopping());
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kStatistics); !s.ok()) {
+    return call.Finish(s);
+  }
+  absl::StatusOr<std::vector<VersionStatistics>> all =
+      Statistics(*control_, *metrics_, request->name(), request->version());
+  if (!all.ok()) return call.Finish(all.status(), request->name());
+  const auto fill = [](const VersionStatistics::Duration& from,
+                       inference::StatisticDuration* to) {
+    to->set_count(static_cast<uint64_t>(from.count));
+    to->set_ns(static_cast<uint64_t>(from.ns));
+  };
+  for (const VersionStatistics& v : *all) {
+    inference::ModelStatistics* out = response->add_model_stats();
+    out->set_name(v.name);
+    out->set_version(v.version);
+    out->set_last_inference(static_cast<uint64_t>(v.last_inference_ms));
+    out->set_inference_count(static_cast<uint64_t>(v.inference_count));
+    out->set_execution_count(static_cast<uint64_t>(v.execution_count));
+    inference::InferStatistics* stats = out->mutable_inference_stats();
+    fill(v.success, stats->mutable_success());
+    fill(v.fail, stats->mutable_fail());
+    fill(v.queue, stats->mutable_queue());
+    fill(v.compute_input, stats->mutable_compute_input());
+    fill(v.compute_infer, stats->mutable_compute_infer());
+    fill(v.compute_output, stats->mutable_compute_output());
+    stats->mutable_cache_hit();
+    stats->mutable_cache_miss();
+    for (const VersionStatistics::Batch& b : v.batch_stats) {
+      inference::InferBatchStatistics* batch = out->add_batch_stats();
+      batch->set_batch_size(static_cast<uint64_t>(b.batch_size));
+      fill(b.compute_input, batch->mutable_compute_input());
+      fill(b.compute_infer, batch->mutable_compute_infer());
+      fill(b.compute_output, batch->mutable_compute_output());
+    }
+  }
+  return call.Finish(absl::OkStatus(), request->name());
 }
 
 GrpcServer::GrpcServer(std::unique_ptr<grpc::Server> server, int port)

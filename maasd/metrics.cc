@@ -202,16 +202,24 @@ std::string RenderMetrics(ModelControl& control, const RequestMetrics& requests,
   triton("nv_inference_queue_duration_us", "counter",
          "Cumulative queue time of requests, microseconds (Triton's name).",
          [](const maas::ModelStats& s) { return absl::ToDoubleMicroseconds(s.queue_time.sum); });
-  triton("nv_inference_compute_infer_duration_us", "counter",
-         "Cumulative execution time, microseconds; includes batch assembly and split (Triton's "
-         "name).",
-         [](const maas::ModelStats& s) { return absl::ToDoubleMicroseconds(s.compute_time.sum); });
   triton("nv_inference_compute_input_duration_us", "counter",
-         "Always 0: maas counts input assembly in nv_inference_compute_infer_duration_us.",
-         [](const maas::ModelStats&) { return 0.0; });
+         "Cumulative time assembling batches, charged to each request answered, microseconds "
+         "(Triton's name).",
+         [](const maas::ModelStats& s) {
+           return absl::ToDoubleMicroseconds(s.request_compute.input);
+         });
+  triton("nv_inference_compute_infer_duration_us", "counter",
+         "Cumulative model execution time, charged to each request answered, microseconds "
+         "(Triton's name).",
+         [](const maas::ModelStats& s) {
+           return absl::ToDoubleMicroseconds(s.request_compute.infer);
+         });
   triton("nv_inference_compute_output_duration_us", "counter",
-         "Always 0: maas counts the output split in nv_inference_compute_infer_duration_us.",
-         [](const maas::ModelStats&) { return 0.0; });
+         "Cumulative time splitting outputs, charged to each request answered, microseconds "
+         "(Triton's name).",
+         [](const maas::ModelStats& s) {
+           return absl::ToDoubleMicroseconds(s.request_compute.output);
+         });
   w.Family("nv_inference_request_duration_us", "counter",
            "Cumulative end-to-end request time at the server, microseconds (Triton's name).");
   std::map<std::pair<std::string, int64_t>, double> request_us;

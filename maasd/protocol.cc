@@ -96,6 +96,70 @@ absl::StatusOr<std::vector<IndexEntry>> RepositoryIndex(ModelControl& control, b
   return entries;
 }
 
+namespace {
+
+VersionStatistics::Duration Of(int64_t count, absl::Duration total) {
+  return {count, absl::ToInt64Nanoseconds(total)};
+}
+
+VersionStatistics StatisticsOf(const std::string& model, const maas::VersionStatus& v,
+                               const std::map<RequestMetrics::Key, RequestMetrics::Series>& series) {
+  const maas::ModelStats& s = v.stats;
+  VersionStatistics out;
+  out.name = model;
+  out.version = std::to_string(v.version);
+  if (s.last_execution != absl::InfinitePast()) {
+    out.last_inference_ms = absl::ToUnixMillis(s.last_execution);
+  }
+  out.inference_count = s.items;
+  out.execution_count = s.batches;
+  // Counts from the Server (it counts the requests it refused for this version too); times
+  // from arrival to answer at maasd's network layer.
+  out.success.count = s.succeeded;
+  for (const auto& [code, count] : s.failures) out.fail.count += count;
+  for (const auto& [key, network] : series) {
+    if (key.model != model || key.version != v.version) continue;
+    out.success.ns += absl::ToInt64Nanoseconds(network.success_time);
+    out.fail.ns += absl::ToInt64Nanoseconds(network.failure_time);
+  }
+  out.queue = Of(s.queue_time.count, s.queue_time.sum);
+  const maas::ComputeTimes& c = s.request_compute;
+  out.compute_input = Of(c.count, c.input);
+  out.compute_infer = Of(c.count, c.infer);
+  out.compute_output = Of(c.count, c.output);
+  for (size_t n = 1; n < s.compute_by_batch_size.size(); ++n) {
+    const maas::ComputeTimes& b = s.compute_by_batch_size[n];
+    if (b.count == 0) continue;
+    out.batch_stats.push_back({static_cast<int64_t>(n), Of(b.count, b.input),
+                               Of(b.count, b.infer), Of(b.count, b.output)});
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<VersionStatistics>> Statistics(ModelControl& control,
+                                                          const RequestMetrics& requests,
+                                                          const std::string& model,
+                                                          const std::string& version) {
+  const std::vector<std::string> models =
+      model.empty() ? control.server().Models() : std::vector<std::string>{model};
+  const std::map<RequestMetrics::Key, RequestMetrics::Series> series = requests.Snapshot();
+  std::vector<VersionStatistics> out;
+  for (const std::string& name : models) {
+    absl::StatusOr<maas::ModelStatus> status = control.server().Describe(name);
+    if (!status.ok()) {
+      if (model.empty()) continue;  // Undeployed meanwhile.
+      return ForProtocol(control, name, status.status());
+    }
+    for (const maas::VersionStatus& v : status->versions) {
+      if (!version.empty() && std::to_string(v.version) != version) continue;
+      out.push_back(StatisticsOf(name, v, series));
+    }
+  }
+  return out;
+}
+
 maas::ServerRequestOptions RequestOptionsFor(const InferRequest& request, std::string version,
                                              int64_t default_priority_level) {
   maas::ServerRequestOptions options;

@@ -14,6 +14,7 @@
 #include "infer_codec.h"
 #include "maas/request.h"
 #include "model_control.h"
+#include "request_metrics.h"
 
 namespace maasd {
 
@@ -75,6 +76,36 @@ struct IndexEntry {
 
 // Every model of the store, a line per deployed version (only the ready ones if `only_ready`).
 absl::StatusOr<std::vector<IndexEntry>> RepositoryIndex(ModelControl& control, bool only_ready);
+
+// Triton's statistics of one version (its statistics extension, REST and gRPC alike).
+struct VersionStatistics {
+  struct Duration {  // StatisticDuration
+    int64_t count = 0;
+    int64_t ns = 0;
+  };
+  struct Batch {
+    int64_t batch_size = 0;
+    Duration compute_input, compute_infer, compute_output;
+  };
+  std::string name;
+  std::string version;
+  int64_t last_inference_ms = 0;  // Since the epoch; 0: never ran.
+  int64_t inference_count = 0;    // Items.
+  int64_t execution_count = 0;    // Batches.
+  // success and fail: requests answered, counted by the Server; their time from arrival to
+  // answer at the network (fail's excludes requests refused before a version was chosen, such
+  // as an input missing: counted, but their time is not the version's). queue and compute_*:
+  // per request, from the Server.
+  Duration success, fail, queue, compute_input, compute_infer, compute_output;
+  std::vector<Batch> batch_stats;  // Only the sizes that ran.
+};
+
+// The statistics of `model` (every deployed model when empty), of every version or the one
+// `version` names. NotFound: `model` is not deployed.
+absl::StatusOr<std::vector<VersionStatistics>> Statistics(ModelControl& control,
+                                                          const RequestMetrics& requests,
+                                                          const std::string& model,
+                                                          const std::string& version);
 
 // The options of `request` for Server::Submit: the version asked for, the inputs' names, the
 // priority (the protocol's level 1 is the highest and 0 means `default_priority_level`) and the

@@ -6,6 +6,7 @@ void RequestMetrics::Record(const Key& key, bool success, absl::Duration latency
   maas::internal::MutexLock lock(&mu_);
   Series& series = series_[key];
   ++(success ? series.success : series.failure);
+  (success ? series.success_time : series.failure_time) += latency;
   series.latency.Record(latency);
 }
 

@@ -30,6 +30,8 @@ class RequestMetrics {
   struct Series {
     int64_t success = 0;
     int64_t failure = 0;
+    absl::Duration success_time;  // Cumulative latency of the successful requests...
+    absl::Duration failure_time;  // ... and of the failed ones.
     maas::internal::DurationHistogram latency;  // Of every answered request.
   };
 

@@ -73,30 +73,34 @@ std::string TensorsJson(const std::vector<TensorMetadata>& tensors) {
   return fmt::format("[{}]", absl::StrJoin(entries, ","));
 }
 
-std::string Duration(absl::Duration d) { return fmt::format("{}", absl::ToInt64Nanoseconds(d)); }
+std::string StatisticJson(const VersionStatistics::Duration& d) {
+  return fmt::format("{{\"count\":{},\"ns\":{}}}", d.count, d.ns);
+}
 
-// The Triton statistics extension's entry for one version.
-std::string VersionStats(const std::string& model, const maas::VersionStatus& v) {
-  const maas::ModelStats& s = v.stats;
-  int64_t failed = 0;
-  for (const auto& [code, count] : s.failures) failed += count;
-  std::vector<std::string> batches;
-  for (size_t n = 1; n < s.batch_size_histogram.size(); ++n) {
-    if (s.batch_size_histogram[n] == 0) continue;
-    batches.push_back(
-        fmt::format("{{\"batch_size\":{},\"compute_infer\":{{\"count\":{},\"ns\":0}}}}", n,
-                    s.batch_size_histogram[n]));
+// Triton's statistics extension, as JSON.
+std::string StatisticsJson(const std::vector<VersionStatistics>& all) {
+  std::vector<std::string> entries;
+  for (const VersionStatistics& v : all) {
+    std::vector<std::string> batches;
+    for (const VersionStatistics::Batch& b : v.batch_stats) {
+      batches.push_back(fmt::format(
+          "{{\"batch_size\":{},\"compute_input\":{},\"compute_infer\":{},"
+          "\"compute_output\":{}}}",
+          b.batch_size, StatisticJson(b.compute_input), StatisticJson(b.compute_infer),
+          StatisticJson(b.compute_output)));
+    }
+    entries.push_back(fmt::format(
+        "{{\"name\":{},\"version\":\"{}\",\"last_inference\":{},\"inference_count\":{},"
+        "\"execution_count\":{},\"inference_stats\":{{\"success\":{},\"fail\":{},"
+        "\"queue\":{},\"compute_input\":{},\"compute_infer\":{},\"compute_output\":{},"
+        "\"cache_hit\":{{\"count\":0,\"ns\":0}},\"cache_miss\":{{\"count\":0,\"ns\":0}}}},"
+        "\"batch_stats\":[{}]}}",
+        JsonString(v.name), v.version, v.last_inference_ms, v.inference_count,
+        v.execution_count, StatisticJson(v.success), StatisticJson(v.fail),
+        StatisticJson(v.queue), StatisticJson(v.compute_input), StatisticJson(v.compute_infer),
+        StatisticJson(v.compute_output), absl::StrJoin(batches, ",")));
   }
-  return fmt::format(
-      "{{\"name\":{},\"version\":\"{}\",\"last_inference\":0,\"inference_count\":{},"
-      "\"execution_count\":{},\"inference_stats\":{{"
-      "\"success\":{{\"count\":{},\"ns\":0}},\"fail\":{{\"count\":{},\"ns\":0}},"
-      "\"queue\":{{\"count\":{},\"ns\":{}}},\"compute_input\":{{\"count\":0,\"ns\":0}},"
-      "\"compute_infer\":{{\"count\":{},\"ns\":{}}},\"compute_output\":{{\"count\":0,\"ns\":0}}}},"
-      "\"batch_stats\":[{}]}}",
-      JsonString(model), v.version, s.items, s.batches, s.succeeded, failed, s.queue_time.count,
-      Duration(s.queue_time.sum), s.compute_time.count, Duration(s.compute_time.sum),
-      absl::StrJoin(batches, ","));
+  return fmt::format("{{\"model_stats\":[{}]}}", absl::StrJoin(entries, ","));
 }
 
 void LogRequest(const HttpRequest& request, std::string_view model, int64_t version, int status,
@@ -168,7 +172,6 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
     response.headers.emplace_back("Allow", std::string(allowed));
     reply(std::move(response));
   };
-  maas::Server& server = control_->server();
 
   if (path == "/" || path == "/index.html") {
     if (!get) return wrong_method("GET");
@@ -213,15 +216,9 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   if (path == "/v2/models/stats") {
     if (!get) return wrong_method("GET");
     if (denied(ApiGroup::kStatistics)) return;
-    std::vector<std::string> entries;
-    for (const std::string& model : server.Models()) {
-      absl::StatusOr<maas::ModelStatus> status = server.Describe(model);
-      if (!status.ok()) continue;
-      for (const maas::VersionStatus& v : status->versions) {
-        entries.push_back(VersionStats(model, v));
-      }
-    }
-    return reply(Json(200, fmt::format("{{\"model_stats\":[{}]}}", absl::StrJoin(entries, ","))));
+    absl::StatusOr<std::vector<VersionStatistics>> all = Statistics(*control_, *metrics_, "", "");
+    if (!all.ok()) return reply(ErrorOf(all.status()));
+    return reply(Json(200, StatisticsJson(*all)));
   }
   if (path == "/v2/repository/index") {
     if (!post) return wrong_method("POST");
@@ -292,16 +289,10 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
   }
   if (target.action == "stats") {
     if (denied(ApiGroup::kStatistics)) return;
-    absl::StatusOr<maas::ModelStatus> status = server.Describe(target.model);
-    if (!status.ok()) {
-      return reply(ErrorOf(ForProtocol(*control_, target.model, status.status())));
-    }
-    std::vector<std::string> entries;
-    for (const maas::VersionStatus& v : status->versions) {
-      if (!target.version.empty() && std::to_string(v.version) != target.version) continue;
-      entries.push_back(VersionStats(target.model, v));
-    }
-    return reply(Json(200, fmt::format("{{\"model_stats\":[{}]}}", absl::StrJoin(entries, ","))));
+    absl::StatusOr<std::vector<VersionStatistics>> one =
+        Statistics(*control_, *metrics_, target.model, target.version);
+    if (!one.ok()) return reply(ErrorOf(one.status()));
+    return reply(Json(200, StatisticsJson(*one)));
   }
   if (!target.action.empty()) {
     return reply(Error(404, fmt::format("no such endpoint: {}", path)));

@@ -38,6 +38,16 @@ struct BatchEndCounts {
                                // when the request ran at once on the calling thread).
 };
 
+// Time spent in executions, split as Triton's statistics split it: assembling the batch
+// (concatenating the requests' inputs), running the model (Session::Run, with its device
+// copies), splitting its outputs into each request's rows.
+struct ComputeTimes {
+  int64_t count = 0;
+  absl::Duration input;
+  absl::Duration infer;
+  absl::Duration output;
+};
+
 // A snapshot of one model's statistics since it was added to the Scheduler.
 struct ModelStats {
   int64_t requests = 0;   // Accepted by Submit.
@@ -68,6 +78,14 @@ struct ModelStats {
 
   DurationDistribution queue_time;    // Submit to the start of the request's execution.
   DurationDistribution compute_time;  // Per execution: concatenation, Session::Run, split.
+  // The execution times charged to each request answered with outputs: a batch's times count
+  // once for every request in it (Triton's per-request "compute_*" statistics).
+  ComputeTimes request_compute;
+  // The execution times by batch size: compute_by_batch_size[n] for executions of n items;
+  // size max_batch_size + 1.
+  std::vector<ComputeTimes> compute_by_batch_size;
+  // When the latest execution ended; absl::InfinitePast() before the first.
+  absl::Time last_execution = absl::InfinitePast();
 
   int64_t queued_requests = 0;  // Waiting now.
   int64_t queued_items = 0;     // Their items.

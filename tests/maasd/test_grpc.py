@@ -227,6 +227,32 @@ class GrpcApiTest(unittest.TestCase):
         self.assert_fails(lambda: self.stub.ModelInfer(shared), grpc.StatusCode.INVALID_ARGUMENT,
                           "input 'x': parameter 'shared_memory_region' is not supported")
 
+    def test_statistics_agree_with_rest(self):
+        for _ in range(3):
+            self.stub.ModelInfer(fp32_request("echo_fp32", [1, 3], [1, 2, 3]))
+        response = self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="echo_fp32"))
+        self.assertEqual(len(response.model_stats), 1)
+        stats = response.model_stats[0]
+        self.assertEqual((stats.name, stats.version), ("echo_fp32", "1"))
+        self.assertGreater(stats.last_inference, 0)
+        self.assertGreaterEqual(stats.execution_count, 1)
+        self.assertGreaterEqual(stats.inference_stats.success.count, 3)
+        self.assertGreater(stats.inference_stats.success.ns, 0)
+        self.assertGreater(stats.inference_stats.compute_infer.ns, 0)
+        self.assertTrue(stats.batch_stats)
+        rest = requests.get(self.server.url + "/v2/models/echo_fp32/stats",
+                            timeout=60).json()["model_stats"][0]
+        self.assertEqual(rest["inference_stats"]["success"]["count"],
+                         stats.inference_stats.success.count)
+        self.assertEqual(rest["execution_count"], stats.execution_count)
+        everything = self.stub.ModelStatistics(pb.ModelStatisticsRequest())
+        self.assertIn("identity", {s.name for s in everything.model_stats})
+        self.assert_fails(
+            lambda: self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="nope")),
+            grpc.StatusCode.NOT_FOUND, "Request for unknown model: 'nope' is not found")
+        extensions = self.stub.ServerMetadata(pb.ServerMetadataRequest()).extensions
+        self.assertIn("statistics", extensions)
+
     def test_a_model_error_is_internal_and_spoils_nothing_else(self):
         self.assert_fails(lambda: self.stub.ModelInfer(fp32_request("picky", [1, 2], [-1, 1])),
                           grpc.StatusCode.INTERNAL, "negative input is not allowed")

@@ -330,17 +330,66 @@ class RestApiTest(unittest.TestCase):
         self.assertEqual(bad.status_code, 400)
 
     def test_statistics_extension(self):
-        self.post("/v2/models/identity/infer", json=infer_body("x", "FP32", [2, 4], [0] * 8))
-        stats = self.get("/v2/models/identity/stats").json()["model_stats"]
-        self.assertEqual(len(stats), 1)
-        entry = stats[0]
-        self.assertEqual((entry["name"], entry["version"]), ("identity", "1"))
-        self.assertGreaterEqual(entry["inference_count"], 2)
-        self.assertGreaterEqual(entry["inference_stats"]["success"]["count"], 1)
-        self.assertGreater(entry["inference_stats"]["compute_infer"]["ns"], 0)
-        self.assertTrue(any(b["batch_size"] == 2 for b in entry["batch_stats"]))
-        everything = self.get("/v2/models/stats").json()["model_stats"]
-        self.assertIn("pair", {e["name"] for e in everything})
+        # Its own server: the counts below are exact.
+        server = Maasd()
+        try:
+            url = server.url
+            before_ms = int(time.time() * 1000)
+            for rows in (2, 2, 3):
+                requests.post(url + "/v2/models/pair/infer", timeout=60, json={"inputs": [
+                    {"name": "a", "datatype": "FP32", "shape": [rows, 2], "data": [1] * 2 * rows},
+                    {"name": "b", "datatype": "INT64", "shape": [rows, 2],
+                     "data": [1] * 2 * rows}]}).raise_for_status()
+            stats = requests.get(url + "/v2/models/pair/stats", timeout=60).json()["model_stats"]
+            self.assertEqual(len(stats), 1)
+            entry = stats[0]
+            self.assertEqual((entry["name"], entry["version"]), ("pair", "1"))
+            self.assertGreaterEqual(entry["last_inference"], before_ms)
+            self.assertLessEqual(entry["last_inference"], int(time.time() * 1000))
+            self.assertEqual((entry["inference_count"], entry["execution_count"]), (7, 3))
+            infer = entry["inference_stats"]
+            self.assertEqual(infer["success"]["count"], 3)
+            self.assertEqual(infer["fail"]["count"], 0)
+            self.assertEqual(infer["queue"]["count"], 3)
+            # (compute_input and compute_output take time only when requests share a batch:
+            # these ran alone, one after the other.)
+            for part in ("success", "compute_infer"):
+                self.assertGreater(infer[part]["ns"], 0, part)
+            for part in ("compute_input", "compute_infer", "compute_output"):
+                self.assertEqual(infer[part]["count"], 3, part)
+            self.assertEqual(infer["cache_hit"], {"count": 0, "ns": 0})
+            # The time from arrival to answer holds the model's.
+            self.assertGreater(infer["success"]["ns"], infer["compute_infer"]["ns"])
+            batches = {b["batch_size"]: b for b in entry["batch_stats"]}
+            self.assertEqual(sorted(batches), [2, 3])
+            self.assertEqual(batches[2]["compute_infer"]["count"], 2)
+            self.assertGreater(batches[3]["compute_infer"]["ns"], 0)
+            # /metrics says the same (Triton's names, microseconds).
+            metrics = requests.get(url + "/metrics", timeout=60).text
+            values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+                      if line.startswith("nv_inference") and 'model="pair"' in line}
+            labels = '{model="pair",version="1"}'
+            self.assertEqual(values["nv_inference_request_success" + labels], 3)
+            self.assertEqual(values["nv_inference_request_failure" + labels], 0)
+            # A request the model fails counts, with its time.
+            failed = requests.post(url + "/v2/models/picky/infer", timeout=60,
+                                   json=infer_body("x", "FP32", [1, 2], [-1, 1]))
+            self.assertEqual(failed.status_code, 500)
+            picky = requests.get(url + "/v2/models/picky/stats", timeout=60).json()
+            fail = picky["model_stats"][0]["inference_stats"]["fail"]
+            self.assertEqual(fail["count"], 1)
+            self.assertGreater(fail["ns"], 0)
+            self.assertEqual(values["nv_inference_count" + labels], 7)
+            self.assertEqual(values["nv_inference_exec_count" + labels], 3)
+            for part in ("queue", "compute_input", "compute_infer", "compute_output"):
+                self.assertAlmostEqual(values[f"nv_inference_{part}_duration_us" + labels],
+                                       infer[part]["ns"] / 1000, delta=1, msg=part)
+            everything = requests.get(url + "/v2/models/stats", timeout=60).json()["model_stats"]
+            self.assertIn("identity", {e["name"] for e in everything})
+            self.assertEqual(requests.get(url + "/v2/models/nope/stats", timeout=60).status_code,
+                             404)
+        finally:
+            self.assertEqual(server.stop(), 0)
 
     def test_metrics_are_valid_prometheus_text(self):
         self.post("/v2/models/identity/infer", json=infer_body("x", "FP32", [1, 4], [0] * 4))
