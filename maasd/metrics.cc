@@ -37,8 +37,13 @@ std::string Labels(std::string_view model, int64_t version) {
 
 // The labels of a network series: requests for names that are not deployed share one series
 // without model and version (see RequestMetrics::Key).
+// Requests refused before a version was chosen (an input missing, say) have no version label:
+// "0" would name a version that does not exist.
 std::string NetworkLabels(const RequestMetrics::Key& key) {
   if (key.model.empty()) return fmt::format("protocol=\"{}\"", key.protocol);
+  if (key.version == 0) {
+    return fmt::format("model=\"{}\",protocol=\"{}\"", Escape(key.model), key.protocol);
+  }
   return fmt::format("{},protocol=\"{}\"", Labels(key.model, key.version), key.protocol);
 }
 
@@ -224,7 +229,7 @@ std::string RenderMetrics(ModelControl& control, const RequestMetrics& requests,
            "Cumulative end-to-end request time at the server, microseconds (Triton's name).");
   std::map<std::pair<std::string, int64_t>, double> request_us;
   for (const auto& [key, s] : series) {
-    if (key.model.empty()) continue;
+    if (key.model.empty() || key.version == 0) continue;
     request_us[{key.model, key.version}] += absl::ToDoubleMicroseconds(s.latency.Snapshot().sum);
   }
   for (const auto& [key, us] : request_us) {

@@ -393,10 +393,15 @@ class RestApiTest(unittest.TestCase):
 
     def test_metrics_are_valid_prometheus_text(self):
         self.post("/v2/models/identity/infer", json=infer_body("x", "FP32", [1, 4], [0] * 4))
+        # Refused before a version was chosen: counted without a version label.
+        self.post("/v2/models/identity/infer", json=infer_body("z", "FP32", [1, 4], [0] * 4))
         text = self.get("/metrics").text
         self.assertIn('maas_requests_total{model="identity",version="1"}', text)
         self.assertIn('nv_inference_request_success{model="identity",version="1"}', text)
         self.assertIn("maas_server_request_duration_seconds_bucket", text)
+        self.assertIn('maas_server_responses_total{model="identity",protocol="http",'
+                      'outcome="failure"}', text)
+        self.assertNotIn('version="0"', text)
         check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
                                capture_output=True)
         problems = [line for line in (check.stdout + check.stderr).splitlines() if line.strip()]
