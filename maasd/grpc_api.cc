@@ -160,10 +160,12 @@ grpc::ServerUnaryReactor* GrpcApi::ModelReady(grpc::CallbackServerContext* conte
     return call.Finish(s);
   }
   absl::StatusOr<bool> ready = maasd::ModelReady(*control_, request->name(), request->version());
-  if (!ready.ok()) {
-    return call.Finish(ForProtocol(*control_, request->name(), ready.status()), request->name());
+  // A model that is not deployed is not ready, as Triton answers: clients poll with it while
+  // a model loads (REST says 404, which Triton's HTTP client also reads as not ready).
+  if (!ready.ok() && !absl::IsNotFound(ready.status())) {
+    return call.Finish(ready.status(), request->name());
   }
-  response->set_ready(*ready);
+  response->set_ready(ready.ok() && *ready);
   return call.Finish(absl::OkStatus(), request->name());
 }
 
