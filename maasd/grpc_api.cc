@@ -307,6 +307,46 @@ grpc::ServerUnaryReactor* GrpcApi::RepositoryModelUnload(
   return call.reactor();
 }
 
+grpc::ServerUnaryReactor* GrpcApi::ModelConfig(grpc::CallbackServerContext* context,
+                                               const inference::ModelConfigRequest* request,
+                                               inference::ModelConfigResponse* response) {
+  const Running running(stopping_, running_);
+  const Call call(this, context, "ModelConfig");
+  if (running.refused()) return call.Finish(Stopping());
+  if (absl::Status s = Allowed(options_, context, ApiGroup::kMetadata); !s.ok()) {
+    return call.Finish(s);
+  }
+  absl::StatusOr<ModelConfiguration> config =
+      ConfigureModel(*control_, request->name(), request->version());
+  if (!config.ok()) {
+    return call.Finish(ForProtocol(*control_, request->name(), config.status()),
+                       request->name());
+  }
+  inference::ModelConfig* out = response->mutable_config();
+  out->set_name(config->metadata.name);
+  out->set_platform(config->metadata.platform);
+  out->set_backend("maas");
+  out->set_max_batch_size(static_cast<int32_t>(config->max_batch_size));
+  const auto type = [](std::string_view datatype) {
+    inference::DataType parsed = inference::TYPE_INVALID;
+    inference::DataType_Parse(ConfigDatatype(datatype), &parsed);
+    return parsed;
+  };
+  for (const TensorMetadata& t : config->metadata.inputs) {
+    inference::ModelInput* input = out->add_input();
+    input->set_name(t.name);
+    input->set_data_type(type(t.datatype));
+    for (const int64_t d : t.shape) input->add_dims(d);
+  }
+  for (const TensorMetadata& t : config->metadata.outputs) {
+    inference::ModelOutput* output = out->add_output();
+    output->set_name(t.name);
+    output->set_data_type(type(t.datatype));
+    for (const int64_t d : t.shape) output->add_dims(d);
+  }
+  return call.Finish(absl::OkStatus(), request->name());
+}
+
 grpc::ServerUnaryReactor* GrpcApi::ModelStatistics(
     grpc::CallbackServerContext* context, const inference::ModelStatisticsRequest* request,
     inference::ModelStatisticsResponse* response) {

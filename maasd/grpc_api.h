@@ -64,6 +64,9 @@ class GrpcApi final : public inference::GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* RepositoryModelLoad(
       grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
       inference::RepositoryModelLoadResponse* response) override;
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context,
+                                        const inference::ModelConfigRequest* request,
+                                        inference::ModelConfigResponse* response) override;
   grpc::ServerUnaryReactor* ModelStatistics(
       grpc::CallbackServerContext* context, const inference::ModelStatisticsRequest* request,
       inference::ModelStatisticsResponse* response) override;

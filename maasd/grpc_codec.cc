@@ -111,8 +111,12 @@ absl::StatusOr<InferRequest> DecodeGrpcInferRequest(const inference::ModelInferR
       absl::StatusOr<int64_t> micros = NonNegativeParameter("timeout (microseconds)", value);
       if (!micros.ok()) return micros.status();
       decoded.timeout = absl::Microseconds(*micros);
+    } else if (name == "triton_enable_empty_final_response") {
+      // Triton's clients (perf_analyzer) ask for a final empty response of decoupled models;
+      // maasd's models answer once, and that answer is the final one: nothing to change.
     } else {
-      return UnsupportedParameter("the request", name, "priority, timeout");
+      return UnsupportedParameter("the request", name,
+                                  "priority, timeout, triton_enable_empty_final_response");
     }
   }
   for (const auto& output : request.outputs()) {

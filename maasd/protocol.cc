@@ -67,6 +67,38 @@ absl::StatusOr<ModelMetadata> DescribeModel(ModelControl& control, const std::st
   return metadata;
 }
 
+absl::StatusOr<ModelConfiguration> ConfigureModel(ModelControl& control, const std::string& model,
+                                                  const std::string& version) {
+  absl::StatusOr<ModelMetadata> metadata = DescribeModel(control, model, version);
+  if (!metadata.ok()) return metadata.status();
+  absl::StatusOr<int64_t> served = control.ServedVersion(model, version);
+  if (!served.ok()) return served.status();
+  absl::StatusOr<maas::ModelSignature> signature = control.Signature(model, *served);
+  if (!signature.ok()) return signature.status();
+  ModelConfiguration config;
+  config.metadata = *std::move(metadata);
+  if (signature->batchable) {
+    for (auto* tensors : {&config.metadata.inputs, &config.metadata.outputs}) {
+      for (TensorMetadata& tensor : *tensors) tensor.shape.erase(tensor.shape.begin());
+    }
+    // The Server's limit for the version: its batch-size histogram has a slot per size.
+    if (absl::StatusOr<maas::ModelStatus> status = control.server().Describe(model); status.ok()) {
+      for (const maas::VersionStatus& v : status->versions) {
+        if (v.version == *served) {
+          config.max_batch_size =
+              static_cast<int64_t>(v.stats.batch_size_histogram.size()) - 1;
+        }
+      }
+    }
+    if (config.max_batch_size <= 0) config.max_batch_size = 1;
+  }
+  return config;
+}
+
+std::string ConfigDatatype(std::string_view datatype) {
+  return "TYPE_" + std::string(datatype);
+}
+
 absl::StatusOr<bool> ModelReady(ModelControl& control, const std::string& model,
                                 const std::string& version) {
   absl::StatusOr<int64_t> served = control.ServedVersion(model, version);

@@ -77,6 +77,20 @@ struct IndexEntry {
 // Every model of the store, a line per deployed version (only the ready ones if `only_ready`).
 absl::StatusOr<std::vector<IndexEntry>> RepositoryIndex(ModelControl& control, bool only_ready);
 
+// Triton's model configuration of one version (its model configuration extension): the
+// metadata's tensors with per-item shapes, and the batch limit.
+struct ModelConfiguration {
+  ModelMetadata metadata;  // Shapes without the batch dimension.
+  int64_t max_batch_size = 0;  // 0: not batchable.
+};
+
+// The configuration of the version `version` names (as DescribeModel).
+absl::StatusOr<ModelConfiguration> ConfigureModel(ModelControl& control, const std::string& model,
+                                                  const std::string& version);
+
+// "TYPE_FP32" for "FP32": Triton's configuration names of the protocol's datatypes.
+std::string ConfigDatatype(std::string_view datatype);
+
 // Triton's statistics of one version (its statistics extension, REST and gRPC alike).
 struct VersionStatistics {
   struct Duration {  // StatisticDuration

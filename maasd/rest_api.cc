@@ -73,6 +73,24 @@ std::string TensorsJson(const std::vector<TensorMetadata>& tensors) {
   return fmt::format("[{}]", absl::StrJoin(entries, ","));
 }
 
+// Triton's model configuration, as JSON.
+std::string ConfigJson(const ModelConfiguration& config) {
+  const auto tensors = [](const std::vector<TensorMetadata>& all) {
+    std::vector<std::string> entries;
+    for (const TensorMetadata& t : all) {
+      entries.push_back(fmt::format("{{\"name\":{},\"data_type\":\"{}\",\"dims\":[{}]}}",
+                                    JsonString(t.name), ConfigDatatype(t.datatype),
+                                    absl::StrJoin(t.shape, ",")));
+    }
+    return absl::StrJoin(entries, ",");
+  };
+  return fmt::format(
+      "{{\"name\":{},\"platform\":\"{}\",\"backend\":\"maas\",\"max_batch_size\":{},"
+      "\"input\":[{}],\"output\":[{}]}}",
+      JsonString(config.metadata.name), config.metadata.platform, config.max_batch_size,
+      tensors(config.metadata.inputs), tensors(config.metadata.outputs));
+}
+
 std::string StatisticJson(const VersionStatistics::Duration& d) {
   return fmt::format("{{\"count\":{},\"ns\":{}}}", d.count, d.ns);
 }
@@ -293,6 +311,15 @@ void RestApi::Handle(HttpRequest request, Responder responder) {
         Statistics(*control_, *metrics_, target.model, target.version);
     if (!one.ok()) return reply(ErrorOf(one.status()));
     return reply(Json(200, StatisticsJson(*one)));
+  }
+  if (target.action == "config") {
+    if (denied(ApiGroup::kMetadata)) return;
+    absl::StatusOr<ModelConfiguration> config =
+        ConfigureModel(*control_, target.model, target.version);
+    if (!config.ok()) {
+      return reply(ErrorOf(ForProtocol(*control_, target.model, config.status())));
+    }
+    return reply(Json(200, ConfigJson(*config)));
   }
   if (!target.action.empty()) {
     return reply(Error(404, fmt::format("no such endpoint: {}", path)));

@@ -333,6 +333,26 @@ int RunChildCommand(const std::vector<std::string>& args) {
     ok &= (*store)->Publish("tagged", tagged, TaggedSignature()).ok();
     return ok ? 0 : 1;
   }
+  // publish-mlp <root>: the MLP 512-1024-1024-10 of maasd_bench (random weights), as "mlp", for
+  // scripts/perf-analyzer.
+  if (args.size() == 2 && args[0] == "publish-mlp") {
+    auto store = ModelStore::Open(args[1]);
+    if (!store.ok()) return 1;
+    const fs::path file = fs::path(args[1]).parent_path() / "mlp.pt";
+    torch::manual_seed(0);
+    SaveScript(file,
+               "def forward(self, x: Tensor) -> Tensor:\n"
+               "  h = torch.relu(torch.addmm(self.b1, x, self.w1))\n"
+               "  h = torch.relu(torch.addmm(self.b2, h, self.w2))\n"
+               "  return torch.addmm(self.b3, h, self.w3)\n",
+               {{"w1", torch::randn({512, 1024}) * 0.03}, {"b1", torch::zeros({1024})},
+                {"w2", torch::randn({1024, 1024}) * 0.03}, {"b2", torch::zeros({1024})},
+                {"w3", torch::randn({1024, 10}) * 0.03}, {"b3", torch::zeros({10})}});
+    absl::StatusOr<ModelInfo> info = (*store)->Publish(
+        "mlp", file, {{{"x", torch::kFloat32, {512}}}, {{"y", torch::kFloat32, {10}}}});
+    if (!info.ok()) std::cerr << info.status() << "\n";
+    return info.ok() ? 0 : 1;
+  }
   // set-alias <root> <name> <alias> <version>
   if (args.size() == 5 && args[0] == "set-alias") {
     auto store = ModelStore::Open(args[1]);
