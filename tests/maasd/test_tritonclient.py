@@ -78,6 +78,22 @@ class TritonClientTest(unittest.TestCase):
                 self.assertEqual(model["inputs"][0]["datatype"], "FP32")
                 self.assertEqual([int(d) for d in model["inputs"][0]["shape"]], [-1, 4])
 
+    def test_model_configuration(self):
+        # What perf_analyzer reads first: the tensors per item and the batch limit.
+        for module, client in self.clients.both():
+            with self.subTest(module.__name__):
+                config = client.get_model_config("pair", **self.as_json(module))
+                config = config.get("config", config)
+                self.assertGreater(int(config["max_batch_size"]), 0)
+                self.assertEqual([(i["name"], i["data_type"], [int(d) for d in i["dims"]])
+                                  for i in config["input"]],
+                                 [("a", "TYPE_FP32", [2]), ("b", "TYPE_INT64", [2])])
+                self.assertEqual([o["name"] for o in config["output"]], ["sum", "difference"])
+                with self.assertRaises(InferenceServerException) as raised:
+                    client.get_model_config("nope")
+                self.assertTrue(raised.exception.message().startswith(
+                    "Request for unknown model"))
+
     @staticmethod
     def as_json(module):
         return {"as_json": True} if module is grpcclient else {}
