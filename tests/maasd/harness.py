@@ -81,6 +81,20 @@ class Maasd:
         return 0
 
 
+def grpc_stubs(proto):
+    """Generates the Python gRPC client from maasd's .proto, as a user would (protoc with
+    Debian's grpc_python_plugin), and returns its modules (inference_pb2, inference_pb2_grpc)."""
+    import importlib
+    out = tempfile.mkdtemp(dir=SCRATCH)
+    subprocess.run(["protoc", f"-I{os.path.dirname(proto)}", f"--python_out={out}",
+                    f"--grpc_python_out={out}",
+                    f"--plugin=protoc-gen-grpc_python={shutil.which('grpc_python_plugin')}",
+                    proto], check=True)
+    sys.path.insert(0, out)
+    return (importlib.import_module("inference_pb2"),
+            importlib.import_module("inference_pb2_grpc"))
+
+
 def bf16_bytes(values):
     return b"".join(struct.pack("<f", v)[2:] for v in values)
 

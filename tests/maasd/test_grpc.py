@@ -6,15 +6,11 @@ processes started on ephemeral ports.
 
 Usage: test_grpc.py --maasd PATH --maas-tests PATH --proto PATH [unittest arguments]
 """
-import importlib
 import os
-import shutil
 import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -29,16 +25,8 @@ stubs = None  # inference_pb2_grpc
 
 
 def generate_stubs(proto):
-    """Generates the Python client from maasd's .proto, as a user would, and imports it."""
     global pb, stubs
-    out = tempfile.mkdtemp(dir=harness.SCRATCH)
-    subprocess.run(["protoc", f"-I{os.path.dirname(proto)}", f"--python_out={out}",
-                    f"--grpc_python_out={out}",
-                    f"--plugin=protoc-gen-grpc_python={shutil.which('grpc_python_plugin')}",
-                    proto], check=True)
-    sys.path.insert(0, out)
-    pb = importlib.import_module("inference_pb2")
-    stubs = importlib.import_module("inference_pb2_grpc")
+    pb, stubs = harness.grpc_stubs(proto)
 
 
 def raw_request(model, name, datatype, shape, payload, **fields):

@@ -7,11 +7,8 @@ real clients. CI runs it against the AddressSanitizer build.
 
 Usage: test_hostile.py --maasd PATH --maas-tests PATH --proto PATH [unittest arguments]
 """
-import gzip
-import importlib
 import json
 import os
-import resource
 import shutil
 import socket
 import struct
@@ -39,15 +36,7 @@ QUARANTINE_MIB = 32
 
 def generate_stubs():
     global pb, stubs
-    out = tempfile.mkdtemp(dir=harness.SCRATCH)
-    proto = harness.OPTIONS["proto"]
-    subprocess.run(["protoc", f"-I{os.path.dirname(proto)}", f"--python_out={out}",
-                    f"--grpc_python_out={out}",
-                    f"--plugin=protoc-gen-grpc_python={shutil.which('grpc_python_plugin')}",
-                    proto], check=True)
-    sys.path.insert(0, out)
-    pb = importlib.import_module("inference_pb2")
-    stubs = importlib.import_module("inference_pb2_grpc")
+    pb, stubs = harness.grpc_stubs(harness.OPTIONS["proto"])
 
 
 def start(*flags, store=None):
@@ -238,14 +227,15 @@ class HttpFraming(unittest.TestCase):
             server.stop()
 
 
-class Amplification(unittest.TestCase):
-    """An answer's size is bounded by what the request asks for, once each, and by a cap."""
+class WithServer(unittest.TestCase):
+    """One maasd started with FLAGS for the class, and a gRPC stub to it."""
+    FLAGS = ()
 
     @classmethod
     def setUpClass(cls):
         if pb is None:
             generate_stubs()
-        cls.server = start("--max-response-bytes=65536")
+        cls.server = start(*cls.FLAGS)
         cls.channel = grpc.insecure_channel(cls.server.grpc_target)
         cls.stub = stubs.GRPCInferenceServiceStub(cls.channel)
 
@@ -253,6 +243,11 @@ class Amplification(unittest.TestCase):
     def tearDownClass(cls):
         cls.channel.close()
         cls.server.stop()
+
+
+class Amplification(WithServer):
+    """An answer's size is bounded by what the request asks for, once each, and by a cap."""
+    FLAGS = ("--max-response-bytes=65536",)
 
     def test_an_output_named_twice_is_refused_on_both_protocols(self):
         body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
@@ -680,21 +675,10 @@ class Tls(unittest.TestCase):
         self.assertIn("--tls-cert and --tls-key go together", str(raised.exception))
 
 
-class RestrictedApis(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if pb is None:
-            generate_stubs()
-        cls.server = start("--model-control-mode=explicit", "--model=identity",
-                           "--restricted-api=model-repository,statistics:X-Admin-Key=s3cret",
-                           "--restricted-api=inference:infer-key=abc")
-        cls.channel = grpc.insecure_channel(cls.server.grpc_target)
-        cls.stub = stubs.GRPCInferenceServiceStub(cls.channel)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.channel.close()
-        cls.server.stop()
+class RestrictedApis(WithServer):
+    FLAGS = ("--model-control-mode=explicit", "--model=identity",
+             "--restricted-api=model-repository,statistics:X-Admin-Key=s3cret",
+             "--restricted-api=inference:infer-key=abc")
 
     def test_rest(self):
         url = self.server.url

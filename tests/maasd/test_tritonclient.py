@@ -7,7 +7,6 @@ says so, never answer as if it had.
 
 Usage: scripts/clients-python test_tritonclient.py --maasd PATH --maas-tests PATH
 """
-import os
 import queue
 import sys
 import unittest
