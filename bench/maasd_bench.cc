@@ -33,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "fmt/core.h"
 #include "grpc_api.h"
+#include "grpc_server.h"
 #include "http_server.h"
 #include "maas/maas.h"
 #include "mlp.h"

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "grpc_api.h"
+#include "grpc_server.h"
 #include "http_server.h"
 #include "model_control.h"
 #include "rest_api.h"

@@ -5,21 +5,11 @@
 #define MAASD_GRPC_API_H_
 
 #include <atomic>
-#include <cstddef>
-#include <memory>
-#include <mutex>
-#include <string>
 
-#include "absl/status/statusor.h"
-#include "absl/time/time.h"
 #include "inference.grpc.pb.h"
 #include "model_control.h"
 #include "protocol.h"
 #include "request_metrics.h"
-
-namespace grpc {
-class Server;
-}  // namespace grpc
 
 namespace maasd {
 
@@ -83,51 +73,6 @@ class GrpcApi final : public inference::GRPCInferenceService::CallbackService {
   std::atomic<bool> stopping_{false};
   std::atomic<int> running_{0};            // RPC handlers on a gRPC thread now.
   mutable std::atomic<int> in_flight_{0};  // Counted by Call.
-};
-
-struct GrpcServerOptions {
-  // Where to listen; "0.0.0.0" in a container. Default: 127.0.0.1.
-  std::string address = "127.0.0.1";
-  // 0 picks a free port; -1 serves no gRPC. Default: 8001 (Triton's).
-  int port = 8001;
-  // Larger request messages are refused (ResourceExhausted). Default: 64 MiB.
-  size_t max_message_bytes = size_t{64} << 20;
-  // Streams (RPCs) one connection may have open at once; a client that opens more waits
-  // (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS). Default: 100.
-  int max_concurrent_streams = 100;
-  // Memory gRPC's transport may hold for all connections together (gRPC's resource quota):
-  // beyond it, gRPC shrinks its buffers and refuses new streams. Default: 1 GiB.
-  size_t memory_quota_bytes = size_t{1} << 30;
-  // TLS: the PEM files of the server's certificate (chain) and key. Empty: plain text.
-  std::string tls_cert_file;
-  std::string tls_key_file;
-  // Mutual TLS: clients must present a certificate signed by these CAs (PEM). Empty: none
-  // asked for.
-  std::string tls_client_ca_file;
-};
-
-// A running gRPC server of a GrpcApi.
-class GrpcServer {
- public:
-  // Listens and serves `api`, which must outlive the server. Unavailable: the address or port
-  // cannot be bound.
-  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const GrpcServerOptions& options,
-                                                           GrpcApi* api);
-  ~GrpcServer();
-
-  int port() const { return port_; }
-
-  // Stops accepting RPCs, lets the accepted ones finish for up to `grace`, then cancels them
-  // and waits until every accepted RPC is answered (those waiting for a model are answered when
-  // the Server stops: call from another thread than the one that stops it).
-  void Shutdown(absl::Duration grace);
-
- private:
-  GrpcServer(std::unique_ptr<grpc::Server> server, int port);
-
-  std::unique_ptr<grpc::Server> server_;
-  const int port_;
-  std::once_flag shutdown_once_;
 };
 
 }  // namespace maasd

@@ -12,6 +12,7 @@
 #include "flags.h"
 #include "fmt/core.h"
 #include "grpc_api.h"
+#include "grpc_server.h"
 #include "http_server.h"
 #include "maas/log.h"
 #include "maas/version.h"
