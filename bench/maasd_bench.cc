@@ -4,8 +4,9 @@
 //      Server::Infer;
 //   2. the MLP 512-1024-1024-10 with N connections (default 64) each sending binary requests
 //      of one row back to back for a few seconds, against N in-process threads calling Infer;
-//   3. the same load from packaged load generators in their own processes, when installed:
-//      wrk (REST, HTTP/1.1) and h2load (REST over HTTP/1.1, and gRPC).
+//   3. the same load from load generators in their own processes, when installed: wrk (REST,
+//      HTTP/1.1), h2load (REST over HTTP/1.1, and gRPC) and Triton's perf_analyzer (REST binary
+//      and gRPC; installed by scripts/perf-analyzer).
 // maasd runs in this process (its HTTP and gRPC servers, REST and gRPC layers and model
 // control, as in the executable); the in-process clients are Boost.Beast's synchronous HTTP
 // client and gRPC's synchronous stub, on loopback.
@@ -454,6 +455,27 @@ int main(int argc, char** argv) {
     std::printf("  %-34s %9.1f us   added %6.1f us over in-process\n", "ModelInfer, identity",
                 infer_mean, infer_mean - base);
     std::printf("  %-34s %9.1f us\n", "ServerLive", live_mean);
+  }
+  // perf_analyzer, Triton's own load generator, when scripts/perf-analyzer has installed it:
+  // `connections` requests in flight over HTTP (binary tensors) and over gRPC.
+  const char* cache = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  const std::string analyzer_env =
+      cache != nullptr ? fmt::format("{}/maas/perf-analyzer-2.41.0", cache)
+                       : fmt::format("{}/.cache/maas/perf-analyzer-2.41.0", home ? home : "/root");
+  if (std::filesystem::exists(analyzer_env + "/.maas-complete")) {
+    std::printf("maasd_bench: perf_analyzer, MLP, concurrency %d, %d s windows\n", connections,
+                duration);
+    for (const auto& [protocol, at] : {std::pair{"http", port}, std::pair{"grpc", grpc_port}}) {
+      const double rate = RunAndRead(
+          fmt::format("LD_LIBRARY_PATH=$(echo {0}/lib/python3*/site-packages/nvidia/cuda_runtime/"
+                      "lib) {0}/bin/perf_analyzer -m mlp -u 127.0.0.1:{1} -i {2} "
+                      "--concurrency-range {3} -p {4} 2>&1",
+                      analyzer_env, at, protocol, connections, duration * 1000),
+          "Concurrency: %*d, throughput: %lf infer/sec");
+      std::printf("  %-34s %9.0f requests/s   %.2f of in-process\n",
+                  fmt::format("perf_analyzer, {}", protocol).c_str(), rate, rate / local_rate);
+    }
   }
   (*grpc_server)->Shutdown(absl::Seconds(5));
   (*server)->Shutdown(absl::Seconds(5));
