@@ -444,6 +444,10 @@ absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tenso
 absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tensor>& inputs,
                                                      int intra_op_threads) const {
   const Impl& impl = *impl_;
+  if (intra_op_threads < 1) {
+    return absl::InvalidArgumentError(fmt::format(
+        "{}: intra_op_threads must be at least 1, got {}", impl.label, intra_op_threads));
+  }
   MAAS_ASSIGN_OR_RETURN(int64_t batch,
                         internal::CheckInputs(impl.info.signature, inputs, impl.label));
   internal::TorchWarnings::Scope warnings_scope(impl.warnings.get());

@@ -465,6 +465,39 @@ TEST_F(SessionTest, RunUsesTheSessionsThreadCountOnEveryCallingThread) {
   }
 }
 
+TEST_F(SessionTest, RunWithAThreadCountUsesItForThatCallOnly) {
+  fs::path file = dir_.path() / "linear.pt";
+  testing::SaveLinearModel(file, 4, 2, 7);
+  ASSERT_TRUE(store_->Publish("linear", file, testing::LinearSignature()).ok());
+  SessionOptions options;
+  options.intra_op_threads = 1;
+  std::unique_ptr<Session> session = Create("linear", options);
+  const at::Tensor x = torch::full({3, 4}, 2.0f);
+  const at::Tensor expected = DirectForward(file, {x}).toTensor();
+  int wide = -1, own = -1;
+  std::thread caller([&] {
+    absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x}, 2);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_TRUE(torch::allclose((*out)[0], expected));
+    wide = at::get_num_threads();
+    ASSERT_TRUE(session->Run({x}).ok());
+    own = at::get_num_threads();
+  });
+  caller.join();
+  EXPECT_EQ(wide, 2);
+  EXPECT_EQ(own, 1);
+  EXPECT_EQ(session->intra_op_threads(), 1);  // The session's own count is unchanged.
+  for (int bad : {0, -3}) {
+    absl::StatusOr<std::vector<at::Tensor>> out = session->Run({x}, bad);
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(Message(out.status()), HasSubstr("intra_op_threads must be at least 1, got " +
+                                                 std::to_string(bad)));
+  }
+  // Bad inputs are still refused as by Run.
+  EXPECT_EQ(session->Run({torch::ones({3, 5})}, 2).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(SessionTest, ConcurrentRunsEachGetTheirOwnResult) {
   fs::path file = dir_.path() / "linear.pt";
   testing::SaveLinearModel(file, 4, 2, 7);

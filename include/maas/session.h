@@ -17,9 +17,6 @@
 #include "maas/types.h"
 
 namespace maas {
-namespace internal {
-class ModelQueue;
-}  // namespace internal
 
 // How a Session prepares the TorchScript graph after loading it. Each level includes the one
 // before it. Create verifies the prepared graph against the module as saved on the warm-up
@@ -168,6 +165,14 @@ class Session {
   // or its outputs contradict the signature. The session stays usable after any error.
   absl::StatusOr<std::vector<at::Tensor>> Run(const std::vector<at::Tensor>& inputs) const;
 
+  // As Run, with `intra_op_threads` threads for this call instead of the session's own count:
+  // for callers that keep threads of different widths over one session (the Scheduler's
+  // workers). A calling thread keeps the count it last ran with, and changing it rebuilds the
+  // thread's OpenMP team (slow on CPU): give each calling thread one count.
+  // InvalidArgument: `intra_op_threads` below 1, or as Run.
+  absl::StatusOr<std::vector<at::Tensor>> Run(const std::vector<at::Tensor>& inputs,
+                                              int intra_op_threads) const;
+
   // The version that was loaded, as recorded in the store.
   const ModelInfo& info() const;
   // The device the model runs on.
@@ -197,14 +202,9 @@ class Session {
   int64_t torch_warnings() const;
 
  private:
-  friend class internal::ModelQueue;
   struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);
   absl::Status PrepareGraph(const SessionOptions& options);
-  // Run with `intra_op_threads` threads instead of the session's own: a Scheduler worker's
-  // width (each worker thread keeps one width; changing a thread's width is slow).
-  absl::StatusOr<std::vector<at::Tensor>> Run(const std::vector<at::Tensor>& inputs,
-                                              int intra_op_threads) const;
   // Run after CheckInputs; may throw (Run turns that into a Status).
   absl::StatusOr<std::vector<at::Tensor>> RunValidated(const std::vector<at::Tensor>& inputs,
                                                        int64_t batch, int intra_op_threads) const;
