@@ -121,14 +121,18 @@ absl::StatusOr<InferRequest> DecodeGrpcInferRequest(const inference::ModelInferR
   }
   for (const auto& output : request.outputs()) {
     for (const auto& [key, value] : output.parameters()) {
-      return UnsupportedParameter(fmt::format("output '{}'", output.name()), key, "");
+      // REST's binary-output switch, which the KServe SDK's clients also send over gRPC. A
+      // gRPC answer always carries raw_output_contents, which those clients read either way.
+      if (key != "binary_data") {
+        return UnsupportedParameter(fmt::format("output '{}'", output.name()), key,
+                                    "binary_data");
+      }
+      if (value.parameter_choice_case() != inference::InferParameter::kBoolParam) {
+        return Invalid(fmt::format("output '{}': parameter binary_data must be a bool_param; got {}",
+                                   output.name(), value.ShortDebugString()));
+      }
     }
     decoded.outputs.push_back({output.name(), false});
-  }
-  for (const auto& input : request.inputs()) {
-    for (const auto& [key, value] : input.parameters()) {
-      return UnsupportedParameter(fmt::format("input '{}'", input.name()), key, "");
-    }
   }
   if (absl::Status s = CheckOutputsDistinct(decoded.outputs); !s.ok()) return s;
   const bool raw = request.raw_input_contents_size() > 0;
@@ -143,6 +147,27 @@ absl::StatusOr<InferRequest> DecodeGrpcInferRequest(const inference::ModelInferR
     if (std::find(decoded.input_names.begin(), decoded.input_names.end(), input.name()) !=
         decoded.input_names.end()) {
       return Invalid(fmt::format("input '{}' is given twice", input.name()));
+    }
+    for (const auto& [key, value] : input.parameters()) {
+      // The KServe SDK's gRPC client sends REST's binary_data_size with raw contents: checked
+      // against the raw entry's size, so that a client and maasd never disagree on the bytes.
+      if (key != "binary_data_size") {
+        return UnsupportedParameter(fmt::format("input '{}'", input.name()), key,
+                                    "binary_data_size");
+      }
+      absl::StatusOr<int64_t> size =
+          NonNegativeParameter(fmt::format("binary_data_size of input '{}'", input.name()), value);
+      if (!size.ok()) return size.status();
+      if (!raw) {
+        return Invalid(fmt::format(
+            "input '{}' declares binary_data_size but the request has no raw_input_contents",
+            input.name()));
+      }
+      if (static_cast<size_t>(*size) != request.raw_input_contents(i).size()) {
+        return Invalid(fmt::format(
+            "input '{}': binary_data_size is {} but its raw_input_contents entry has {} bytes",
+            input.name(), *size, request.raw_input_contents(i).size()));
+      }
     }
     absl::StatusOr<TensorHeader> header = CheckTensorHeader(
         input.name(), input.datatype(), {input.shape().begin(), input.shape().end()});

@@ -214,6 +214,30 @@ class GrpcApiTest(unittest.TestCase):
         self.assert_fails(lambda: self.stub.ModelInfer(shared), grpc.StatusCode.INVALID_ARGUMENT,
                           "input 'x': parameter 'shared_memory_region' is not supported")
 
+    def test_rests_binary_parameters_as_the_kserve_sdk_sends_them_are_checked(self):
+        # KServe's Python SDK (kserve 0.21, InferenceGRPCClient) puts REST's binary_data_size
+        # on every raw input and may put binary_data on requested outputs.
+        request = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        request.inputs[0].parameters["binary_data_size"].int64_param = 16
+        request.outputs.add(name="y").parameters["binary_data"].bool_param = True
+        self.assertEqual(fp32_output(self.stub.ModelInfer(request)), [1, 2, 3, 4])
+        wrong = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        wrong.inputs[0].parameters["binary_data_size"].int64_param = 12
+        self.assert_fails(lambda: self.stub.ModelInfer(wrong), grpc.StatusCode.INVALID_ARGUMENT,
+                          "input 'x': binary_data_size is 12 but its raw_input_contents entry "
+                          "has 16 bytes")
+        typed = pb.ModelInferRequest(model_name="identity")
+        typed.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+        typed.inputs[0].contents.fp32_contents.extend([1, 2, 3, 4])
+        typed.inputs[0].parameters["binary_data_size"].int64_param = 16
+        self.assert_fails(lambda: self.stub.ModelInfer(typed), grpc.StatusCode.INVALID_ARGUMENT,
+                          "declares binary_data_size but the request has no raw_input_contents")
+        not_bool = fp32_request("identity", [1, 4], [1, 2, 3, 4])
+        not_bool.outputs.add(name="y").parameters["binary_data"].string_param = "yes"
+        self.assert_fails(lambda: self.stub.ModelInfer(not_bool),
+                          grpc.StatusCode.INVALID_ARGUMENT,
+                          "output 'y': parameter binary_data must be a bool_param")
+
     def test_statistics_agree_with_rest(self):
         for _ in range(3):
             self.stub.ModelInfer(fp32_request("echo_fp32", [1, 3], [1, 2, 3]))
