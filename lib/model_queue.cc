@@ -172,7 +172,7 @@ absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
   stats_.items += items;
   // A worker waiting for the batch to fill wakes when it has (or at its timer); a deadline may
   // need it sooner.
-  if (queue_.items() >= queue_.awaited_items() || has_deadline) SignalWorker();
+  if (queue_.items() >= awaited_items_ || has_deadline) SignalWorker();
   return absl::OkStatus();
 }
 
@@ -440,10 +440,12 @@ ModelQueue::Work ModelQueue::NextWork(size_t worker) {
         wide_work_.Signal();
       }
     } else if (!queue_.empty()) {
-      BatchEnd end;
-      work.batch = queue_.Form(now, /*flush=*/stopping_, &wake_at, &end);
+      auto formed = queue_.Form(now, /*flush=*/stopping_);
+      wake_at = formed.wake_at;
+      awaited_items_ = formed.awaited_items;
+      work.batch = std::move(formed.tasks);
       if (!work.batch.empty()) {
-        CountBatchEnd(end, &stats_.batch_ends);
+        CountBatchEnd(formed.end, &stats_.batch_ends);
         busy_[worker] = true;
         // Requests left behind (another shape, or beyond the batch) may suit an idle worker.
         if (!queue_.empty()) SignalWorker();

@@ -177,6 +177,9 @@ class ModelQueue {
   CondVar work_available_;  // For the workers that are not wide.
   CondVar wide_work_;
   BatchQueue<Request> queue_ ABSL_GUARDED_BY(mu_);
+  // From the last Form that left its batch waiting: the queued items at which it would form at
+  // once (BatchQueue::Formed::awaited_items); 0 after a batch formed.
+  int64_t awaited_items_ ABSL_GUARDED_BY(mu_) = 0;
   // busy_[i]: worker i's slot is running a batch, on its thread or on a caller's (Infer).
   std::vector<bool> busy_ ABSL_GUARDED_BY(mu_);
   int borrowed_ ABSL_GUARDED_BY(mu_) = 0;  // Slots lent to callers now.

@@ -46,9 +46,10 @@ class BatchQueueTest : public ::testing::Test {
   // The ids of the batch formed at `now_us` (empty when it waits), and when it would be ready.
   std::vector<std::string> Form(int64_t now_us, bool flush = false) {
     std::vector<std::string> ids;
-    for (const auto& task : queue_->Form(At(now_us), flush, &wake_at_, &end_)) {
-      ids.push_back(task->id);
-    }
+    auto formed = queue_->Form(At(now_us), flush);
+    wake_at_ = formed.wake_at;
+    end_ = formed.end;
+    for (const auto& task : formed.tasks) ids.push_back(task->id);
     return ids;
   }
 
@@ -316,15 +317,13 @@ TEST_F(BatchQueueTest, CallersInStepAreRecognizedEvenWhenAnswersComeOften) {
 void ServeInStep(BatchQueue<Task>& queue, int rounds, int64_t wide_us, int64_t narrow_us,
                  int64_t* now_us) {
   for (int round = 0; round < rounds; ++round) {
-    absl::Time wake_at;
-    BatchEnd end;
     std::vector<int64_t> sizes;
     for (int i = 0; i < 8; ++i) {
       auto task = std::make_unique<Task>();
       task->enqueued = At(*now_us + 10 + i);
       ASSERT_TRUE(queue.Push(&task).ok());
       if (i == 3 || i == 7) {  // A free worker looks when half of them are back, then all.
-        const size_t formed = queue.Form(At(*now_us + 10 + i), false, &wake_at, &end).size();
+        const size_t formed = queue.Form(At(*now_us + 10 + i), false).tasks.size();
         if (formed > 0) sizes.push_back(static_cast<int64_t>(formed));
       }
     }
@@ -400,9 +399,7 @@ void RunFullBatch(BatchQueue<Task>& queue, int64_t items, absl::Duration elapsed
     task->enqueued = kStart;
     ASSERT_TRUE(queue.Push(&task).ok());
   }
-  absl::Time wake_at;
-  BatchEnd end;
-  ASSERT_EQ(queue.Form(kStart, false, &wake_at, &end).size(), static_cast<size_t>(items));
+  ASSERT_EQ(queue.Form(kStart, false).tasks.size(), static_cast<size_t>(items));
   queue.Finished(items, kStart, elapsed);
 }
 
