@@ -287,10 +287,11 @@ class BatchQueue {
     return usual ? usual : wide_execution_time_.Interpolate(items);
   }
 
-  // Whether a request arriving now should expect company soon (more requests are usually in
-  // flight), so that running it at once alone would split a batch.
+  // Whether a request arriving now should expect company in its batch soon, so that running
+  // it at once alone would split a batch. (Not when its batch could take no one else: a narrow
+  // share of 1, where no wait tests the expectation, so it would never fall.)
   bool ExpectsCompany() const {
-    return adaptive_wait_ && Synchronized() && in_flight_.value() >= 1.5;
+    return adaptive_wait_ && Synchronized() && std::min(BatchCap(), in_flight_.items()) >= 2;
   }
 
   // Lets the queue choose, for callers in step, between one wide batch (on all the owner's

@@ -250,7 +250,7 @@ void Deployment::SetState(int64_t version, ModelState state, std::string reason)
   v.since = clock_->Now();
 }
 
-absl::StatusOr<std::shared_ptr<ModelQueue>> Deployment::Load(const ModelStore& store,
+absl::StatusOr<std::shared_ptr<ModelExecutor>> Deployment::Load(const ModelStore& store,
                                                              int64_t version,
                                                              const DeployOptions& options,
                                                              Reserve reserve,
@@ -283,7 +283,7 @@ absl::StatusOr<std::shared_ptr<ModelQueue>> Deployment::Load(const ModelStore& s
   });
   MAAS_RETURN_IF_ERROR(loaded);
   // Started from this thread, so that the workers keep the application's priority.
-  auto queue = std::make_shared<ModelQueue>(fmt::format("{} version {}", label_, version), version,
+  auto queue = std::make_shared<ModelExecutor>(fmt::format("{} version {}", label_, version), version,
                                             std::move(instances), options.batching, clock_, cores_);
   queue->Start();
   return queue;
@@ -341,7 +341,7 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
     steps = PlanLoads(Facts(), target, label_);
   }
   // Load what the plan says, one version at a time, while the current routes serve.
-  std::map<int64_t, std::shared_ptr<ModelQueue>> fresh;
+  std::map<int64_t, std::shared_ptr<ModelExecutor>> fresh;
   std::map<int64_t, int64_t> fresh_bytes;
   absl::Status first_error;
   auto note = [&first_error](absl::Status status) {
@@ -361,7 +361,7 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
       }
     }
     int64_t bytes = 0;
-    absl::StatusOr<std::shared_ptr<ModelQueue>> queue =
+    absl::StatusOr<std::shared_ptr<ModelExecutor>> queue =
         Load(store, version, options, reserve, &bytes);
     MutexLock lock(&mu_);
     if (queue.ok()) {
@@ -390,7 +390,7 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
   }
 
   // Switch the routes as planned, then retire what they no longer use.
-  std::vector<std::pair<int64_t, std::shared_ptr<ModelQueue>>> retired;
+  std::vector<std::pair<int64_t, std::shared_ptr<ModelExecutor>>> retired;
   {
     MutexLock lock(&mu_);
     std::set<int64_t> ready;
@@ -448,15 +448,15 @@ std::map<int64_t, VersionFacts> Deployment::Facts() const {
   return facts;
 }
 
-std::shared_ptr<ModelQueue> Deployment::ReadyQueue(
-    int64_t version, const std::map<int64_t, std::shared_ptr<ModelQueue>>& fresh) const {
+std::shared_ptr<ModelExecutor> Deployment::ReadyQueue(
+    int64_t version, const std::map<int64_t, std::shared_ptr<ModelExecutor>>& fresh) const {
   if (auto it = fresh.find(version); it != fresh.end()) return it->second;
   auto it = versions_.find(version);
   return it != versions_.end() && it->second.state == ModelState::kReady ? it->second.queue
                                                                          : nullptr;
 }
 
-void Deployment::Retire(std::vector<std::pair<int64_t, std::shared_ptr<ModelQueue>>> retired) {
+void Deployment::Retire(std::vector<std::pair<int64_t, std::shared_ptr<ModelExecutor>>> retired) {
   if (retired.empty()) return;
   for (auto& [version, queue] : retired) queue->Stop(/*drain=*/true);
   {
@@ -471,7 +471,7 @@ void Deployment::Retire(std::vector<std::pair<int64_t, std::shared_ptr<ModelQueu
 }
 
 void Deployment::Unload(const std::string& reason) {
-  std::vector<std::shared_ptr<ModelQueue>> queues;
+  std::vector<std::shared_ptr<ModelExecutor>> queues;
   {
     MutexLock lock(&mu_);
     auto routes = std::make_shared<Routes>();
@@ -514,7 +514,7 @@ void Deployment::ReleaseWaiting(const absl::Status& load_status) {
 }
 
 void Deployment::Shutdown(bool drain) {
-  std::vector<std::shared_ptr<ModelQueue>> queues;
+  std::vector<std::shared_ptr<ModelExecutor>> queues;
   std::vector<Waiting> waiting;
   {
     MutexLock lock(&mu_);
@@ -590,7 +590,7 @@ int64_t Deployment::memory_bytes() const {
 }
 
 bool Deployment::Idle() const {
-  std::vector<std::shared_ptr<ModelQueue>> queues;
+  std::vector<std::shared_ptr<ModelExecutor>> queues;
   {
     MutexLock lock(&mu_);
     if (!waiting_.empty()) return false;
@@ -599,7 +599,7 @@ bool Deployment::Idle() const {
     }
   }
   return std::all_of(queues.begin(), queues.end(),
-                     [](const std::shared_ptr<ModelQueue>& queue) { return queue->Idle(); });
+                     [](const std::shared_ptr<ModelExecutor>& queue) { return queue->Idle(); });
 }
 
 bool Deployment::unloaded() const {

@@ -24,7 +24,7 @@
 #include "maas/model_status.h"
 #include "maas/model_store.h"
 #include "maas/request.h"
-#include "model_queue.h"
+#include "model_executor.h"
 #include "mutex.h"
 #include "routes.h"
 #include "version_plan.h"
@@ -84,7 +84,7 @@ class Deployment {
   // A version the model has: what the plans know of it, and what carrying them out keeps.
   struct Version : VersionFacts {
     absl::Time since;
-    std::shared_ptr<ModelQueue> queue;  // While ready (or being unloaded).
+    std::shared_ptr<ModelExecutor> queue;  // While ready (or being unloaded).
     int64_t memory_bytes = 0;
   };
   // A request waiting for the model to be loaded again.
@@ -105,17 +105,17 @@ class Deployment {
   // load was removed from the store meanwhile (Apply then resolves the policy again).
   absl::Status ApplyTarget(const ModelStore& store, Reserve reserve, const DeployOptions& options,
                            const Target& target, bool* vanished);
-  absl::StatusOr<std::shared_ptr<ModelQueue>> Load(const ModelStore& store, int64_t version,
+  absl::StatusOr<std::shared_ptr<ModelExecutor>> Load(const ModelStore& store, int64_t version,
                                                    const DeployOptions& options, Reserve reserve,
                                                    int64_t* memory_bytes) const;
   // What the plans need to know of every version.
   std::map<int64_t, VersionFacts> Facts() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The queue of `version` from `fresh` (just loaded), else of a ready version, else null.
-  std::shared_ptr<ModelQueue> ReadyQueue(
-      int64_t version, const std::map<int64_t, std::shared_ptr<ModelQueue>>& fresh) const
+  std::shared_ptr<ModelExecutor> ReadyQueue(
+      int64_t version, const std::map<int64_t, std::shared_ptr<ModelExecutor>>& fresh) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops retired queues (draining them), then forgets the versions that had them.
-  void Retire(std::vector<std::pair<int64_t, std::shared_ptr<ModelQueue>>> retired);
+  void Retire(std::vector<std::pair<int64_t, std::shared_ptr<ModelExecutor>>> retired);
   void SetState(int64_t version, ModelState state, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -20,7 +20,7 @@
 
 namespace maas::internal {
 
-// The models of a front end by name: ModelQueues for a Scheduler, Deployments for a Server.
+// The models of a front end by name: ModelExecutors for a Scheduler, Deployments for a Server.
 // The request path only looks a name up (a shared pointer copied under a short lock).
 // This class is thread-safe.
 template <typename Model>

@@ -14,7 +14,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
-#include "model_queue.h"
+#include "model_executor.h"
 
 namespace maas::internal {
 
@@ -23,7 +23,7 @@ namespace maas::internal {
 // so a request that raced into a stopped queue finds the newer Routes when it asks again.
 struct Routes {
   // The versions taking requests.
-  std::map<int64_t, std::shared_ptr<ModelQueue>> queues;
+  std::map<int64_t, std::shared_ptr<ModelExecutor>> queues;
   // The store's aliases (to any version) when last read.
   std::map<std::string, int64_t, std::less<>> aliases;
   // Requests naming no version: (version, cumulative share), the last share 1. Empty when no
@@ -37,7 +37,7 @@ struct Routes {
 
 // What routing decided for one request.
 struct Route {
-  std::shared_ptr<ModelQueue> queue;
+  std::shared_ptr<ModelExecutor> queue;
   absl::Status status;  // When there is no queue.
   bool wait = false;    // Unloaded for memory: wait for a reload.
 };

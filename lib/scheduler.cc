@@ -7,7 +7,7 @@
 #include "cpu_cores.h"
 #include "fmt/core.h"
 #include "front_end.h"
-#include "model_queue.h"
+#include "model_executor.h"
 #include "names.h"
 
 namespace maas {
@@ -16,13 +16,13 @@ struct Scheduler::Impl {
   Impl(std::shared_ptr<Clock> clock, int cpu_cores) : clock(std::move(clock)), cores(cpu_cores) {}
 
   // Checks instances and options and builds (without starting) a queue for them.
-  absl::StatusOr<std::shared_ptr<internal::ModelQueue>> MakeQueue(
+  absl::StatusOr<std::shared_ptr<internal::ModelExecutor>> MakeQueue(
       std::string_view name, std::vector<std::shared_ptr<Session>> instances,
       BatchingOptions options, std::string_view verb);
 
   const std::shared_ptr<Clock> clock;
   internal::CoreBudget cores;
-  internal::ModelRegistry<internal::ModelQueue> models{"served by this scheduler", "served"};
+  internal::ModelRegistry<internal::ModelExecutor> models{"served by this scheduler", "served"};
 };
 
 Scheduler::Scheduler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -42,7 +42,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions op
   return std::unique_ptr<Scheduler>(new Scheduler(std::make_unique<Impl>(std::move(clock), cores)));
 }
 
-absl::StatusOr<std::shared_ptr<internal::ModelQueue>> Scheduler::Impl::MakeQueue(
+absl::StatusOr<std::shared_ptr<internal::ModelExecutor>> Scheduler::Impl::MakeQueue(
     std::string_view name, std::vector<std::shared_ptr<Session>> instances, BatchingOptions options,
     std::string_view verb) {
   if (absl::Status s = internal::ValidateModelName(name); !s.ok()) return s;
@@ -62,7 +62,7 @@ absl::StatusOr<std::shared_ptr<internal::ModelQueue>> Scheduler::Impl::MakeQueue
   if (absl::Status s = internal::ValidateBatchingOptions(options); !s.ok()) {
     return invalid(std::string(s.message()));
   }
-  return std::make_shared<internal::ModelQueue>(fmt::format("model '{}'", name), /*version=*/0,
+  return std::make_shared<internal::ModelExecutor>(fmt::format("model '{}'", name), /*version=*/0,
                                                 std::move(instances), std::move(options), clock,
                                                 &cores);
 }
@@ -70,7 +70,7 @@ absl::StatusOr<std::shared_ptr<internal::ModelQueue>> Scheduler::Impl::MakeQueue
 absl::Status Scheduler::AddModel(std::string_view name,
                                  std::vector<std::shared_ptr<Session>> instances,
                                  BatchingOptions options) {
-  absl::StatusOr<std::shared_ptr<internal::ModelQueue>> queue =
+  absl::StatusOr<std::shared_ptr<internal::ModelExecutor>> queue =
       impl_->MakeQueue(name, std::move(instances), std::move(options), "add");
   if (!queue.ok()) return queue.status();
   // Started before it is visible, so that a RemoveModel racing in stops a running queue.
@@ -89,11 +89,11 @@ absl::Status Scheduler::ReplaceModel(std::string_view name,
     return absl::FailedPreconditionError(
         "ReplaceModel called from a completion callback would wait for its own worker thread");
   }
-  absl::StatusOr<std::shared_ptr<internal::ModelQueue>> queue =
+  absl::StatusOr<std::shared_ptr<internal::ModelExecutor>> queue =
       impl_->MakeQueue(name, std::move(instances), std::move(options), "replace");
   if (!queue.ok()) return queue.status();
   (*queue)->Start();
-  std::shared_ptr<internal::ModelQueue> old = impl_->models.Replace(name, *queue);
+  std::shared_ptr<internal::ModelExecutor> old = impl_->models.Replace(name, *queue);
   if (old == nullptr) {
     (*queue)->Stop(/*drain=*/false);
     return absl::NotFoundError(fmt::format("model '{}' is not served", name));
@@ -108,7 +108,7 @@ absl::Status Scheduler::RemoveModel(std::string_view name) {
     return absl::FailedPreconditionError(
         "RemoveModel called from a completion callback would wait for its own worker thread");
   }
-  std::shared_ptr<internal::ModelQueue> queue = impl_->models.Remove(name);
+  std::shared_ptr<internal::ModelExecutor> queue = impl_->models.Remove(name);
   if (queue == nullptr) return absl::NotFoundError(fmt::format("model '{}' is not served", name));
   queue->Stop(/*drain=*/true);
   return absl::OkStatus();
@@ -121,7 +121,7 @@ absl::Status Scheduler::Submit(std::string_view name, std::vector<at::Tensor> in
   // Loops only when the queue found was closed in between (ReplaceModel, RemoveModel): the
   // request comes back and goes to what serves the name now.
   while (true) {
-    std::shared_ptr<internal::ModelQueue> queue = impl_->models.Find(name);
+    std::shared_ptr<internal::ModelExecutor> queue = impl_->models.Find(name);
     if (queue == nullptr) return impl_->models.NotFound(name);
     if (std::optional<absl::Status> submitted = queue->TrySubmit(inputs, options, reply)) {
       return *submitted;
@@ -146,7 +146,7 @@ InferenceResult Scheduler::Infer(std::string_view name, std::vector<at::Tensor> 
         "use Submit with a callback there");
   }
   while (true) {  // As in Submit.
-    std::shared_ptr<internal::ModelQueue> queue = impl_->models.Find(name);
+    std::shared_ptr<internal::ModelExecutor> queue = impl_->models.Find(name);
     if (queue == nullptr) return impl_->models.NotFound(name);
     if (std::optional<InferenceResult> result = queue->TryInfer(inputs, options)) {
       return *std::move(result);
@@ -155,7 +155,7 @@ InferenceResult Scheduler::Infer(std::string_view name, std::vector<at::Tensor> 
 }
 
 absl::StatusOr<ModelStats> Scheduler::Stats(std::string_view name) const {
-  std::shared_ptr<internal::ModelQueue> queue = impl_->models.Find(name);
+  std::shared_ptr<internal::ModelExecutor> queue = impl_->models.Find(name);
   if (queue == nullptr) return absl::NotFoundError(fmt::format("model '{}' is not served", name));
   return queue->Stats();
 }

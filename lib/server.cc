@@ -10,7 +10,7 @@
 #include "fmt/core.h"
 #include "front_end.h"
 #include "lifecycle.h"
-#include "model_queue.h"
+#include "model_executor.h"
 #include "names.h"
 #include "status_macros.h"
 

@@ -30,7 +30,7 @@ namespace maas::internal {
 // measurements under other load or with cold threads cannot outweigh its few batches; a trial
 // that measures none of them gives the verdict to wide. It keeps its own measurements: what it
 // forgets is lost to no other controller. Why a trial of wide also lasts kTrialTime:
-// docs/performance.md ("Width trials").
+// docs/scheduler.md ("Adaptive batching").
 //
 // This class is thread-compatible.
 class WidthChooser {

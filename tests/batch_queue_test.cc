@@ -344,6 +344,18 @@ TEST_F(BatchQueueTest, CallersInStepGetTheFasterOfOneWideOrSeveralNarrowBatches)
   EXPECT_TRUE(queue_->Synchronized());
   EXPECT_FALSE(queue_->PreferWide());
   EXPECT_EQ(queue_->BatchCap(), 4);  // Each narrow worker takes its half.
+  EXPECT_TRUE(queue_->ExpectsCompany());
+  // Two callers left: each narrow batch takes one, so a lone request expects no company in its
+  // batch and may run at once (a wait could not test the expectation: the batch is full).
+  now += 100000;
+  ASSERT_TRUE(Push("a", 1, now).ok());
+  ASSERT_TRUE(Push("b", 1, now).ok());
+  EXPECT_THAT(Form(now), IsEmpty());  // Waits for the other six.
+  EXPECT_THAT(Form(now + 100000), ElementsAre("a", "b"));  // In vain.
+  ASSERT_FALSE(queue_->PreferWide());
+  EXPECT_DOUBLE_EQ(queue_->expected_in_flight(), 2);
+  EXPECT_EQ(queue_->BatchCap(), 1);
+  EXPECT_FALSE(queue_->ExpectsCompany());
 
   // Wide twice as fast (a memory-bound model): after measuring both, wide stays.
   Make(Options(64));

@@ -32,7 +32,7 @@ class RoutesTest : public ::testing::Test {
     ASSERT_TRUE(session.ok()) << session.status();
     std::shared_ptr<Session> shared = *std::move(session);
     for (int64_t version : {1, 2, 3}) {
-      routes_.queues[version] = std::make_shared<ModelQueue>(
+      routes_.queues[version] = std::make_shared<ModelExecutor>(
           "model 'm'", version, std::vector<std::shared_ptr<Session>>{shared}, BatchingOptions{},
           RealClock(), &cores_);
     }

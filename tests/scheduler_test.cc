@@ -543,13 +543,12 @@ TEST_F(SchedulerTest, BlockingCallersShareBatchesAndALoneCallerStillRunsAtOnce) 
   EXPECT_GE(mean_batch, kCallers / 2.0) << stats.batches << " batches; sizes "
                                         << ::testing::PrintToString(stats.batch_size_histogram);
 
-  // The load is gone: after a wait in vain, lone requests run at once on the calling thread
-  // again. (Seen once in about 20 loaded runs: none of three did, for a reason not found yet;
-  // ten tries keep the check without that flake, and the message says what the queue thought.)
-  for (int i = 0; i < 10; ++i) {
-    ASSERT_TRUE(scheduler->Infer("slow", {torch::ones({1, 2})}).ok());
-    if (scheduler->Stats("slow")->run_on_caller - stats.run_on_caller >= 2) break;
-  }
+  // The load is gone: after at most one wait in vain, lone requests run at once on the calling
+  // thread again. (Once in about 20 runs none of three did: the callers had been served by
+  // narrow batches, the last two stragglers left the expectation at 2, a narrow share of 1
+  // made every lone batch full, and no wait ever tested it. BatchQueueTest's width test now
+  // checks that case.)
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(scheduler->Infer("slow", {torch::ones({1, 2})}).ok());
   const ModelStats after = *scheduler->Stats("slow");
   EXPECT_GE(after.run_on_caller - stats.run_on_caller, 2)
       << "expected in flight " << after.expected_in_flight << ", batch limit "

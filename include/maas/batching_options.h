@@ -17,22 +17,21 @@ struct BatchingOptions {
   // faster per item. Default: 256.
   int64_t max_batch_size = 256;
 
-  // Let the load and the model's measured speed shape the batches (on by default, so that the
-  // defaults batch well without tuning):
-  // - Size: batches start at most 32 items (or max_batch_size if smaller) and, while the load
-  //   keeps filling them, the limit probes double and half sizes on fresh measurements,
-  //   keeping the larger only when it is 1% or more faster per item (smaller batches answer
-  //   sooner); it grows up to max_batch_size and to what the items in flight can fill in the
-  //   batches run side by side, and halves when a batch fails although each of its requests
-  //   succeeds alone (e.g. out of memory).
-  // - Callers in step with their answers (each waits for its answer, then sends the next: their
-  //   requests arrive in bursts right after answers), and only then, when max_queue_delay is
-  //   zero: a free worker's batch waits for the requests expected back, at most a quarter of
-  //   its predicted execution time and never past a deadline; and the Scheduler predicts from
-  //   measured execution times whether one batch on all cores or several on one core each
-  //   serves them faster, keeps that, and tries the other now and then. A lone caller never waits. Requests that arrive independently are not waited for.
-  // false: batches are limited by max_batch_size alone and run as soon as a worker is free
-  // (or after max_queue_delay). Default: true.
+  // Let the load and the model's measured speed shape the batches, so that the defaults batch
+  // well without tuning:
+  // - Size: the largest batch grows toward max_batch_size only while larger batches measurably
+  //   run faster per item and the load fills them, and shrinks while smaller ones lose nothing
+  //   (a smaller batch answers sooner); a batch that fails although each of its requests
+  //   succeeds alone (out of memory) lowers it.
+  // - Callers that each wait for their answer before sending the next: when max_queue_delay is
+  //   zero, a free worker's batch waits briefly for the requests expected back (never past a
+  //   deadline; a lone caller never waits), and the Scheduler or Server runs their batch on all
+  //   its cores at once or splits it over several workers, whichever it measures faster.
+  //   Requests that arrive independently are not waited for.
+  // ModelStats (batch_size_limit, expected_in_flight, wide_batches) shows what it learned;
+  // docs/scheduler.md explains each rule. false: batches are limited by max_batch_size alone
+  // and run as soon as a worker is free (or after max_queue_delay); choose it to control batch
+  // sizes yourself. Default: true.
   bool adaptive_batching = true;
 
   // Worker threads per session: how many batches of the model run at once on each session

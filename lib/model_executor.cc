@@ -1,11 +1,12 @@
-#include "model_queue.h"
+#include "model_executor.h"
 
 #include <algorithm>
 #include <future>
+#include <numeric>
 #include <unordered_set>
 
 #include "absl_compat.h"
-#include "batch_tensors.h"
+#include "batch_run.h"
 #include "cpu_cores.h"
 #include "fmt/core.h"
 #include "tensor_checks.h"
@@ -41,9 +42,10 @@ BatchingOptions WithinModelLimits(BatchingOptions options, const ModelSignature&
 
 }  // namespace
 
-ModelQueue::ModelQueue(std::string label, int64_t version,
-                       std::vector<std::shared_ptr<Session>> instances, BatchingOptions options,
-                       std::shared_ptr<Clock> clock, CoreBudget* cores)
+ModelExecutor::ModelExecutor(std::string label, int64_t version,
+                             std::vector<std::shared_ptr<Session>> instances,
+                             BatchingOptions options, std::shared_ptr<Clock> clock,
+                             CoreBudget* cores)
     : label_(std::move(label)),
       version_(version),
       instances_(std::move(instances)),
@@ -69,9 +71,9 @@ ModelQueue::ModelQueue(std::string label, int64_t version,
   }
 }
 
-ModelQueue::~ModelQueue() { Stop(/*drain=*/false); }
+ModelExecutor::~ModelExecutor() { Stop(/*drain=*/false); }
 
-std::vector<ModelQueue::Worker> ModelQueue::PlanWorkers(
+std::vector<ModelExecutor::Worker> ModelExecutor::PlanWorkers(
     const std::vector<std::shared_ptr<Session>>& instances, int workers_per_session, int cores) {
   std::vector<Worker> workers;
   auto threads_of = [](const Session& session) {
@@ -112,14 +114,14 @@ std::vector<ModelQueue::Worker> ModelQueue::PlanWorkers(
   return workers;
 }
 
-void ModelQueue::Start() {
+void ModelExecutor::Start() {
   for (size_t i = 0; i < workers_.size(); ++i) {
     threads_.emplace_back([this, i] { WorkerLoop(i); });
   }
 }
 
-absl::StatusOr<std::unique_ptr<Request>> ModelQueue::Prepare(std::vector<at::Tensor> inputs,
-                                                             const RequestOptions& options) {
+absl::StatusOr<std::unique_ptr<Request>> ModelExecutor::Prepare(std::vector<at::Tensor> inputs,
+                                                                const RequestOptions& options) {
   auto refuse = [this](absl::Status status) {
     MutexLock lock(&mu_);
     ++stats_.failures[status.code()];
@@ -161,7 +163,7 @@ absl::StatusOr<std::unique_ptr<Request>> ModelQueue::Prepare(std::vector<at::Ten
   return request;
 }
 
-absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
+absl::Status ModelExecutor::Push(std::unique_ptr<Request>* request) {
   const int64_t items = (*request)->items;
   const bool has_deadline = (*request)->deadline != absl::InfiniteFuture();
   if (absl::Status queued = queue_.Push(request); !queued.ok()) {
@@ -176,45 +178,35 @@ absl::Status ModelQueue::Push(std::unique_ptr<Request>* request) {
   return absl::OkStatus();
 }
 
-bool ModelQueue::WideTurn() {
-  return queue_.running_batches() == 0 && queue_.Synchronized() && queue_.PreferWide() &&
-         cores_->AllFree();
+TurnSnapshot ModelExecutor::Snapshot(absl::Time now) const {
+  TurnSnapshot snapshot;
+  snapshot.now = now;
+  snapshot.has_wide_worker = has_wide_worker_;
+  snapshot.draining = stopping_;
+  snapshot.running_batches = queue_.running_batches();
+  snapshot.in_step = queue_.Synchronized();
+  snapshot.prefer_wide = queue_.PreferWide();
+  snapshot.cores_available = cores_->Available();  // One look at the budget's lock.
+  snapshot.all_cores_free = snapshot.cores_available == cores_->total();
+  snapshot.wide_waiting = wide_waiting_;
+  snapshot.wide_answering_since = wide_answering_since_;
+  snapshot.narrow_standing_by = narrow_standing_by_;
+  snapshot.borrowed_slots = borrowed_;
+  return snapshot;
 }
 
-bool ModelQueue::TakesNextBatch(size_t worker, absl::Time now, absl::Time* recheck_at) {
-  if (!has_wide_worker_ || stopping_) return true;
-  if (workers_[worker].wide) return WideTurn();
-  if (WideTurn()) {
-    if (wide_waiting_) return false;
-    // The wide worker is answering its last batch's callers and is back in a moment; only a
-    // slow callback holds it longer.
-    const absl::Time grace_until = wide_answering_since_ + kWideWorkerGrace;
-    if (now >= grace_until) return true;
-    *recheck_at = grace_until;
-    return false;
-  }
-  // A batch formed while every core is taken by this model's running batches would only wait
-  // for one of them, taking requests that may soon have more company. (Cores taken by other
-  // models: take it and wait for a core, as nothing of this model will wake this worker.)
-  return queue_.running_batches() == 0 || cores_->Available() >= workers_[worker].threads;
-}
-
-void ModelQueue::SignalWorker() {
-  if (has_wide_worker_ && WideTurn()) {
-    wide_work_.Signal();
-    // One narrow worker takes over if the wide one is held up; one already standing by will.
-    if (!wide_waiting_ && !narrow_standing_by_) work_available_.Signal();
-  } else if (borrowed_ > 0) {
-    // A worker whose slot a caller has borrowed (Infer) cannot take the request; wake them
-    // all then, so that one that can does.
+void ModelExecutor::SignalWorker() {
+  const WakeUp wake = WhomToWake(Snapshot(/*now=*/absl::InfinitePast()));  // Not read.
+  if (wake.wide) wide_work_.Signal();
+  if (wake.narrow == WakeUp::kAllNarrow) {
     work_available_.SignalAll();
-  } else {
+  } else if (wake.narrow == 1) {
     work_available_.Signal();
   }
 }
 
-std::optional<absl::Status> ModelQueue::TrySubmit(std::vector<at::Tensor>& inputs,
-                                                  const RequestOptions& options, Reply& reply) {
+std::optional<absl::Status> ModelExecutor::TrySubmit(std::vector<at::Tensor>& inputs,
+                                                     const RequestOptions& options, Reply& reply) {
   absl::StatusOr<std::unique_ptr<Request>> request = Prepare(std::move(inputs), options);
   if (!request.ok()) return request.status();
   if (options.run_on_calling_thread_when_idle) {
@@ -238,8 +230,8 @@ std::optional<absl::Status> ModelQueue::TrySubmit(std::vector<at::Tensor>& input
   return queued;
 }
 
-std::optional<InferenceResult> ModelQueue::TryInfer(std::vector<at::Tensor>& inputs,
-                                                    const RequestOptions& options) {
+std::optional<InferenceResult> ModelExecutor::TryInfer(std::vector<at::Tensor>& inputs,
+                                                       const RequestOptions& options) {
   absl::StatusOr<std::unique_ptr<Request>> request = Prepare(std::move(inputs), options);
   if (!request.ok()) return request.status();
   InferenceResult result = Infer(&*request);
@@ -248,8 +240,8 @@ std::optional<InferenceResult> ModelQueue::TryInfer(std::vector<at::Tensor>& inp
   return std::nullopt;
 }
 
-std::optional<InferenceResult> ModelQueue::RunHere(std::unique_ptr<Request>* taken,
-                                                   bool only_if_quick, bool* refused) {
+std::optional<InferenceResult> ModelExecutor::RunHere(std::unique_ptr<Request>* taken,
+                                                      bool only_if_quick, bool* refused) {
   // Run on this thread when the model is idle: nothing queued, no instance running. (Not when
   // some instance is busy: then load is building up, and a lone batch-1 run would take an
   // instance away from the batches that serve it better.)
@@ -308,8 +300,8 @@ std::optional<InferenceResult> ModelQueue::RunHere(std::unique_ptr<Request>* tak
   CountAnswer(result.status());
   --borrowed_;
   RecordExecution(slot, request->items, start, end, result.ok(), /*too_large=*/false);
-  RecordComputeTimes(request->items, result.ok() ? 1 : 0, {0, absl::ZeroDuration(), end - start,
-                                                           absl::ZeroDuration()});
+  RecordComputeTimes(request->items, result.ok() ? 1 : 0,
+                     {0, absl::ZeroDuration(), end - start, absl::ZeroDuration()});
   if (!queue_.empty() || stopping_) {
     // Requests queued meanwhile, or a Stop waiting for the workers to exit: the slot's worker
     // may be waiting to have it back.
@@ -319,7 +311,7 @@ std::optional<InferenceResult> ModelQueue::RunHere(std::unique_ptr<Request>* tak
   return result;
 }
 
-InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
+InferenceResult ModelExecutor::Infer(std::unique_ptr<Request>* taken) {
   bool refused = false;
   if (std::optional<InferenceResult> here = RunHere(taken, /*only_if_quick=*/false, &refused)) {
     return *std::move(here);
@@ -342,7 +334,7 @@ InferenceResult ModelQueue::Infer(std::unique_ptr<Request>* taken) {
   return future.get();
 }
 
-void ModelQueue::Stop(bool drain) {
+void ModelExecutor::Stop(bool drain) {
   if (threads_.empty()) return;  // Never started, or already stopped.
   std::vector<std::unique_ptr<Request>> cancelled;
   {
@@ -365,12 +357,12 @@ void ModelQueue::Stop(bool drain) {
   threads_.clear();
 }
 
-bool ModelQueue::Idle() const {
+bool ModelExecutor::Idle() const {
   MutexLock lock(&mu_);
   return queue_.empty() && queue_.running_batches() == 0;
 }
 
-ModelStats ModelQueue::Stats() const {
+ModelStats ModelExecutor::Stats() const {
   MutexLock lock(&mu_);
   ModelStats stats = stats_;
   stats.queue_time = queue_time_.Snapshot();
@@ -393,7 +385,7 @@ thread_local bool in_worker = false;
 
 bool InSchedulerWorker() { return in_worker; }
 
-void ModelQueue::WorkerLoop(size_t worker) {
+void ModelExecutor::WorkerLoop(size_t worker) {
   in_worker = true;
   while (true) {
     Work work = NextWork(worker);
@@ -403,7 +395,7 @@ void ModelQueue::WorkerLoop(size_t worker) {
   }
 }
 
-ModelQueue::Work ModelQueue::NextWork(size_t worker) {
+ModelExecutor::Work ModelExecutor::NextWork(size_t worker) {
   Work work;
   MutexLock lock(&mu_);
   CondVar& wake_up = WakeUpOf(worker);
@@ -429,14 +421,18 @@ ModelQueue::Work ModelQueue::NextWork(size_t worker) {
       return work;  // Answer them now; the batch can wait a moment.
     }
     absl::Time wake_at = absl::InfiniteFuture();
-    if (!queue_.empty() && !TakesNextBatch(worker, now, &wake_at)) {
+    const Turn turn = queue_.empty()
+                          ? Turn{Turn::kTake}
+                          : TurnOf(Snapshot(now), workers_[worker].wide, workers_[worker].threads);
+    if (turn.action != Turn::kTake) {
       // Pass the wake-up on to the other kind of worker if it should take the batch (not to
       // one of the same kind: those would pass it around while a batch runs).
-      if (workers_[worker].wide) {
+      if (turn.action == Turn::kPassToNarrow) {
         work_available_.Signal();
-      } else if (wake_at != absl::InfiniteFuture()) {
+      } else if (turn.action == Turn::kStandBy) {
+        wake_at = turn.until;
         standing_by = narrow_standing_by_ = true;
-      } else if (WideTurn()) {
+      } else if (turn.action == Turn::kPassToWide) {
         wide_work_.Signal();
       }
     } else if (!queue_.empty()) {
@@ -461,90 +457,47 @@ ModelQueue::Work ModelQueue::NextWork(size_t worker) {
   }
 }
 
-void ModelQueue::Execute(size_t worker, std::vector<std::unique_ptr<Request>> batch) {
+void ModelExecutor::Execute(size_t worker, std::vector<std::unique_ptr<Request>> batch) {
   Session* session = instances_[workers_[worker].instance].get();
-  int64_t items = 0;
-  for (const std::unique_ptr<Request>& request : batch) items += request->items;
   const int cores = workers_[worker].threads;
-  auto run = [&](const std::vector<at::Tensor>& inputs) {
-    return cores > 0 ? session->Run(inputs, cores) : session->Run(inputs);
+  std::vector<const std::vector<at::Tensor>*> inputs;
+  std::vector<int64_t> rows;
+  inputs.reserve(batch.size());
+  rows.reserve(batch.size());
+  for (const std::unique_ptr<Request>& request : batch) {
+    inputs.push_back(&request->inputs);
+    rows.push_back(request->items);
+  }
+  const int64_t items = std::accumulate(rows.begin(), rows.end(), int64_t{0});
+  const Forward forward = [session, cores](const std::vector<at::Tensor>& joined) {
+    return cores > 0 ? session->Run(joined, cores) : session->Run(joined);
   };
 
   if (cores > 0) cores_->Acquire(cores);
   const absl::Time start = clock_->Now();
-  absl::Time assembled = start;  // When the inputs were ready for the model.
-  InferenceResult result;
-  try {
-    // One request runs on its own tensors; several are concatenated along the batch dimension.
-    if (batch.size() == 1) {
-      result = run(batch.front()->inputs);
-    } else {
-      std::vector<const std::vector<at::Tensor>*> inputs;
-      inputs.reserve(batch.size());
-      for (const std::unique_ptr<Request>& request : batch) inputs.push_back(&request->inputs);
-      std::vector<at::Tensor> joined = Concatenate(inputs, session->device());
-      assembled = clock_->Now();
-      result = run(joined);
-    }
-  } catch (...) {
-    result = StatusFromCurrentException(absl::StatusCode::kInternal,
-                                        fmt::format("{}: cannot assemble the batch", label_));
-  }
-  std::vector<InferenceResult> answers;
-  answers.reserve(batch.size());
-  // A failed batch of several may have failed on one request's data (or on its size, as a GPU
-  // out of memory): each request runs again alone, so that one bad request does not fail its
-  // neighbours. This costs a run per request, and only when a batch fails.
-  const bool retried_alone = !result.ok() && batch.size() > 1;
-  if (retried_alone) {
-    for (const std::unique_ptr<Request>& request : batch) {
-      try {
-        answers.push_back(run(request->inputs));
-      } catch (...) {
-        answers.push_back(StatusFromCurrentException(absl::StatusCode::kInternal,
-                                                     fmt::format("{} failed", label_)));
-      }
-    }
-  }
-  const absl::Time end = clock_->Now();
+  BatchRun run = RunBatch(inputs, rows, session->device(), forward, *clock_, label_);
   if (cores > 0) cores_->Release(cores);
-
-  // Every request gets its own rows: views into the batch's outputs, no copies.
-  if (retried_alone) {
-    // Answered above.
-  } else if (!result.ok()) {
-    answers.assign(batch.size(), result.status());
-  } else if (batch.size() == 1) {
-    answers.push_back(std::move(result));
-  } else {
-    std::vector<int64_t> rows;
-    rows.reserve(batch.size());
-    for (const std::unique_ptr<Request>& request : batch) rows.push_back(request->items);
-    for (std::vector<at::Tensor>& mine : SplitRows(*result, rows))
-      answers.push_back(std::move(mine));
-  }
-  const absl::Time split = clock_->Now();
 
   {
     MutexLock lock(&mu_);
     int64_t answered = 0;
-    for (const InferenceResult& answer : answers) answered += answer.ok() ? 1 : 0;
-    RecordComputeTimes(items, answered, {0, assembled - start, end - assembled, split - end});
+    for (const InferenceResult& answer : run.answers) answered += answer.ok() ? 1 : 0;
+    RecordComputeTimes(items, answered,
+                       {0, run.assembled - start, run.ran - run.assembled, run.split - run.ran});
     for (size_t i = 0; i < batch.size(); ++i) {
       queue_time_.Record(start - batch[i]->enqueued);
-      CountAnswer(answers[i].status());
+      CountAnswer(run.answers[i].status());
     }
-    const bool too_large =
-        retried_alone && std::all_of(answers.begin(), answers.end(),
-                                     [](const InferenceResult& answer) { return answer.ok(); });
-    RecordExecution(worker, items, start, end, result.ok(), too_large);
-    if (retried_alone) ++stats_.batches_retried_alone;
+    RecordExecution(worker, items, start, run.ran, run.batch_ok, run.too_large);
+    if (run.retried_alone) ++stats_.batches_retried_alone;
   }
-  for (size_t i = 0; i < batch.size(); ++i) batch[i]->reply.Answer(std::move(answers[i]), version_);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->reply.Answer(std::move(run.answers[i]), version_);
+  }
 }
 
-void ModelQueue::RecordExecution(size_t worker, int64_t items, absl::Time start, absl::Time end,
-                                 bool ok, bool too_large) {
+void ModelExecutor::RecordExecution(size_t worker, int64_t items, absl::Time start, absl::Time end,
+                                    bool ok, bool too_large) {
   ++stats_.batches;
   if (workers_[worker].wide) {
     ++stats_.wide_batches;
@@ -558,7 +511,7 @@ void ModelQueue::RecordExecution(size_t worker, int64_t items, absl::Time start,
   busy_[worker] = false;
 }
 
-void ModelQueue::RecordComputeTimes(int64_t items, int64_t answered, const ComputeTimes& times) {
+void ModelExecutor::RecordComputeTimes(int64_t items, int64_t answered, const ComputeTimes& times) {
   const auto add = [&times](ComputeTimes& to, int64_t count) {
     to.count += count;
     to.input += times.input * count;
@@ -571,7 +524,7 @@ void ModelQueue::RecordComputeTimes(int64_t items, int64_t answered, const Compu
   stats_.last_execution = absl::Now();  // Wall time, for reports (clock_ may be a test's).
 }
 
-void ModelQueue::CountAnswer(const absl::Status& status) {
+void ModelExecutor::CountAnswer(const absl::Status& status) {
   if (status.ok()) {
     ++stats_.succeeded;
   } else {

@@ -1,8 +1,9 @@
-// ModelQueue: one model's requests run on its instances: the worker threads, the run-on-caller
-// fast path, the executions and the statistics. Which requests run together, and when, is
-// decided by its BatchQueue; the tensors are joined and split by batch_tensors.h.
-#ifndef MAAS_LIB_MODEL_QUEUE_H_
-#define MAAS_LIB_MODEL_QUEUE_H_
+// ModelExecutor: runs one model's (or one version's) requests on its instances: the worker
+// threads, the run-on-caller fast path, the executions and the statistics. Which requests run
+// together, and when, is decided by its BatchQueue; which worker takes a batch by worker_turn.h;
+// a batch runs by batch_run.h.
+#ifndef MAAS_LIB_MODEL_EXECUTOR_H_
+#define MAAS_LIB_MODEL_EXECUTOR_H_
 
 #include <ATen/core/Tensor.h>
 
@@ -25,6 +26,7 @@
 #include "maas/session.h"
 #include "maas/stats.h"
 #include "mutex.h"
+#include "worker_turn.h"
 
 namespace maas::internal {
 
@@ -56,13 +58,13 @@ struct Request : BatchTask {
 bool InSchedulerWorker();
 
 // This class is thread-safe. Lifetime: Start once, Stop once (the destructor stops too).
-class ModelQueue {
+class ModelExecutor {
  public:
   // `label` names the queue in messages, e.g. "model 'mlp'" or "model 'mlp' version 3".
   // `version`: the version its answers say they come from (0 for a Scheduler's model).
-  ModelQueue(std::string label, int64_t version, std::vector<std::shared_ptr<Session>> instances,
-             BatchingOptions options, std::shared_ptr<Clock> clock, CoreBudget* cores);
-  ~ModelQueue();
+  ModelExecutor(std::string label, int64_t version, std::vector<std::shared_ptr<Session>> instances,
+                BatchingOptions options, std::shared_ptr<Clock> clock, CoreBudget* cores);
+  ~ModelExecutor();
 
   // Starts the worker threads (BatchingOptions::workers_per_session).
   void Start();
@@ -140,14 +142,9 @@ class ModelQueue {
   absl::Status Push(std::unique_ptr<Request>* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop(size_t worker);
   Work NextWork(size_t worker);
-  // Whether worker `worker` should take the next batch: the wide worker when the model has
-  // nothing else running and every core is free (low concurrency: one batch on all cores
-  // answers soonest), the others otherwise; anyone while draining.
-  // When it should not only for now, sets *recheck_at to when to ask again.
-  bool TakesNextBatch(size_t worker, absl::Time now, absl::Time* recheck_at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool WideTurn() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Wakes a worker that should take the next batch.
+  // What the worker protocol (worker_turn.h) decides from, now.
+  TurnSnapshot Snapshot(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Wakes the workers that should take the next batch (WhomToWake).
   void SignalWorker() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   CondVar& WakeUpOf(size_t worker) { return workers_[worker].wide ? wide_work_ : work_available_; }
   // Runs a batch on worker `worker` (which the caller has marked busy) and answers it.
@@ -187,14 +184,6 @@ class ModelQueue {
   // it last began to call callbacks (its batch ended, or it took requests to refuse).
   bool wide_waiting_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time wide_answering_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // How long the others leave a batch that is the wide worker's to take while it answers
-  // callers; beyond it (a slow callback), one of them takes it. Counted from the batch's end:
-  // counted from its start, a wide batch near 1 ms left the grace to pass while its callers
-  // were being answered, and a narrow worker took their next requests as a stray batch.
-  // 10 ms, not 1: the narrow worker standing by (below) wakes when it passes, and with 1 ms
-  // it woke in the middle of nearly every next wide batch, whose BLAS threads it displaced
-  // (the harness's MLP, 16 blocking callers: 5% fewer items per second, and more spread).
-  static constexpr absl::Duration kWideWorkerGrace = absl::Milliseconds(10);
   // A narrow worker waits for the grace to pass (then takes the batch unless the wide worker
   // has): the others need not be woken for each arrival meanwhile.
   bool narrow_standing_by_ ABSL_GUARDED_BY(mu_) = false;
@@ -207,4 +196,4 @@ class ModelQueue {
 
 }  // namespace maas::internal
 
-#endif  // MAAS_LIB_MODEL_QUEUE_H_
+#endif  // MAAS_LIB_MODEL_EXECUTOR_H_
