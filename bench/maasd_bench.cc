@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "absl/synchronization/mutex.h"
 #include "fmt/core.h"
 #include "grpc_api.h"
@@ -456,14 +458,12 @@ int main(int argc, char** argv) {
                 infer_mean, infer_mean - base);
     std::printf("  %-34s %9.1f us\n", "ServerLive", live_mean);
   }
-  // perf_analyzer, Triton's own load generator, when scripts/perf-analyzer has installed it:
+  // perf_analyzer, Triton's own load generator, when scripts/perf-analyzer has installed it
+  // and names its environment in MAAS_PERF_ANALYZER_ENV (the script knows the version):
   // `connections` requests in flight over HTTP (binary tensors) and over gRPC.
-  const char* cache = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  const std::string analyzer_env =
-      cache != nullptr ? fmt::format("{}/maas/perf-analyzer-2.41.0", cache)
-                       : fmt::format("{}/.cache/maas/perf-analyzer-2.41.0", home ? home : "/root");
-  if (std::filesystem::exists(analyzer_env + "/.maas-complete")) {
+  const char* named_env = std::getenv("MAAS_PERF_ANALYZER_ENV");
+  const std::string analyzer_env = named_env != nullptr ? named_env : "";
+  if (!analyzer_env.empty() && access((analyzer_env + "/.maas-complete").c_str(), F_OK) == 0) {
     std::printf("maasd_bench: perf_analyzer, MLP, concurrency %d, %d s windows\n", connections,
                 duration);
     for (const auto& [protocol, at] : {std::pair{"http", port}, std::pair{"grpc", grpc_port}}) {

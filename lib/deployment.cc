@@ -128,11 +128,8 @@ Deployment::WaitResult Deployment::Wait(Waiting& waiting) {
       return WaitResult::kFull;
     }
     // A timeout counts from now, not from when the request is routed after the reload.
-    if (waiting.options.timeout != absl::InfiniteDuration()) {
-      waiting.options.deadline =
-          std::min(waiting.options.deadline, clock_->Now() + waiting.options.timeout);
-      waiting.options.timeout = absl::InfiniteDuration();
-    }
+    waiting.options.deadline = DeadlineOf(waiting.options, clock_->Now());
+    waiting.options.timeout = absl::InfiniteDuration();
     waiting_.push_back(std::move(waiting));
     ask = !reload_asked_;
     reload_asked_ = true;
@@ -182,10 +179,7 @@ InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, ServerRequestO
   while (true) {
     Route route = Pick(options.version);
     if (route.wait) {
-      absl::Time deadline = options.deadline;
-      if (options.timeout != absl::InfiniteDuration()) {
-        deadline = std::min(deadline, clock_->Now() + options.timeout);
-      }
+      const absl::Time deadline = DeadlineOf(options, clock_->Now());
       auto promise = std::make_shared<std::promise<InferenceResult>>();
       std::future<InferenceResult> future = promise->get_future();
       Waiting waiting{std::move(inputs), std::move(options),
@@ -320,11 +314,7 @@ absl::Status Deployment::Restore(const ModelStore& store, Reserve reserve) {
     for (const auto& [version, v] : versions_) {
       if (v.state == ModelState::kUnloaded) target.versions.push_back(version);
     }
-    double previous = 0;
-    for (const auto& [version, cumulative] : unloaded_split_) {
-      target.split.emplace_back(version, cumulative - previous);
-      previous = cumulative;
-    }
+    target.split = unloaded_split_;
     target.aliases = routes_->aliases;
   }
   if (target.versions.empty()) return Apply(store, reserve);
@@ -563,11 +553,7 @@ ModelStatus Deployment::Describe() const {
     for (const auto& [alias, target] : routes_->aliases) {
       if (target == version) vs.aliases.push_back(alias);
     }
-    double previous = 0;
-    for (const auto& [routed, cumulative] : routes_->split) {
-      if (routed == version) vs.traffic_share += cumulative - previous;
-      previous = cumulative;
-    }
+    vs.traffic_share = routes_->split.ShareOf(version);
     if (v.queue != nullptr) {
       vs.stats = v.queue->Stats();
       std::set<const Session*> sessions;  // Instances on one device share one.

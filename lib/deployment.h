@@ -134,7 +134,7 @@ class Deployment {
   // Bytes of versions loaded by the running Apply and not yet published in versions_.
   int64_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // The split when the model was unloaded for memory, for Restore.
-  std::vector<std::pair<int64_t, double>> unloaded_split_ ABSL_GUARDED_BY(mu_);
+  Split unloaded_split_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, Version> versions_ ABSL_GUARDED_BY(mu_);
   std::vector<Waiting> waiting_ ABSL_GUARDED_BY(mu_);
   bool reload_asked_ ABSL_GUARDED_BY(mu_) = false;

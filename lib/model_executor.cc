@@ -9,21 +9,9 @@
 #include "batch_run.h"
 #include "cpu_cores.h"
 #include "fmt/core.h"
-#include "tensor_checks.h"
 #include "torch_errors.h"
 
 namespace maas::internal {
-
-void Reply::Answer(InferenceResult result, int64_t version) {
-  try {
-    if (served_) {
-      std::move(served_)(std::move(result), version);
-    } else {
-      std::move(done_)(std::move(result));
-    }
-  } catch (...) {
-  }
-}
 
 namespace {
 
@@ -40,6 +28,15 @@ BatchingOptions WithinModelLimits(BatchingOptions options, const ModelSignature&
   return options;
 }
 
+// Each instance's intra-op threads on the CPU, 0 on a GPU.
+std::vector<int> ThreadsOf(const std::vector<std::shared_ptr<Session>>& instances) {
+  std::vector<int> threads;
+  for (const std::shared_ptr<Session>& session : instances) {
+    threads.push_back(session->device().is_cpu() ? session->intra_op_threads() : 0);
+  }
+  return threads;
+}
+
 }  // namespace
 
 ModelExecutor::ModelExecutor(std::string label, int64_t version,
@@ -53,7 +50,8 @@ ModelExecutor::ModelExecutor(std::string label, int64_t version,
       options_(WithinModelLimits(std::move(options), signature_)),
       clock_(std::move(clock)),
       cores_(cores),
-      workers_(PlanWorkers(instances_, options_.workers_per_session, cores->total())),
+      workers_(PlanWorkers(ThreadsOf(instances_), options_.workers_per_session, cores->total(),
+                           AvailableCores())),
       has_wide_worker_(std::any_of(workers_.begin(), workers_.end(),
                                    [](const Worker& worker) { return worker.wide; })),
       queue_(label_, options_, signature_.batchable) {
@@ -73,47 +71,6 @@ ModelExecutor::ModelExecutor(std::string label, int64_t version,
 
 ModelExecutor::~ModelExecutor() { Stop(/*drain=*/false); }
 
-std::vector<ModelExecutor::Worker> ModelExecutor::PlanWorkers(
-    const std::vector<std::shared_ptr<Session>>& instances, int workers_per_session, int cores) {
-  std::vector<Worker> workers;
-  auto threads_of = [](const Session& session) {
-    return session.device().is_cpu() ? session.intra_op_threads() : 0;
-  };
-  if (workers_per_session > 0) {
-    for (size_t i = 0; i < instances.size(); ++i) {
-      for (int k = 0; k < workers_per_session; ++k) {
-        workers.push_back({i, threads_of(*instances[i]), false});
-      }
-    }
-    return workers;
-  }
-  // Automatic: CPU sessions share the cores; each CUDA session gets two workers, so that one
-  // batch's copies overlap another's kernels.
-  const int cpu_sessions = static_cast<int>(std::count_if(
-      instances.begin(), instances.end(),
-      [](const std::shared_ptr<Session>& session) { return session->device().is_cpu(); }));
-  std::optional<size_t> first_cpu;
-  for (size_t i = 0; i < instances.size(); ++i) {
-    const int threads = threads_of(*instances[i]);
-    if (threads == 0) {
-      workers.push_back({i, 0, false});
-      workers.push_back({i, 0, false});
-      continue;
-    }
-    if (!first_cpu) first_cpu = i;
-    const int count = std::max(1, cores / threads / cpu_sessions);
-    for (int k = 0; k < count; ++k) workers.push_back({i, threads, false});
-  }
-  // A wide worker: at low concurrency one batch on all the cores answers sooner and, for
-  // memory-bound models, runs faster than several narrow batches (docs/performance.md).
-  if (first_cpu) {
-    const int machine = internal::AvailableCores();
-    const int all = std::min(cores, machine);
-    if (all > threads_of(*instances[*first_cpu])) workers.push_back({*first_cpu, all, true});
-  }
-  return workers;
-}
-
 void ModelExecutor::Start() {
   for (size_t i = 0; i < workers_.size(); ++i) {
     threads_.emplace_back([this, i] { WorkerLoop(i); });
@@ -122,43 +79,11 @@ void ModelExecutor::Start() {
 
 absl::StatusOr<std::unique_ptr<Request>> ModelExecutor::Prepare(std::vector<at::Tensor> inputs,
                                                                 const RequestOptions& options) {
-  auto refuse = [this](absl::Status status) {
+  absl::StatusOr<std::unique_ptr<Request>> request =
+      PrepareRequest(signature_, options_, std::move(inputs), options, clock_->Now(), label_);
+  if (!request.ok()) {
     MutexLock lock(&mu_);
-    ++stats_.failures[status.code()];
-    return status;
-  };
-  absl::StatusOr<int64_t> batch = CheckInputs(signature_, inputs, label_);
-  if (!batch.ok()) return refuse(batch.status());
-
-  auto request = std::make_unique<Request>();
-  if (signature_.batchable) {
-    request->items = *batch;
-    if (request->items > options_.max_batch_size) {
-      return refuse(absl::InvalidArgumentError(
-          fmt::format("{}: the request holds {} items, more than max_batch_size {}; split it",
-                      label_, request->items, options_.max_batch_size)));
-    }
-    for (const at::Tensor& input : inputs) {
-      request->key.push_back(static_cast<int64_t>(input.device().type()));
-      request->key.push_back(input.device().index());
-      request->key.insert(request->key.end(), input.sizes().begin() + 1, input.sizes().end());
-    }
-  }
-  request->inputs = std::move(inputs);
-  request->priority = options.priority;
-  const absl::Time now = clock_->Now();
-  request->enqueued = now;
-  request->deadline = options.deadline;
-  if (options.timeout != absl::InfiniteDuration()) {
-    request->deadline = std::min(request->deadline, now + options.timeout);
-  }
-  if (request->deadline == absl::InfiniteFuture() &&
-      options_.default_timeout != absl::InfiniteDuration()) {
-    request->deadline = now + options_.default_timeout;
-  }
-  if (request->deadline <= now) {
-    return refuse(absl::DeadlineExceededError(
-        fmt::format("{}: the request's deadline has already passed", label_)));
+    ++stats_.failures[request.status().code()];
   }
   return request;
 }
@@ -238,77 +163,6 @@ std::optional<InferenceResult> ModelExecutor::TryInfer(std::vector<at::Tensor>& 
   if (*request == nullptr) return result;
   inputs = std::move((*request)->inputs);  // Stopped first: hand the request back.
   return std::nullopt;
-}
-
-std::optional<InferenceResult> ModelExecutor::RunHere(std::unique_ptr<Request>* taken,
-                                                      bool only_if_quick, bool* refused) {
-  // Run on this thread when the model is idle: nothing queued, no instance running. (Not when
-  // some instance is busy: then load is building up, and a lone batch-1 run would take an
-  // instance away from the batches that serve it better.)
-  // Nor when more requests are expected soon (adaptive batching): they should share a batch.
-  *refused = false;
-  size_t slot = workers_.size();
-  int cores = 0;
-  std::unique_ptr<Request> request;
-  {
-    MutexLock lock(&mu_);
-    if (!accepting_) return std::nullopt;  // The caller hands the request back.
-    if (queue_.empty() && queue_.running_batches() == 0 &&
-        options_.max_queue_delay == absl::ZeroDuration() && !queue_.ExpectsCompany()) {
-      // Only a time measured for this size counts: the caller may be a network thread that
-      // other clients' health checks wait for.
-      const std::optional<absl::Duration> predicted = queue_.MeasuredExecution((*taken)->items);
-      const bool quick = predicted && *predicted <= kRunHereAtMost;
-      for (size_t i = 0;
-           i < workers_.size() && slot == workers_.size() && (quick || !only_if_quick); ++i) {
-        if (busy_[i] || workers_[i].wide) continue;
-        const Session& session = *instances_[workers_[i].instance];
-        cores = session.device().is_cpu() ? session.intra_op_threads() : 0;
-        if (cores == 0 || cores_->TryAcquire(cores)) slot = i;
-      }
-    }
-    if (slot == workers_.size()) return std::nullopt;
-    request = std::move(*taken);
-    const absl::Time now = clock_->Now();
-    if (absl::Status late = queue_.Admit(*request, now); !late.ok()) {
-      if (cores > 0) cores_->Release(cores);
-      ++stats_.failures[late.code()];
-      *refused = true;
-      return late;
-    }
-    busy_[slot] = true;
-    ++borrowed_;
-    queue_.StartAlone(request->items, now);
-    ++stats_.requests;
-    ++stats_.run_on_caller;
-    CountBatchEnd(BatchEnd::kQueueEmpty, &stats_.batch_ends);
-    stats_.items += request->items;
-  }
-  const absl::Time start = clock_->Now();
-  InferenceResult result;
-  try {
-    // With the session's own threads: a caller's thread keeps its width.
-    result = instances_[workers_[slot].instance]->Run(request->inputs);
-  } catch (...) {
-    result =
-        StatusFromCurrentException(absl::StatusCode::kInternal, fmt::format("{} failed", label_));
-  }
-  const absl::Time end = clock_->Now();
-  if (cores > 0) cores_->Release(cores);
-  MutexLock lock(&mu_);
-  queue_time_.Record(start - request->enqueued);
-  CountAnswer(result.status());
-  --borrowed_;
-  RecordExecution(slot, request->items, start, end, result.ok(), /*too_large=*/false);
-  RecordComputeTimes(request->items, result.ok() ? 1 : 0,
-                     {0, absl::ZeroDuration(), end - start, absl::ZeroDuration()});
-  if (!queue_.empty() || stopping_) {
-    // Requests queued meanwhile, or a Stop waiting for the workers to exit: the slot's worker
-    // may be waiting to have it back.
-    work_available_.SignalAll();
-    wide_work_.Signal();
-  }
-  return result;
 }
 
 InferenceResult ModelExecutor::Infer(std::unique_ptr<Request>* taken) {

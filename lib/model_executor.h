@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "batch_queue.h"
 #include "core_budget.h"
+#include "executor_request.h"
 #include "histogram.h"
 #include "maas/batching_options.h"
 #include "maas/clock.h"
@@ -26,33 +27,10 @@
 #include "maas/session.h"
 #include "maas/stats.h"
 #include "mutex.h"
+#include "worker_plan.h"
 #include "worker_turn.h"
 
 namespace maas::internal {
-
-// How a request is answered: the caller's callback, told the version that answered or not.
-// Move-only.
-class Reply {
- public:
-  Reply() = default;
-  Reply(InferenceCallback done) : done_(std::move(done)) {}  // NOLINT: implicit by design
-  Reply(ServedCallback done) : served_(std::move(done)) {}   // NOLINT
-  explicit operator bool() const { return done_ || served_; }
-
-  // Calls the callback, once. Call it outside every library lock; an exception from the
-  // callback is dropped.
-  void Answer(InferenceResult result, int64_t version);
-
- private:
-  InferenceCallback done_;
-  ServedCallback served_;
-};
-
-// One submitted request, owned by the queue until it is answered.
-struct Request : BatchTask {
-  std::vector<at::Tensor> inputs;
-  Reply reply;
-};
 
 // Whether the calling thread is a Scheduler worker (completion callbacks run there).
 bool InSchedulerWorker();
@@ -104,14 +82,7 @@ class ModelExecutor {
   const std::vector<std::shared_ptr<Session>>& instances() const { return instances_; }
 
  private:
-  // One worker thread: the session it runs batches on and how.
-  struct Worker {
-    size_t instance;  // Index into instances_.
-    int threads;      // Intra-op threads (and cores) of its batches; 0 on a GPU.
-    bool wide;        // Takes a batch only when the model has nothing else running, on all cores.
-  };
-  static std::vector<Worker> PlanWorkers(const std::vector<std::shared_ptr<Session>>& instances,
-                                         int workers_per_session, int cores);
+  using Worker = WorkerSpec;
 
   // What a worker takes out of the queue in one go: requests to run together, and requests to
   // answer with an error without running.

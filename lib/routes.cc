@@ -29,13 +29,9 @@ Route RouteRequest(const Routes& routes, std::string_view version, absl::Functio
     return route;
   }
   if (version.empty()) {
-    const auto& split = routes.split;
-    size_t i = 0;
-    if (split.size() > 1) {
-      const double u = draw();
-      while (i + 1 < split.size() && u >= split[i].second) ++i;
-    }
-    route.queue = routes.queues.at(split[i].first);
+    const Split& split = routes.split;
+    route.queue =
+        routes.queues.at(split.size() > 1 ? split.Pick(draw()) : split.slots().front().first);
     return route;
   }
   absl::StatusOr<VersionSelector> selector = ParseVersionSelector(version);

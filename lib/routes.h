@@ -15,6 +15,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "model_executor.h"
+#include "split.h"
 
 namespace maas::internal {
 
@@ -26,9 +27,8 @@ struct Routes {
   std::map<int64_t, std::shared_ptr<ModelExecutor>> queues;
   // The store's aliases (to any version) when last read.
   std::map<std::string, int64_t, std::less<>> aliases;
-  // Requests naming no version: (version, cumulative share), the last share 1. Empty when no
-  // version is ready.
-  std::vector<std::pair<int64_t, double>> split;
+  // Requests naming no version. Empty when no version is ready.
+  Split split;
   // The model's versions were unloaded for memory: requests wait for a reload.
   bool unloaded = false;
   // Why requests cannot be served, when `queues` is empty and not `unloaded`.

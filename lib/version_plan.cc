@@ -22,13 +22,13 @@ absl::StatusOr<Target> ResolveTarget(const ModelStore& store, std::string_view n
       MAAS_ASSIGN_OR_RETURN(std::vector<int64_t> all, store.Versions(name));
       const size_t count = std::min(all.size(), static_cast<size_t>(policy.latest_count));
       target.versions.assign(all.end() - static_cast<std::ptrdiff_t>(count), all.end());
-      if (!target.versions.empty()) target.split = {{target.versions.back(), 1.0}};
+      if (!target.versions.empty()) target.split = Split({{target.versions.back(), 1.0}});
       break;
     }
     case VersionPolicy::Kind::kSpecific: {
       for (const std::string& selector : policy.versions) {
         MAAS_ASSIGN_OR_RETURN(int64_t version, resolve(selector));
-        if (target.split.empty()) target.split = {{version, 1.0}};
+        if (target.split.empty()) target.split = Split({{version, 1.0}});
         target.versions.push_back(version);
       }
       break;
@@ -38,7 +38,7 @@ absl::StatusOr<Target> ResolveTarget(const ModelStore& store, std::string_view n
       MAAS_ASSIGN_OR_RETURN(int64_t canary, resolve(policy.versions[1]));
       const double share = policy.canary_percent / 100.0;
       target.versions = {stable, canary};
-      target.split = {{stable, 1.0 - share}, {canary, share}};
+      target.split = Split({{stable, 1.0 - share}, {canary, share}});
       break;
     }
   }
@@ -76,20 +76,18 @@ std::vector<LoadStep> PlanLoads(const std::map<int64_t, VersionFacts>& versions,
 }
 
 RoutePlan PlanRoutes(const std::set<int64_t>& ready, const Target& target,
-                     const std::vector<std::pair<int64_t, double>>& previous_split) {
+                     const Split& previous_split) {
   auto is_ready = [&](int64_t version) { return ready.count(version) > 0; };
   RoutePlan plan;
   std::vector<std::pair<int64_t, double>> split;  // (version, share)
-  double total = 0;
   for (size_t slot = 0; slot < target.split.size(); ++slot) {
-    auto [version, share] = target.split[slot];
+    auto [version, share] = target.split.slots()[slot];
     if (!is_ready(version)) {
       if (previous_split.size() != target.split.size()) continue;
-      version = previous_split[slot].first;
+      version = previous_split.slots()[slot].first;
       if (!is_ready(version)) continue;
     }
     split.emplace_back(version, share);
-    total += share;
   }
   for (int64_t version : target.versions) {
     if (is_ready(version)) plan.serve.insert(version);
@@ -99,17 +97,11 @@ RoutePlan PlanRoutes(const std::set<int64_t>& ready, const Target& target,
     for (auto it = target.versions.rbegin(); it != target.versions.rend(); ++it) {
       if (is_ready(*it)) {
         split.emplace_back(*it, 1.0);
-        total = 1.0;
         break;
       }
     }
   }
-  double cumulative = 0;
-  for (const auto& [version, share] : split) {
-    cumulative += total > 0 ? share / total : 1.0 / static_cast<double>(split.size());
-    plan.split.emplace_back(version, cumulative);
-  }
-  if (!plan.split.empty()) plan.split.back().second = 1.0;
+  plan.split = Split(std::move(split));
   return plan;
 }
 

@@ -21,13 +21,14 @@
 #include "maas/model_status.h"
 #include "maas/model_store.h"
 #include "maas/version_policy.h"
+#include "split.h"
 
 namespace maas::internal {
 
 // Where the store says a policy points, now.
 struct Target {
-  std::vector<int64_t> versions;                  // To serve; increasing, no duplicates.
-  std::vector<std::pair<int64_t, double>> split;  // Unnamed requests: (version, share) per slot.
+  std::vector<int64_t> versions;                        // To serve; increasing, no duplicates.
+  Split split;                                          // Unnamed requests.
   std::map<std::string, int64_t, std::less<>> aliases;  // The store's aliases, to any version.
 };
 
@@ -64,18 +65,17 @@ struct RoutePlan {
   // The versions that take requests: every ready version of the target, and any version that
   // keeps a slot of the split.
   std::set<int64_t> serve;
-  // Unnamed requests: (version, cumulative share), the last 1. Each slot of the target's split
-  // goes to its version when that is ready, else stays with the version that held it before (a
-  // failed replacement leaves the old one serving); shares are normalized over the slots that
-  // have a version. When no slot has one, the newest ready version of the target takes all.
-  // Empty when nothing is ready.
-  std::vector<std::pair<int64_t, double>> split;
+  // Unnamed requests. Each slot of the target's split goes to its version when that is ready,
+  // else stays with the version that held it before (a failed replacement leaves the old one
+  // serving); shares are scaled over the slots that have a version. When no slot has one, the
+  // newest ready version of the target takes all. Empty when nothing is ready.
+  Split split;
 };
 
 // `ready`: the versions ready after the loads (old and new). `previous_split`: the split in
-// force before, cumulative as RoutePlan::split.
+// force before.
 RoutePlan PlanRoutes(const std::set<int64_t>& ready, const Target& target,
-                     const std::vector<std::pair<int64_t, double>>& previous_split);
+                     const Split& previous_split);
 
 }  // namespace maas::internal
 

@@ -37,7 +37,7 @@ class RoutesTest : public ::testing::Test {
           RealClock(), &cores_);
     }
     routes_.aliases = {{"stable", 2}, {"canary", 3}, {"old", 7}};
-    routes_.split = {{2, 0.9}, {3, 1.0}};
+    routes_.split = Split({{2, 0.9}, {3, 0.1}});
   }
 
   // The version whose queue `route` chose, or 0.
@@ -71,7 +71,7 @@ TEST_F(RoutesTest, UnnamedRequestsFollowTheSplitByTheDraw) {
   EXPECT_EQ(Chosen(To("", 0.9)), 3);
   EXPECT_EQ(Chosen(To("", 0.99999)), 3);
   // One version in the split: no draw is asked for.
-  routes_.split = {{1, 1.0}};
+  routes_.split = Split({{1, 1.0}});
   bool drawn = false;
   Route route = RouteRequest(routes_, "", [&] { drawn = true; return 0.7; }, "model 'm'");
   EXPECT_EQ(Chosen(route), 1);

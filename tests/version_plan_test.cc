@@ -21,7 +21,7 @@ using ::testing::Pair;
 Target Serve(std::vector<int64_t> versions, std::vector<std::pair<int64_t, double>> split) {
   Target target;
   target.versions = std::move(versions);
-  target.split = std::move(split);
+  target.split = Split(std::move(split));
   return target;
 }
 
@@ -77,48 +77,52 @@ TEST(PlanLoadsTest, AFailedVersionIsNotRetriedUnlessItFailedForAPassingReason) {
 }
 
 TEST(PlanRoutesTest, UnnamedRequestsGoToTheTargetWhenItIsReady) {
-  RoutePlan plan = PlanRoutes({1, 2}, Serve({2}, {{2, 1.0}}), {{1, 1.0}});
+  RoutePlan plan = PlanRoutes({1, 2}, Serve({2}, {{2, 1.0}}), Split({{1, 1.0}}));
   EXPECT_THAT(plan.serve, ElementsAre(2)) << "1 retires";
-  EXPECT_THAT(plan.split, ElementsAre(Pair(2, 1.0)));
+  EXPECT_THAT(plan.split.slots(), ElementsAre(Pair(2, 1.0)));
 }
 
 TEST(PlanRoutesTest, AFailedReplacementLeavesTheOldVersionServingItsSlot) {
   // The policy moved from 1 to 2, but 2 did not load.
-  RoutePlan plan = PlanRoutes({1}, Serve({2}, {{2, 1.0}}), {{1, 1.0}});
+  RoutePlan plan = PlanRoutes({1}, Serve({2}, {{2, 1.0}}), Split({{1, 1.0}}));
   EXPECT_THAT(plan.serve, ElementsAre(1));
-  EXPECT_THAT(plan.split, ElementsAre(Pair(1, 1.0)));
+  EXPECT_THAT(plan.split.slots(), ElementsAre(Pair(1, 1.0)));
 }
 
-TEST(PlanRoutesTest, ACanarySplitIsCumulativeAndKeepsTheStableSlotWhenTheCanaryFails) {
+TEST(PlanRoutesTest, ACanarySplitKeepsTheStableSlotWhenTheCanaryFails) {
   const Target canary = Serve({1, 3}, {{1, 0.8}, {3, 0.2}});
   RoutePlan both = PlanRoutes({1, 3}, canary, {});
   EXPECT_THAT(both.serve, ElementsAre(1, 3));
   ASSERT_EQ(both.split.size(), 2u);
-  EXPECT_EQ(both.split[0].first, 1);
-  EXPECT_DOUBLE_EQ(both.split[0].second, 0.8);
-  EXPECT_THAT(both.split[1], Pair(3, 1.0));
+  EXPECT_EQ(both.split.slots()[0].first, 1);
+  EXPECT_DOUBLE_EQ(both.split.slots()[0].second, 0.8);
+  EXPECT_EQ(both.split.slots()[1].first, 3);
+  EXPECT_DOUBLE_EQ(both.split.slots()[1].second, 0.2);
+  EXPECT_EQ(both.split.Pick(0.79), 1);
+  EXPECT_EQ(both.split.Pick(0.81), 3);
+  EXPECT_DOUBLE_EQ(both.split.ShareOf(3), 0.2);
 
   // The canary moved from 2 (ready, held the slot) to 3, which failed: 2 keeps its slot.
-  RoutePlan kept = PlanRoutes({1, 2}, canary, {{1, 0.8}, {2, 1.0}});
+  RoutePlan kept = PlanRoutes({1, 2}, canary, Split({{1, 0.8}, {2, 0.2}}));
   EXPECT_THAT(kept.serve, ElementsAre(1, 2));
   ASSERT_EQ(kept.split.size(), 2u);
-  EXPECT_EQ(kept.split[1].first, 2);
+  EXPECT_EQ(kept.split.slots()[1].first, 2);
 
   // No previous split of the same shape: the failed slot is dropped and shares renormalized.
   RoutePlan alone = PlanRoutes({1}, canary, {});
-  EXPECT_THAT(alone.split, ElementsAre(Pair(1, 1.0)));
+  EXPECT_THAT(alone.split.slots(), ElementsAre(Pair(1, 1.0)));
 }
 
 TEST(PlanRoutesTest, WithNoSlotReadyTheNewestReadyTargetVersionTakesAll) {
-  RoutePlan plan = PlanRoutes({1, 2}, Serve({1, 2, 3}, {{3, 1.0}}), {{4, 1.0}});
+  RoutePlan plan = PlanRoutes({1, 2}, Serve({1, 2, 3}, {{3, 1.0}}), Split({{4, 1.0}}));
   EXPECT_THAT(plan.serve, ElementsAre(1, 2));
-  EXPECT_THAT(plan.split, ElementsAre(Pair(2, 1.0)));
+  EXPECT_THAT(plan.split.slots(), ElementsAre(Pair(2, 1.0)));
 }
 
 TEST(PlanRoutesTest, NothingReadyMeansNoRoutes) {
   RoutePlan plan = PlanRoutes({}, Serve({1}, {{1, 1.0}}), {});
   EXPECT_THAT(plan.serve, IsEmpty());
-  EXPECT_THAT(plan.split, IsEmpty());
+  EXPECT_TRUE(plan.split.empty());
 }
 
 }  // namespace
