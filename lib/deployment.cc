@@ -6,85 +6,22 @@
 #include <set>
 #include <thread>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
 #include "absl/strings/str_join.h"
 #include "absl_compat.h"
 #include "fmt/core.h"
 #include "lifecycle.h"
-#include "load_hook.h"
 #include "names.h"
 #include "status_macros.h"
+#include "version_loader.h"
 
 namespace maas::internal {
 namespace {
-
-// The options' operator== list every field by hand (C++17 has no defaulted comparisons). A field
-// added without updating them would be silently ignored by SameServing; their sizes catch it:
-// update operator== and these sizes together.
-#if defined(__GLIBCXX__) && (defined(__x86_64__) || defined(__aarch64__))
-static_assert(sizeof(BatchingOptions) == 80, "BatchingOptions changed: update its operator==");
-static_assert(sizeof(SessionOptions) == 64, "SessionOptions changed: update its operator==");
-static_assert(sizeof(VersionPolicy) == 40, "VersionPolicy changed: update its operator==");
-static_assert(sizeof(DeployOptions) == 216, "DeployOptions changed: update its operator==");
-#endif
-
-// Whether two sets of options load and batch versions the same way: all but the policy, and
-// the session's version and device, which the policy and the devices choose.
-bool SameServing(DeployOptions a, DeployOptions b) {
-  a.policy = b.policy;
-  a.session.version = b.session.version;
-  a.session.device = b.session.device;
-  return a == b;
-}
-
-std::atomic<LoadHook> load_hook{nullptr};
 
 // How often Apply resolves the policy again when a version it named vanished from the store
 // while it loaded (a publisher removed it): then the policy means another version now.
 constexpr int kResolveAttempts = 3;
 
-// `inputs`, named by `names` (ServerRequestOptions::input_names), in the order of `signature`.
-absl::StatusOr<std::vector<at::Tensor>> ArrangeByName(const std::vector<at::Tensor>& inputs,
-                                                      const std::vector<std::string>& names,
-                                                      const ModelSignature& signature,
-                                                      int64_t version, std::string_view label) {
-  std::vector<std::string> expected;
-  for (const TensorSpec& spec : signature.inputs) expected.push_back(spec.name);
-  const auto refuse = [&](std::string what) {
-    return absl::InvalidArgumentError(fmt::format("{} version {}: {}; its inputs are {}", label,
-                                                  version, what, absl::StrJoin(expected, ", ")));
-  };
-  if (names.size() != inputs.size()) {
-    return refuse(fmt::format("{} input names for {} inputs", names.size(), inputs.size()));
-  }
-  std::vector<at::Tensor> arranged(signature.inputs.size());
-  std::vector<bool> given(signature.inputs.size(), false);
-  for (size_t i = 0; i < names.size(); ++i) {
-    const auto found = std::find(expected.begin(), expected.end(), names[i]);
-    if (found == expected.end()) return refuse(fmt::format("no input is named '{}'", names[i]));
-    const size_t position = static_cast<size_t>(found - expected.begin());
-    if (given[position]) return refuse(fmt::format("input '{}' is given twice", names[i]));
-    given[position] = true;
-    arranged[position] = inputs[i];
-  }
-  for (size_t i = 0; i < expected.size(); ++i) {
-    if (!given[i]) return refuse(fmt::format("input '{}' is missing", expected[i]));
-  }
-  return arranged;
-}
-
 }  // namespace
-
-void SetLoadHookForTesting(LoadHook hook) { load_hook.store(hook); }
-
-void ReturnFreedMemory() {
-#if defined(__GLIBC__)
-  malloc_trim(0);
-#endif
-}
 
 Deployment::Deployment(std::string name, DeployOptions options, std::shared_ptr<Clock> clock,
                        CoreBudget* cores, uint64_t random_seed,
@@ -103,121 +40,6 @@ Deployment::Deployment(std::string name, DeployOptions options, std::shared_ptr<
 }
 
 Deployment::~Deployment() { Shutdown(/*drain=*/false); }
-
-// --- Request path -------------------------------------------------------------------------
-
-Route Deployment::Pick(std::string_view version) {
-  last_used_.store(absl::ToUnixNanos(clock_->Now()), std::memory_order_relaxed);
-  std::shared_ptr<const Routes> routes;
-  {
-    MutexLock lock(&mu_);
-    routes = routes_;
-  }
-  return RouteRequest(
-      *routes, version,
-      [this] { return UniformDraw(random_seed_, draws_.fetch_add(1, std::memory_order_relaxed)); },
-      label_);
-}
-
-Deployment::WaitResult Deployment::Wait(Waiting& waiting) {
-  bool ask = false;
-  {
-    MutexLock lock(&mu_);
-    if (!routes_->unloaded) return WaitResult::kRouteAgain;  // Loaded again meanwhile.
-    if (static_cast<int64_t>(waiting_.size()) >= options_.batching.max_queue_size) {
-      return WaitResult::kFull;
-    }
-    // A timeout counts from now, not from when the request is routed after the reload.
-    waiting.options.deadline = DeadlineOf(waiting.options, clock_->Now());
-    waiting.options.timeout = absl::InfiniteDuration();
-    waiting_.push_back(std::move(waiting));
-    ask = !reload_asked_;
-    reload_asked_ = true;
-  }
-  if (ask) on_unloaded_request_();
-  return WaitResult::kWaiting;
-}
-
-absl::Status Deployment::WaitingFull() const {
-  return absl::UnavailableError(fmt::format(
-      "{} is loading again after it was unloaded for memory, and max_queue_size requests already "
-      "wait for it; retry later",
-      label_));
-}
-
-absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, ServerRequestOptions options,
-                                Reply& reply) {
-  // Loops only when a swap retired the chosen queue in between: the next Pick sees newer routes.
-  while (true) {
-    Route route = Pick(options.version);
-    if (route.wait) {
-      Waiting waiting{std::move(inputs), std::move(options), std::move(reply)};
-      const WaitResult waited = Wait(waiting);
-      if (waited == WaitResult::kWaiting) return absl::OkStatus();
-      reply = std::move(waiting.reply);
-      if (waited == WaitResult::kFull) return WaitingFull();
-      inputs = std::move(waiting.inputs);
-      options = std::move(waiting.options);
-      continue;
-    }
-    if (route.queue == nullptr) return route.status;
-    std::vector<at::Tensor> arranged;  // Keeps `inputs` as given, for a route taken again.
-    if (!options.input_names.empty()) {
-      MAAS_ASSIGN_OR_RETURN(arranged,
-                            ArrangeByName(inputs, options.input_names, route.queue->signature(),
-                                          route.queue->version(), label_));
-    }
-    std::vector<at::Tensor>& submitting = options.input_names.empty() ? inputs : arranged;
-    if (std::optional<absl::Status> submitted =
-            route.queue->TrySubmit(submitting, options, reply)) {
-      return *submitted;
-    }
-  }
-}
-
-InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, ServerRequestOptions options) {
-  while (true) {
-    Route route = Pick(options.version);
-    if (route.wait) {
-      const absl::Time deadline = DeadlineOf(options, clock_->Now());
-      auto promise = std::make_shared<std::promise<InferenceResult>>();
-      std::future<InferenceResult> future = promise->get_future();
-      Waiting waiting{std::move(inputs), std::move(options),
-                      InferenceCallback([promise](InferenceResult result) {
-                        promise->set_value(std::move(result));
-                      })};
-      const WaitResult waited = Wait(waiting);
-      if (waited == WaitResult::kFull) return WaitingFull();
-      if (waited == WaitResult::kWaiting) {
-        if (deadline == absl::InfiniteFuture()) return future.get();
-        // Not past the deadline: the request itself is answered (DeadlineExceeded, not run)
-        // once the model is loaded, to nobody.
-        const absl::Duration left = std::max(deadline - clock_->Now(), absl::ZeroDuration());
-        if (future.wait_for(absl::ToChronoNanoseconds(left)) == std::future_status::ready) {
-          return future.get();
-        }
-        return absl::DeadlineExceededError(fmt::format(
-            "{}: the deadline passed while the model was loading again after it was unloaded "
-            "for memory",
-            label_));
-      }
-      inputs = std::move(waiting.inputs);
-      options = std::move(waiting.options);
-      continue;
-    }
-    if (route.queue == nullptr) return route.status;
-    std::vector<at::Tensor> arranged;
-    if (!options.input_names.empty()) {
-      MAAS_ASSIGN_OR_RETURN(arranged,
-                            ArrangeByName(inputs, options.input_names, route.queue->signature(),
-                                          route.queue->version(), label_));
-    }
-    std::vector<at::Tensor>& submitting = options.input_names.empty() ? inputs : arranged;
-    if (std::optional<InferenceResult> result = route.queue->TryInfer(submitting, options)) {
-      return *std::move(result);
-    }
-  }
-}
 
 // --- Lifecycle ----------------------------------------------------------------------------
 
@@ -242,45 +64,6 @@ void Deployment::SetState(int64_t version, ModelState state, std::string reason)
   v.state = state;
   v.reason = std::move(reason);
   v.since = clock_->Now();
-}
-
-absl::StatusOr<std::shared_ptr<ModelExecutor>> Deployment::Load(const ModelStore& store,
-                                                             int64_t version,
-                                                             const DeployOptions& options,
-                                                             Reserve reserve,
-                                                             int64_t* memory_bytes) const {
-  const std::string number = std::to_string(version);
-  if (LoadHook hook = load_hook.load()) hook(name_, version);
-  MAAS_ASSIGN_OR_RETURN(ModelInfo info, store.Get(name_, number));
-  // Before loading, the artifact's size stands for its weights.
-  MAAS_RETURN_IF_ERROR(reserve(info.size_bytes * static_cast<int64_t>(options.devices.size())));
-  // One Session per device, shared by that device's instances: Session::Run is thread-safe
-  // and the weights are then held once.
-  std::vector<std::shared_ptr<Session>> instances;
-  *memory_bytes = 0;
-  absl::Status loaded;
-  RunNiced([&] {
-    for (const c10::Device& device : options.devices) {
-      SessionOptions session_options = options.session;
-      session_options.version = number;
-      session_options.device = device;
-      absl::StatusOr<std::unique_ptr<Session>> session =
-          Session::Create(store, name_, session_options);
-      if (!session.ok()) {
-        loaded = session.status();
-        return;
-      }
-      *memory_bytes += (*session)->memory_bytes();
-      std::shared_ptr<Session> shared = std::move(*session);
-      for (int i = 0; i < options.instances_per_device; ++i) instances.push_back(shared);
-    }
-  });
-  MAAS_RETURN_IF_ERROR(loaded);
-  // Started from this thread, so that the workers keep the application's priority.
-  auto queue = std::make_shared<ModelExecutor>(fmt::format("{} version {}", label_, version), version,
-                                            std::move(instances), options.batching, clock_, cores_);
-  queue->Start();
-  return queue;
 }
 
 absl::Status Deployment::Apply(const ModelStore& store, Reserve reserve) {
@@ -352,7 +135,7 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
     }
     int64_t bytes = 0;
     absl::StatusOr<std::shared_ptr<ModelExecutor>> queue =
-        Load(store, version, options, reserve, &bytes);
+        LoadVersion(store, name_, version, options, reserve, clock_, cores_, &bytes);
     MutexLock lock(&mu_);
     if (queue.ok()) {
       fresh[version] = *std::move(queue);
@@ -482,30 +265,9 @@ void Deployment::Unload(const std::string& reason) {
   ReturnFreedMemory();
 }
 
-void Deployment::ReleaseWaiting(const absl::Status& load_status) {
-  std::vector<Waiting> waiting;
-  {
-    MutexLock lock(&mu_);
-    waiting.swap(waiting_);
-    reload_asked_ = false;
-  }
-  for (Waiting& w : waiting) {
-    if (!load_status.ok()) {
-      w.reply.Answer(
-          absl::Status(load_status.code(), fmt::format("{} could not be loaded again: {}", label_,
-                                                       load_status.message())),
-          /*version=*/0);
-      continue;
-    }
-    // Submit leaves the reply with us when it refuses the request.
-    absl::Status submitted = Submit(std::move(w.inputs), std::move(w.options), w.reply);
-    if (!submitted.ok()) w.reply.Answer(std::move(submitted), /*version=*/0);
-  }
-}
-
 void Deployment::Shutdown(bool drain) {
   std::vector<std::shared_ptr<ModelExecutor>> queues;
-  std::vector<Waiting> waiting;
+  std::vector<WaitingRequest> waiting;
   {
     MutexLock lock(&mu_);
     auto routes = std::make_shared<Routes>();
@@ -515,10 +277,10 @@ void Deployment::Shutdown(bool drain) {
       if (v.queue != nullptr) queues.push_back(std::move(v.queue));
     }
     versions_.clear();
-    waiting.swap(waiting_);
+    waiting = waiting_room_.TakeAll();
   }
   for (const auto& queue : queues) queue->Stop(drain);
-  for (Waiting& w : waiting) {
+  for (WaitingRequest& w : waiting) {
     w.reply.Answer(absl::CancelledError(
                        fmt::format("{} was undeployed before it could be loaded again", label_)),
                    /*version=*/0);
@@ -579,7 +341,7 @@ bool Deployment::Idle() const {
   std::vector<std::shared_ptr<ModelExecutor>> queues;
   {
     MutexLock lock(&mu_);
-    if (!waiting_.empty()) return false;
+    if (!waiting_room_.empty()) return false;
     for (const auto& [version, v] : versions_) {
       if (v.queue != nullptr) queues.push_back(v.queue);
     }

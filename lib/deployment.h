@@ -27,7 +27,9 @@
 #include "model_executor.h"
 #include "mutex.h"
 #include "routes.h"
+#include "version_loader.h"
 #include "version_plan.h"
+#include "waiting_room.h"
 
 namespace maas::internal {
 
@@ -35,8 +37,7 @@ namespace maas::internal {
 // only from the Server's lifecycle thread (they are not reentrant). This class is thread-safe.
 class Deployment {
  public:
-  // Makes room under the memory budget for this many more bytes, or says why it cannot.
-  using Reserve = absl::FunctionRef<absl::Status(int64_t bytes)>;
+  using Reserve = internal::Reserve;
 
   // `on_unloaded_request` is called (outside any lock) when a request arrives while the model
   // is unloaded for memory and no reload was asked for yet: the Server then posts a reload.
@@ -87,27 +88,23 @@ class Deployment {
     std::shared_ptr<ModelExecutor> queue;  // While ready (or being unloaded).
     int64_t memory_bytes = 0;
   };
-  // A request waiting for the model to be loaded again.
-  struct Waiting {
-    std::vector<at::Tensor> inputs;
-    ServerRequestOptions options;
-    Reply reply;
-  };
-
-  enum class WaitResult { kWaiting, kRouteAgain, kFull };
+  enum class Parked { kWaiting, kRouteAgain, kFull };
 
   Route Pick(std::string_view version);
-  // Queues `waiting` for a reload (kWaiting), unless the routes changed meanwhile (kRouteAgain:
-  // `waiting` is left as it was) or max_queue_size requests already wait (kFull).
-  WaitResult Wait(Waiting& waiting);
-  absl::Status WaitingFull() const;
+  // The one way of a request: routes it and hands it, arranged by name if it names its inputs,
+  // to the chosen version's executor with `deliver(executor, inputs)`, or, while the model is
+  // unloaded for memory, to `park()`. Either returns nullopt, leaving the request as it was,
+  // when the routes changed meanwhile: then it is routed again.
+  template <typename Result, typename Deliver, typename ParkIt>
+  Result RouteAndDeliver(std::vector<at::Tensor>& inputs, const ServerRequestOptions& options,
+                         Deliver deliver, ParkIt park);
+  // Puts `request` in the waiting room (kWaiting), unless the routes changed meanwhile
+  // (kRouteAgain) or the room is full (kFull); then it is left as it was.
+  Parked Park(WaitingRequest& request);
   // Loads and routes as the plans say for `target`. Sets *vanished when a version it meant to
   // load was removed from the store meanwhile (Apply then resolves the policy again).
   absl::Status ApplyTarget(const ModelStore& store, Reserve reserve, const DeployOptions& options,
                            const Target& target, bool* vanished);
-  absl::StatusOr<std::shared_ptr<ModelExecutor>> Load(const ModelStore& store, int64_t version,
-                                                   const DeployOptions& options, Reserve reserve,
-                                                   int64_t* memory_bytes) const;
   // What the plans need to know of every version.
   std::map<int64_t, VersionFacts> Facts() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The queue of `version` from `fresh` (just loaded), else of a ready version, else null.
@@ -136,14 +133,10 @@ class Deployment {
   // The split when the model was unloaded for memory, for Restore.
   Split unloaded_split_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, Version> versions_ ABSL_GUARDED_BY(mu_);
-  std::vector<Waiting> waiting_ ABSL_GUARDED_BY(mu_);
-  bool reload_asked_ ABSL_GUARDED_BY(mu_) = false;
+  WaitingRoom waiting_room_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
   absl::Time last_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
-
-// Gives freed heap memory back to the system (glibc keeps it otherwise).
-void ReturnFreedMemory();
 
 }  // namespace maas::internal
 

@@ -1,6 +1,7 @@
 #include "maas/server.h"
 
 #include <algorithm>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_join.h"
@@ -237,38 +238,20 @@ void Server::Impl::Reload(const std::shared_ptr<internal::Deployment>& deploymen
 absl::Status Server::Impl::Reserve(int64_t bytes, const internal::Deployment* requester) {
   const int64_t budget = options.memory_budget_bytes;
   if (budget == 0) return absl::OkStatus();
-  // What is in use, and what unloading every idle model but the requester would free.
-  int64_t used = 0, freeable = 0;
-  std::vector<std::string> busy;
-  std::vector<std::pair<absl::Time, std::shared_ptr<internal::Deployment>>> idle;
+  std::vector<internal::ModelMemory> memory;
+  std::map<std::string, std::shared_ptr<internal::Deployment>, std::less<>> by_name;
   for (const auto& deployment : models.All()) {
-    const int64_t bytes_in_use = deployment->memory_bytes();
-    used += bytes_in_use;
-    if (deployment.get() == requester || bytes_in_use == 0) continue;
-    if (deployment->Idle()) {
-      freeable += bytes_in_use;
-      idle.emplace_back(deployment->last_used(), deployment);
-    } else {
-      busy.push_back(deployment->name());
-    }
+    memory.push_back({deployment->name(), deployment->memory_bytes(),
+                      deployment.get() != requester && deployment->Idle(),
+                      deployment->last_used()});
+    by_name.emplace(deployment->name(), deployment);
   }
-  if (used + bytes <= budget) return absl::OkStatus();
-  if (used - freeable + bytes > budget) {
-    // Unloading would not make room: unload nothing.
-    return absl::ResourceExhaustedError(fmt::format(
-        "memory budget of {} bytes: {} in use, {} more needed for model '{}'; unloading every "
-        "idle model would free only {} (busy models: {})",
-        budget, used, bytes, requester->name(), freeable,
-        busy.empty() ? "none" : absl::StrJoin(busy, ", ")));
-  }
-  // Least recently used first.
-  std::sort(idle.begin(), idle.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [last_used, victim] : idle) {
-    if (used + bytes <= budget) break;
-    used -= victim->memory_bytes();
-    victim->Unload(fmt::format("unloaded to make room for model '{}' (memory budget {} bytes)",
-                               requester->name(), budget));
+  MAAS_ASSIGN_OR_RETURN(std::vector<std::string> victims,
+                        internal::PlanEviction(memory, requester->name(), bytes, budget));
+  for (const std::string& name : victims) {
+    by_name.at(name)->Unload(
+        fmt::format("unloaded to make room for model '{}' (memory budget {} bytes)",
+                    requester->name(), budget));
   }
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_join.h"
 #include "absl_compat.h"
 #include "fmt/core.h"
 #include "status_macros.h"
@@ -103,6 +104,41 @@ RoutePlan PlanRoutes(const std::set<int64_t>& ready, const Target& target,
   }
   plan.split = Split(std::move(split));
   return plan;
+}
+
+absl::StatusOr<std::vector<std::string>> PlanEviction(const std::vector<ModelMemory>& models,
+                                                      std::string_view requester, int64_t bytes,
+                                                      int64_t budget) {
+  int64_t used = 0, freeable = 0;
+  std::vector<std::string> busy;
+  std::vector<const ModelMemory*> idle;
+  for (const ModelMemory& model : models) {
+    used += model.bytes;
+    if (model.name == requester || model.bytes == 0) continue;
+    if (model.idle) {
+      freeable += model.bytes;
+      idle.push_back(&model);
+    } else {
+      busy.push_back(model.name);
+    }
+  }
+  std::vector<std::string> victims;
+  if (used + bytes <= budget) return victims;
+  if (used - freeable + bytes > budget) {
+    return absl::ResourceExhaustedError(fmt::format(
+        "memory budget of {} bytes: {} in use, {} more needed for model '{}'; unloading every "
+        "idle model would free only {} (busy models: {})",
+        budget, used, bytes, requester, freeable,
+        busy.empty() ? "none" : absl::StrJoin(busy, ", ")));
+  }
+  std::sort(idle.begin(), idle.end(),
+            [](const ModelMemory* a, const ModelMemory* b) { return a->last_used < b->last_used; });
+  for (const ModelMemory* model : idle) {
+    if (used + bytes <= budget) break;
+    used -= model->bytes;
+    victims.push_back(model->name);
+  }
+  return victims;
 }
 
 }  // namespace maas::internal

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "maas/model_status.h"
 #include "maas/model_store.h"
 #include "maas/version_policy.h"
@@ -76,6 +77,21 @@ struct RoutePlan {
 // force before.
 RoutePlan PlanRoutes(const std::set<int64_t>& ready, const Target& target,
                      const Split& previous_split);
+
+// What the memory budget knows of one deployed model.
+struct ModelMemory {
+  std::string name;
+  int64_t bytes = 0;  // Loaded (or being loaded) now.
+  bool idle = false;  // Nothing queued, running or waiting: it may be unloaded.
+  absl::Time last_used;
+};
+
+// Which models to unload, least recently used first, so that `bytes` more for `requester` fit
+// in `budget`: none when they fit already. ResourceExhausted, unloading nothing, when unloading
+// every idle model but the requester would not make room; the message names the busy ones.
+absl::StatusOr<std::vector<std::string>> PlanEviction(const std::vector<ModelMemory>& models,
+                                                      std::string_view requester, int64_t bytes,
+                                                      int64_t budget);
 
 }  // namespace maas::internal
 

@@ -125,5 +125,31 @@ TEST(PlanRoutesTest, NothingReadyMeansNoRoutes) {
   EXPECT_TRUE(plan.split.empty());
 }
 
+const absl::Time kLongAgo = absl::FromUnixSeconds(1000);
+
+TEST(PlanEvictionTest, NothingIsUnloadedWhenTheRequestFits) {
+  const std::vector<ModelMemory> models = {{"a", 40, true, kLongAgo}, {"new", 0, true, kLongAgo}};
+  EXPECT_THAT(*PlanEviction(models, "new", 60, 100), IsEmpty());
+}
+
+TEST(PlanEvictionTest, IdleModelsGoLeastRecentlyUsedFirstUntilItFits) {
+  const std::vector<ModelMemory> models = {{"recent", 30, true, kLongAgo + absl::Seconds(20)},
+                                           {"oldest", 30, true, kLongAgo},
+                                           {"busy", 30, false, kLongAgo},
+                                           {"middle", 10, true, kLongAgo + absl::Seconds(10)},
+                                           {"new", 0, true, kLongAgo}};
+  // 100 in use; 40 more needs 40 freed: the oldest (30), then the middle one (10).
+  EXPECT_THAT(*PlanEviction(models, "new", 40, 100), ElementsAre("oldest", "middle"));
+}
+
+TEST(PlanEvictionTest, NothingIsUnloadedWhenEvenAllIdleModelsWouldNotMakeRoom) {
+  const std::vector<ModelMemory> models = {
+      {"idle", 30, true, kLongAgo}, {"busy", 60, false, kLongAgo}, {"me", 10, true, kLongAgo}};
+  absl::StatusOr<std::vector<std::string>> plan = PlanEviction(models, "me", 50, 100);
+  ASSERT_EQ(plan.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(plan.status().message()),
+              HasSubstr("unloading every idle model would free only 30 (busy models: busy)"));
+}
+
 }  // namespace
 }  // namespace maas::internal
