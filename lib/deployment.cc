@@ -35,7 +35,7 @@ Deployment::Deployment(std::string name, DeployOptions options, std::shared_ptr<
       last_used_(absl::ToUnixNanos(clock_->Now())),
       options_(std::move(options)) {
   auto routes = std::make_shared<Routes>();
-  routes->unavailable = absl::UnavailableError(fmt::format("{} is loading", label_));
+  routes->state = Routes::Unavailable{absl::UnavailableError(fmt::format("{} is loading", label_))};
   routes_ = std::move(routes);
 }
 
@@ -171,16 +171,21 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
     for (const auto& [version, v] : versions_) {
       if (v.state == ModelState::kReady) ready.insert(version);
     }
-    const RoutePlan plan = PlanRoutes(ready, target, routes_->split);
+    const RoutePlan plan =
+        PlanRoutes(ready, target, routes_->serving() ? routes_->serving()->split : Split());
     auto routes = std::make_shared<Routes>();
     routes->aliases = target.aliases;
-    for (int64_t version : plan.serve) routes->queues[version] = ReadyQueue(version, fresh);
-    routes->split = plan.split;
-    if (routes->queues.empty()) {
-      routes->unloaded = routes_->unloaded;  // Unloaded and not loaded again: ask again later.
-      routes->unavailable = absl::UnavailableError(
+    Routes::Serving serving;
+    for (int64_t version : plan.serve) serving.executors[version] = ReadyQueue(version, fresh);
+    serving.split = plan.split;
+    if (!serving.executors.empty()) {
+      routes->state = std::move(serving);
+    } else if (routes_->unloaded()) {
+      routes->state = Routes::Unloaded{};  // Unloaded and not loaded again: ask again later.
+    } else {
+      routes->state = Routes::Unavailable{absl::UnavailableError(
           fmt::format("{} has no ready version{}", label_,
-                      first_error.ok() ? "" : fmt::format(" ({})", first_error.message())));
+                      first_error.ok() ? "" : fmt::format(" ({})", first_error.message())))};
     }
 
     for (auto& [version, queue] : fresh) {
@@ -197,7 +202,7 @@ absl::Status Deployment::ApplyTarget(const ModelStore& store, Reserve reserve,
       Version& v = it->second;
       const bool targeted =
           std::binary_search(target.versions.begin(), target.versions.end(), it->first);
-      if (v.queue != nullptr && routes->queues.count(it->first) == 0) {
+      if (v.queue != nullptr && !Serves(*routes, it->first)) {
         retired.emplace_back(it->first, v.queue);
         SetState(it->first, ModelState::kUnloading, "");
         ++it;
@@ -248,9 +253,10 @@ void Deployment::Unload(const std::string& reason) {
   {
     MutexLock lock(&mu_);
     auto routes = std::make_shared<Routes>();
-    routes->unloaded = true;
+    routes->state = Routes::Unloaded{};
     routes->aliases = routes_->aliases;
-    unloaded_split_ = routes_->split;  // Restore brings back exactly what served.
+    // Restore brings back exactly what served.
+    unloaded_split_ = routes_->serving() ? routes_->serving()->split : Split();
     routes_ = std::move(routes);
     for (auto& [version, v] : versions_) {
       if (v.queue == nullptr) continue;
@@ -271,7 +277,8 @@ void Deployment::Shutdown(bool drain) {
   {
     MutexLock lock(&mu_);
     auto routes = std::make_shared<Routes>();
-    routes->unavailable = absl::NotFoundError(fmt::format("{} is not deployed", label_));
+    routes->state =
+        Routes::Unavailable{absl::NotFoundError(fmt::format("{} is not deployed", label_))};
     routes_ = std::move(routes);
     for (auto& [version, v] : versions_) {
       if (v.queue != nullptr) queues.push_back(std::move(v.queue));
@@ -298,7 +305,7 @@ ModelStatus Deployment::Describe() const {
   status.name = name_;
   MutexLock lock(&mu_);
   status.policy = options_.policy;
-  status.ready = !routes_->split.empty() || routes_->unloaded;
+  status.ready = routes_->serving() != nullptr || routes_->unloaded();
   status.last_error = last_error_;
   status.last_refresh = last_refresh_;
   for (const auto& [version, v] : versions_) {
@@ -315,7 +322,9 @@ ModelStatus Deployment::Describe() const {
     for (const auto& [alias, target] : routes_->aliases) {
       if (target == version) vs.aliases.push_back(alias);
     }
-    vs.traffic_share = routes_->split.ShareOf(version);
+    if (const Routes::Serving* serving = routes_->serving()) {
+      vs.traffic_share = serving->split.ShareOf(version);
+    }
     if (v.queue != nullptr) {
       vs.stats = v.queue->Stats();
       std::set<const Session*> sessions;  // Instances on one device share one.
@@ -352,7 +361,7 @@ bool Deployment::Idle() const {
 
 bool Deployment::unloaded() const {
   MutexLock lock(&mu_);
-  return routes_->unloaded;
+  return routes_->unloaded();
 }
 
 }  // namespace maas::internal

@@ -26,7 +26,7 @@ Deployment::Parked Deployment::Park(WaitingRequest& request) {
   bool ask = false;
   {
     MutexLock lock(&mu_);
-    if (!routes_->unloaded) return Parked::kRouteAgain;  // Loaded again meanwhile.
+    if (!routes_->unloaded()) return Parked::kRouteAgain;  // Loaded again meanwhile.
     if (!waiting_room_.Enter(request, options_.batching.max_queue_size, clock_->Now(), &ask)) {
       return Parked::kFull;
     }

@@ -17,21 +17,27 @@ double UniformDraw(uint64_t seed, uint64_t n) {
   return static_cast<double>(z >> 11) * 0x1.0p-53;  // 53 random bits
 }
 
+bool Serves(const Routes& routes, int64_t version) {
+  const Routes::Serving* serving = routes.serving();
+  return serving != nullptr && serving->executors.count(version) > 0;
+}
+
 Route RouteRequest(const Routes& routes, std::string_view version, absl::FunctionRef<double()> draw,
                    std::string_view label) {
   Route route;
-  if (routes.unloaded) {
+  if (routes.unloaded()) {
     route.wait = true;
     return route;
   }
-  if (routes.queues.empty()) {
-    route.status = routes.unavailable;
+  const Routes::Serving* serving = routes.serving();
+  if (serving == nullptr) {
+    route.status = std::get<Routes::Unavailable>(routes.state).why;
     return route;
   }
+  const auto& executors = serving->executors;
   if (version.empty()) {
-    const Split& split = routes.split;
-    route.queue =
-        routes.queues.at(split.size() > 1 ? split.Pick(draw()) : split.slots().front().first);
+    const Split& split = serving->split;
+    route.queue = executors.at(split.size() > 1 ? split.Pick(draw()) : split.slots().front().first);
     return route;
   }
   absl::StatusOr<VersionSelector> selector = ParseVersionSelector(version);
@@ -42,7 +48,7 @@ Route RouteRequest(const Routes& routes, std::string_view version, absl::Functio
   }
   int64_t number = 0;
   if (std::holds_alternative<LatestVersion>(*selector)) {
-    number = routes.queues.rbegin()->first;
+    number = executors.rbegin()->first;
   } else if (const int64_t* n = std::get_if<int64_t>(&*selector)) {
     number = *n;
   } else if (auto alias = routes.aliases.find(std::get<std::string>(*selector));
@@ -56,10 +62,10 @@ Route RouteRequest(const Routes& routes, std::string_view version, absl::Functio
                     names.empty() ? std::string("none") : absl::StrJoin(names, ", ")));
     return route;
   }
-  auto it = routes.queues.find(number);
-  if (it == routes.queues.end()) {
+  auto it = executors.find(number);
+  if (it == executors.end()) {
     std::vector<int64_t> served;
-    for (const auto& [v, queue] : routes.queues) served.push_back(v);
+    for (const auto& [v, executor] : executors) served.push_back(v);
     const std::string asked = std::to_string(number) == version
                                   ? std::string(version)
                                   : fmt::format("{} ('{}')", number, version);

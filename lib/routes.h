@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -23,16 +24,24 @@ namespace maas::internal {
 // routes without it. A version's queue is stopped only after a Routes without it was published,
 // so a request that raced into a stopped queue finds the newer Routes when it asks again.
 struct Routes {
-  // The versions taking requests.
-  std::map<int64_t, std::shared_ptr<ModelExecutor>> queues;
+  // Versions take requests.
+  struct Serving {
+    std::map<int64_t, std::shared_ptr<ModelExecutor>> executors;  // Not empty.
+    Split split;  // Requests naming no version; not empty.
+  };
+  // The model's versions were unloaded for memory: requests wait for a reload.
+  struct Unloaded {};
+  // No version can take requests (loading, all failed, undeployed): why.
+  struct Unavailable {
+    absl::Status why;
+  };
+
+  std::variant<Unavailable, Serving, Unloaded> state;
   // The store's aliases (to any version) when last read.
   std::map<std::string, int64_t, std::less<>> aliases;
-  // Requests naming no version. Empty when no version is ready.
-  Split split;
-  // The model's versions were unloaded for memory: requests wait for a reload.
-  bool unloaded = false;
-  // Why requests cannot be served, when `queues` is empty and not `unloaded`.
-  absl::Status unavailable;
+
+  const Serving* serving() const { return std::get_if<Serving>(&state); }
+  bool unloaded() const { return std::holds_alternative<Unloaded>(state); }
 };
 
 // What routing decided for one request.
@@ -41,6 +50,9 @@ struct Route {
   absl::Status status;  // When there is no queue.
   bool wait = false;    // Unloaded for memory: wait for a reload.
 };
+
+// Whether `routes` send requests to `version`.
+bool Serves(const Routes& routes, int64_t version);
 
 // Routes a request naming `version` (empty: none) by `routes`. `draw` is a uniform number in
 // [0, 1) for the split, asked for only when the split has several versions. `label` names the

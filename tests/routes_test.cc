@@ -31,26 +31,32 @@ class RoutesTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<Session>> session = Session::Create(**store, "m");
     ASSERT_TRUE(session.ok()) << session.status();
     std::shared_ptr<Session> shared = *std::move(session);
+    Routes::Serving serving;
     for (int64_t version : {1, 2, 3}) {
-      routes_.queues[version] = std::make_shared<ModelExecutor>(
+      serving.executors[version] = std::make_shared<ModelExecutor>(
           "model 'm'", version, std::vector<std::shared_ptr<Session>>{shared}, BatchingOptions{},
           RealClock(), &cores_);
     }
+    serving.split = Split({{2, 0.9}, {3, 0.1}});
+    routes_.state = std::move(serving);
     routes_.aliases = {{"stable", 2}, {"canary", 3}, {"old", 7}};
-    routes_.split = Split({{2, 0.9}, {3, 0.1}});
   }
 
   // The version whose queue `route` chose, or 0.
   int64_t Chosen(const Route& route) const {
-    for (const auto& [version, queue] : routes_.queues) {
+    for (const auto& [version, queue] : Serving().executors) {
       if (queue == route.queue) return version;
     }
     return 0;
   }
 
   Route To(std::string_view version, double draw = 0.5) const {
-    return RouteRequest(routes_, version, [draw] { return draw; }, "model 'm'");
+    return RouteRequest(
+        routes_, version, [draw] { return draw; }, "model 'm'");
   }
+
+  Routes::Serving& Serving() { return std::get<Routes::Serving>(routes_.state); }
+  const Routes::Serving& Serving() const { return std::get<Routes::Serving>(routes_.state); }
 
   testing::TempDir dir_;
   CoreBudget cores_{1};
@@ -71,9 +77,15 @@ TEST_F(RoutesTest, UnnamedRequestsFollowTheSplitByTheDraw) {
   EXPECT_EQ(Chosen(To("", 0.9)), 3);
   EXPECT_EQ(Chosen(To("", 0.99999)), 3);
   // One version in the split: no draw is asked for.
-  routes_.split = Split({{1, 1.0}});
+  Serving().split = Split({{1, 1.0}});
   bool drawn = false;
-  Route route = RouteRequest(routes_, "", [&] { drawn = true; return 0.7; }, "model 'm'");
+  Route route = RouteRequest(
+      routes_, "",
+      [&] {
+        drawn = true;
+        return 0.7;
+      },
+      "model 'm'");
   EXPECT_EQ(Chosen(route), 1);
   EXPECT_FALSE(drawn);
 }
@@ -105,18 +117,24 @@ TEST_F(RoutesTest, AMalformedVersionIsInvalid) {
 
 TEST_F(RoutesTest, UnloadedModelsWaitAndUnavailableOnesSayWhy) {
   Routes unloaded;
-  unloaded.unloaded = true;
-  Route route = RouteRequest(unloaded, "1", [] { return 0.0; }, "model 'm'");
+  unloaded.state = Routes::Unloaded{};
+  EXPECT_FALSE(Serves(unloaded, 1));
+  Route route = RouteRequest(
+      unloaded, "1", [] { return 0.0; }, "model 'm'");
   EXPECT_TRUE(route.wait);
   EXPECT_EQ(route.queue, nullptr);
 
+  const absl::Status why = absl::UnavailableError("model 'm' has no ready version (1 failed)");
   Routes none;
-  none.unavailable = absl::UnavailableError("model 'm' has no ready version (1 failed)");
+  none.state = Routes::Unavailable{why};
   for (const char* version : {"", "1", "latest"}) {
-    route = RouteRequest(none, version, [] { return 0.0; }, "model 'm'");
+    route = RouteRequest(
+        none, version, [] { return 0.0; }, "model 'm'");
     EXPECT_FALSE(route.wait) << version;
-    EXPECT_EQ(route.status, none.unavailable) << version;
+    EXPECT_EQ(route.status, why) << version;
   }
+  EXPECT_TRUE(Serves(routes_, 3));
+  EXPECT_FALSE(Serves(routes_, 7));
 }
 
 TEST(UniformDrawTest, IsFixedBySeedUniformAndInRange) {
