@@ -22,30 +22,30 @@
 #include "device_memory.h"
 #include "fmt/core.h"
 #include "integrity.h"
+#include "module_weights.h"
+#include "package_loader.h"
 #include "sha256.h"
 #include "status_macros.h"
 #include "store_files.h"
 #include "tensor_checks.h"
 #include "torch_errors.h"
+#include "torch_runtime.h"
 #include "torch_warnings.h"
 
 namespace maas {
 namespace {
 
-constexpr int kWarmUpRuns = 3;
+using internal::CheckDevice;
+using internal::ComputeDtype;
+using internal::ConvertFloatingWeights;
+using internal::LoadedPackage;
+using internal::LoadPackage;
+using internal::ThreadStream;
+using internal::TurnOffCpuFusion;
+using internal::UseIntraOpThreads;
+using internal::WeightBytes;
 
-// The dtype a precision computes in; nullopt for the module's own.
-std::optional<c10::ScalarType> ComputeDtype(Precision precision) {
-  switch (precision) {
-    case Precision::kFloat16:
-      return c10::ScalarType::Half;
-    case Precision::kBFloat16:
-      return c10::ScalarType::BFloat16;
-    case Precision::kAsSaved:
-      break;
-  }
-  return std::nullopt;
-}
+constexpr int kWarmUpRuns = 3;
 
 // Whether a prepared graph reproduces the reference outputs: floating-point outputs within the
 // rounding of a reordered computation in the session's precision, everything else exactly.
@@ -71,114 +71,6 @@ bool SameResults(const absl::StatusOr<std::vector<at::Tensor>>& got,
   return true;
 }
 
-// Sets the calling thread's intra-op thread count for LibTorch (and, with the OpenMP build of
-// OpenBLAS, for BLAS) unless it already has it. LibTorch has no scoped setting; at::
-// set_num_threads is per thread for OpenMP but also rebuilds a global pthreadpool when the count
-// changes, so it is called only on a change.
-void UseIntraOpThreads(int threads) {
-  thread_local int current = 0;
-  if (current == threads) return;
-  // The first parallel region of a thread lazily re-applies the process-wide default; trigger
-  // that now so that it cannot override the count set below.
-  (void)at::get_num_threads();
-  at::set_num_threads(threads);
-  current = threads;
-}
-
-// A stream from LibTorch's pool for the calling thread on `device`, the same on every call.
-// Device-generic (c10::Stream), so that this file needs no CUDA headers.
-c10::Stream ThreadStream(c10::Device device) {
-  thread_local std::map<std::pair<int, int>, c10::Stream> streams;
-  const std::pair<int, int> key(static_cast<int>(device.type()), device.index());
-  auto it = streams.find(key);
-  if (it == streams.end()) {
-    c10::impl::VirtualGuardImpl guard_impl(device.type());
-    it = streams.emplace(key, guard_impl.getStreamFromGlobalPool(device)).first;
-  }
-  return it->second;
-}
-
-// Bytes of a module's parameters and buffers, each storage once (tied weights share one).
-int64_t WeightBytes(const torch::jit::Module& module) {
-  std::unordered_set<const void*> seen;
-  int64_t bytes = 0;
-  auto add = [&](const at::Tensor& tensor) {
-    if (!tensor.defined() || !tensor.has_storage()) return;
-    if (seen.insert(tensor.storage().unsafeGetStorageImpl()).second) {
-      bytes += static_cast<int64_t>(tensor.storage().nbytes());
-    }
-  };
-  for (const at::Tensor& parameter : module.parameters(/*recurse=*/true)) add(parameter);
-  for (const at::Tensor& buffer : module.buffers(/*recurse=*/true)) add(buffer);
-  return bytes;
-}
-
-// Converts the floating-point parameters and buffers of a module, in place, to `dtype`; integer
-// and boolean ones (indices, counters) stay as they are, unlike Module::to(dtype).
-void ConvertFloatingWeights(torch::jit::Module& module, c10::ScalarType dtype) {
-  auto convert = [dtype](at::Tensor tensor) {
-    if (tensor.defined() && tensor.is_floating_point() && tensor.scalar_type() != dtype) {
-      tensor.set_data(tensor.to(dtype));
-    }
-  };
-  for (const at::Tensor& parameter : module.parameters(/*recurse=*/true)) convert(parameter);
-  for (const at::Tensor& buffer : module.buffers(/*recurse=*/true)) convert(buffer);
-}
-
-absl::StatusOr<c10::Device> CheckDevice(c10::Device device) {
-  if (device.is_cpu()) return c10::Device(c10::DeviceType::CPU);
-  if (!device.is_cuda()) {
-    return absl::InvalidArgumentError(
-        fmt::format("device '{}' is not supported; use the CPU or a CUDA device", device.str()));
-  }
-  if (!torch::cuda::is_available()) {
-    return absl::FailedPreconditionError(fmt::format(
-        "device '{}' requested, but CUDA is not available: this LibTorch was built without CUDA "
-        "or no GPU is visible",
-        device.str()));
-  }
-  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-  const int64_t index = device.has_index() ? device.index() : 0;
-  if (index >= count) {
-    return absl::InvalidArgumentError(fmt::format(
-        "device '{}' requested, but only {} CUDA device(s) are visible", device.str(), count));
-  }
-  return c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(index));
-}
-
-// TorchScript's CPU fusion compiles kernels with LLVM at run time in LibTorch builds that have it
-// (the official builds do not): minutes for a small MLP on one thread. Off for the process, once,
-// before the first session runs, so that kProfiling means the same on every LibTorch.
-void TurnOffCpuFusion() {
-  static const bool done = [] {
-    torch::jit::overrideCanFuseOnCPU(false);
-    return true;
-  }();
-  (void)done;
-}
-
-// Whether this CPU runs code compiled for `isa`, a package's AOTI_CPU_ISA ("AVX512 AVX512_VNNI"):
-// its first word is the base instruction set AOTInductor compiled for (-march=native), which
-// the CPU must have; the message names what is missing.
-absl::Status CheckCpuIsa(std::string_view isa, std::string_view label) {
-  const std::string_view base = isa.substr(0, isa.find(' '));
-  __builtin_cpu_init();
-  bool present = true;
-  if (base == "AVX512") {
-    present = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  } else if (base == "AVX2") {
-    present = __builtin_cpu_supports("avx2");
-  }
-  if (!present) {
-    return absl::FailedPreconditionError(fmt::format(
-        "{}: the package was compiled for CPUs with {} ({}), which this CPU lacks; compile it on "
-        "a machine like the ones that serve it",
-        label, base, isa));
-  }
-  return absl::OkStatus();
-}
-
 // `tensor` with its rows (dimension 0) made up to `rows` by repeating its last row: inputs a
 // model accepts, whatever it computes (a repeated real row is valid where zeros may not be).
 at::Tensor PadRows(const at::Tensor& tensor, int64_t rows) {
@@ -186,49 +78,6 @@ at::Tensor PadRows(const at::Tensor& tensor, int64_t rows) {
   const int64_t missing = rows - sizes[0];
   sizes[0] = missing;
   return at::cat({tensor, tensor.narrow(0, tensor.size(0) - 1, 1).expand(sizes)}, 0);
-}
-
-// A loaded package and the bytes of its weights.
-struct LoadedPackage {
-  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
-  int64_t weight_bytes = 0;
-};
-
-// Loads an AOTInductor package on `device` after checking that it was compiled for that kind of
-// device (and, on the CPU, for this CPU's instruction set): LibTorch's loader would otherwise
-// fail late or, for an instruction set, crash.
-absl::StatusOr<LoadedPackage> LoadPackage(const ModelInfo& info, std::string_view bytes,
-                                          c10::Device device, std::string_view label) {
-  MAAS_ASSIGN_OR_RETURN(internal::PackageDescription description,
-                        internal::InspectPackage(bytes, info.artifact_path.string()));
-  const std::string wanted = device.is_cuda() ? "cuda" : "cpu";
-  if (description.device != wanted) {
-    return absl::FailedPreconditionError(fmt::format(
-        "{}: the AOTInductor package was compiled for device '{}' but this session runs on '{}'; "
-        "export and compile it on that device (or deploy it on a '{}' device)",
-        label, description.device, device.str(), description.device));
-  }
-  if (device.is_cpu()) MAAS_RETURN_IF_ERROR(CheckCpuIsa(description.cpu_isa, label));
-  LoadedPackage loaded;
-  try {
-    // One model instance per core (and one more): the most that Scheduler workers and callers
-    // of Run can use at once; they share the weights, each has its own activations.
-    const size_t runners = std::max(2u, std::thread::hardware_concurrency() + 1);
-    loaded.loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        info.artifact_path.string(), description.model_name, /*run_single_threaded=*/false,
-        runners, device.is_cuda() ? device.index() : c10::DeviceIndex(-1));
-    // Each constant's own bytes: a package may keep them all in one blob.
-    for (const auto& [name, tensor] :
-         loaded.loader->get_runner()->extract_constants_map(/*use_inactive=*/false)) {
-      if (tensor.defined()) loaded.weight_bytes += static_cast<int64_t>(tensor.nbytes());
-    }
-  } catch (...) {
-    return internal::StatusFromCurrentException(
-        absl::StatusCode::kFailedPrecondition,
-        fmt::format("{}: LibTorch cannot load the AOTInductor package {}", label,
-                    info.artifact_path.string()));
-  }
-  return loaded;
 }
 
 }  // namespace
@@ -445,8 +294,8 @@ absl::StatusOr<std::vector<at::Tensor>> Session::Run(const std::vector<at::Tenso
                                                      int intra_op_threads) const {
   const Impl& impl = *impl_;
   if (intra_op_threads < 1) {
-    return absl::InvalidArgumentError(fmt::format(
-        "{}: intra_op_threads must be at least 1, got {}", impl.label, intra_op_threads));
+    return absl::InvalidArgumentError(fmt::format("{}: intra_op_threads must be at least 1, got {}",
+                                                  impl.label, intra_op_threads));
   }
   MAAS_ASSIGN_OR_RETURN(int64_t batch,
                         internal::CheckInputs(impl.info.signature, inputs, impl.label));
