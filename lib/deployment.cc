@@ -13,6 +13,7 @@
 #include "names.h"
 #include "status_macros.h"
 #include "version_loader.h"
+#include "version_resolver.h"
 
 namespace maas::internal {
 namespace {
@@ -337,6 +338,34 @@ ModelStatus Deployment::Describe() const {
     status.versions.push_back(std::move(vs));
   }
   return status;
+}
+
+absl::StatusOr<int64_t> Deployment::ResolveVersion(std::string_view selector) const {
+  MutexLock lock(&mu_);
+  std::vector<int64_t> versions;
+  const Split* split = nullptr;
+  if (const Routes::Serving* serving = routes_->serving()) {
+    for (const auto& [version, executor] : serving->executors) versions.push_back(version);
+    split = &serving->split;
+  } else if (routes_->unloaded()) {
+    for (const auto& [version, v] : versions_) {
+      if (v.state == ModelState::kUnloaded) versions.push_back(version);
+    }
+    split = &unloaded_split_;
+  } else {
+    return std::get<Routes::Unavailable>(routes_->state).why;
+  }
+  if (!selector.empty()) {
+    return internal::ResolveVersion(selector,
+                                    {label_, /*serving=*/true, versions, routes_->aliases});
+  }
+  const std::pair<int64_t, double>* largest = nullptr;
+  for (const std::pair<int64_t, double>& slot : split->slots()) {
+    if (largest == nullptr || slot.second > largest->second) largest = &slot;
+  }
+  if (largest == nullptr)
+    return absl::UnavailableError(fmt::format("{} has no ready version", label_));
+  return largest->first;
 }
 
 int64_t Deployment::memory_bytes() const {

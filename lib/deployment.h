@@ -74,6 +74,8 @@ class Deployment {
 
   // --- Any thread ---
   ModelStatus Describe() const;
+  // As Server::ResolveVersion.
+  absl::StatusOr<int64_t> ResolveVersion(std::string_view selector) const;
   int64_t memory_bytes() const;
   // Nothing queued, running or waiting for a reload.
   bool Idle() const;

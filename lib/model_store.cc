@@ -22,6 +22,7 @@
 #include "sha256.h"
 #include "status_macros.h"
 #include "store_files.h"
+#include "version_resolver.h"
 
 // On-disk layout (docs/model-store.md):
 //   <root>/.maas-store.json            marker with the format version
@@ -192,8 +193,7 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const fs::path& roo
   return std::unique_ptr<ModelStore>(new ModelStore(std::move(canonical), options));
 }
 
-absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
-                                              const fs::path& model_file,
+absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name, const fs::path& model_file,
                                               const ModelSignature& signature,
                                               const PublishOptions& options) {
   if (options_.read_only) {
@@ -210,8 +210,8 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
         fmt::format("cannot publish '{}': {} does not exist", name, model_file.string()));
   }
   if (!internal::posix::IsRegularFile(model_file, ec)) {
-    return absl::InvalidArgumentError(fmt::format("cannot publish '{}': {} is not a regular file",
-                                                  name, model_file.string()));
+    return absl::InvalidArgumentError(
+        fmt::format("cannot publish '{}': {} is not a regular file", name, model_file.string()));
   }
 
   // The model folder: created on first publish; an existing one must not lead out of the store.
@@ -247,8 +247,7 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(std::string_view name,
       internal::CheckModelFile(staged_artifact, signature);
   if (!checked.ok()) {
     return absl::InvalidArgumentError(fmt::format("cannot publish '{}' from {}: {}", name,
-                                                  model_file.string(),
-                                                  checked.status().message()));
+                                                  model_file.string(), checked.status().message()));
   }
   const std::string_view artifact_file = internal::ArtifactFileName(checked->format);
   if (staged_artifact.filename() != artifact_file) {
@@ -389,33 +388,16 @@ absl::StatusOr<LockedModel> LockModel(const fs::path& root, const ModelStoreOpti
 
 absl::StatusOr<ModelInfo> ModelStore::Get(std::string_view name, std::string_view version) const {
   MAAS_ASSIGN_OR_RETURN(fs::path model_dir, ModelDir(root_, name));
-  absl::StatusOr<internal::VersionSelector> selector = internal::ParseVersionSelector(version);
-  if (!selector.ok()) {
-    return absl::InvalidArgumentError(
-        fmt::format("model '{}': {}", name, selector.status().message()));
-  }
-  int64_t number = 0;
-  if (std::holds_alternative<internal::LatestVersion>(*selector)) {
-    std::vector<int64_t> versions = ListVersions(root_, model_dir);
-    if (versions.empty()) {
-      return absl::NotFoundError(fmt::format("model '{}' has no versions", name));
-    }
-    number = versions.back();
-  } else if (const int64_t* n = std::get_if<int64_t>(&*selector)) {
-    number = *n;
-  } else {
-    const std::string& alias = std::get<std::string>(*selector);
+  std::map<std::string, int64_t, std::less<>> aliases;
+  if (absl::StatusOr<internal::VersionSelector> selector = internal::ParseVersionSelector(version);
+      selector.ok() && std::holds_alternative<std::string>(*selector)) {
     MAAS_ASSIGN_OR_RETURN(ModelMeta meta, ReadModelMeta(root_, model_dir));
-    auto it = meta.aliases.find(alias);
-    if (it == meta.aliases.end()) {
-      std::vector<std::string> known;
-      for (const auto& [known_alias, unused] : meta.aliases) known.push_back(known_alias);
-      return absl::NotFoundError(fmt::format("model '{}' has no alias '{}' (aliases: {})", name,
-                                             alias,
-                                             known.empty() ? "none" : absl::StrJoin(known, ", ")));
-    }
-    number = it->second;
+    aliases.insert(meta.aliases.begin(), meta.aliases.end());
   }
+  const std::string label = fmt::format("model '{}'", name);
+  MAAS_ASSIGN_OR_RETURN(
+      int64_t number, internal::ResolveVersion(version, {label, /*serving=*/false,
+                                                         ListVersions(root_, model_dir), aliases}));
   return ReadVersion(root_, name, model_dir, number);
 }
 

@@ -5,7 +5,7 @@
 #include "absl/strings/str_join.h"
 #include "absl_compat.h"
 #include "fmt/core.h"
-#include "names.h"
+#include "version_resolver.h"
 
 namespace maas::internal {
 
@@ -40,41 +40,16 @@ Route RouteRequest(const Routes& routes, std::string_view version, absl::Functio
     route.queue = executors.at(split.size() > 1 ? split.Pick(draw()) : split.slots().front().first);
     return route;
   }
-  absl::StatusOr<VersionSelector> selector = ParseVersionSelector(version);
-  if (!selector.ok()) {
-    route.status =
-        absl::InvalidArgumentError(fmt::format("{}: {}", label, selector.status().message()));
+  std::vector<int64_t> served;
+  served.reserve(executors.size());
+  for (const auto& [v, executor] : executors) served.push_back(v);
+  absl::StatusOr<int64_t> number =
+      ResolveVersion(version, {label, /*serving=*/true, served, routes.aliases});
+  if (!number.ok()) {
+    route.status = number.status();
     return route;
   }
-  int64_t number = 0;
-  if (std::holds_alternative<LatestVersion>(*selector)) {
-    number = executors.rbegin()->first;
-  } else if (const int64_t* n = std::get_if<int64_t>(&*selector)) {
-    number = *n;
-  } else if (auto alias = routes.aliases.find(std::get<std::string>(*selector));
-             alias != routes.aliases.end()) {
-    number = alias->second;
-  } else {
-    std::vector<std::string> names;
-    for (const auto& [name, target] : routes.aliases) names.push_back(name);
-    route.status = absl::NotFoundError(
-        fmt::format("{} has no alias '{}' (aliases: {})", label, version,
-                    names.empty() ? std::string("none") : absl::StrJoin(names, ", ")));
-    return route;
-  }
-  auto it = executors.find(number);
-  if (it == executors.end()) {
-    std::vector<int64_t> served;
-    for (const auto& [v, executor] : executors) served.push_back(v);
-    const std::string asked = std::to_string(number) == version
-                                  ? std::string(version)
-                                  : fmt::format("{} ('{}')", number, version);
-    route.status = absl::NotFoundError(
-        fmt::format("{} does not serve version {} (serving: {})", label, asked,
-                    served.empty() ? std::string("none") : absl::StrJoin(served, ", ")));
-    return route;
-  }
-  route.queue = it->second;
+  route.queue = executors.at(*number);
   return route;
 }
 

@@ -302,6 +302,13 @@ absl::StatusOr<ModelStatus> Server::Describe(std::string_view name) const {
   return deployment->Describe();
 }
 
+absl::StatusOr<int64_t> Server::ResolveVersion(std::string_view name,
+                                               std::string_view version) const {
+  std::shared_ptr<internal::Deployment> deployment = impl_->models.Find(name);
+  if (deployment == nullptr) return impl_->models.NotFound(name);
+  return deployment->ResolveVersion(version);
+}
+
 std::vector<std::string> Server::Models() const { return impl_->models.Names(); }
 
 // --- Small value types --------------------------------------------------------------------

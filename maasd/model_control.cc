@@ -142,8 +142,7 @@ absl::StatusOr<maas::ModelSignature> ModelControl::Signature(const std::string& 
   return std::move(facts->signature);
 }
 
-absl::StatusOr<maas::ModelFormat> ModelControl::Format(const std::string& model,
-                                                       int64_t version) {
+absl::StatusOr<maas::ModelFormat> ModelControl::Format(const std::string& model, int64_t version) {
   absl::StatusOr<VersionFacts> facts = Facts(model, version);
   if (!facts.ok()) return facts.status();
   return facts->format;
@@ -151,29 +150,11 @@ absl::StatusOr<maas::ModelFormat> ModelControl::Format(const std::string& model,
 
 absl::StatusOr<int64_t> ModelControl::ServedVersion(const std::string& model,
                                                     const std::string& selector) {
-  absl::StatusOr<maas::ModelStatus> status = server_->Describe(model);
-  if (!status.ok()) return status.status();
-  const maas::VersionStatus* best = nullptr;
-  const maas::VersionStatus* newest = nullptr;  // "latest": the newest that serves, as routing
-                                                // takes it (not the newest still loading).
-  for (const maas::VersionStatus& v : status->versions) {
-    if (v.state != maas::ModelState::kReady && v.state != maas::ModelState::kUnloaded) continue;
-    if (!selector.empty()) {
-      const bool named =
-          std::to_string(v.version) == selector ||
-          std::find(v.aliases.begin(), v.aliases.end(), selector) != v.aliases.end();
-      if (named) return v.version;
-      if (newest == nullptr || v.version > newest->version) newest = &v;
-      continue;
-    }
-    if (best == nullptr || v.traffic_share > best->traffic_share) best = &v;
-  }
-  if (selector == "latest" && newest != nullptr) return newest->version;
-  if (best != nullptr) return best->version;
-  return absl::NotFoundError(
-      selector.empty() ? fmt::format("model '{}' has no ready version{}", model,
-                                     status->last_error.empty() ? "" : ": " + status->last_error)
-                       : fmt::format("model '{}' serves no version '{}'", model, selector));
+  // The Server resolves it as its routing does: one meaning of "latest" (the newest ready).
+  absl::StatusOr<int64_t> version = server_->ResolveVersion(model, selector);
+  if (!absl::IsUnavailable(version.status())) return version;
+  // Nothing ready yet: the protocols call that an unknown version, with the reason.
+  return absl::NotFoundError(std::string(version.status().message()));
 }
 
 void ModelControl::Load(std::string model, std::function<void(absl::Status)> done) {

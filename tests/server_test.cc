@@ -174,6 +174,13 @@ TEST_F(ServerTest, RequestsNameVersionsAliasesAndLatest) {
   EXPECT_TRUE(absl::IsNotFound(alias.status())) << alias.status();
   EXPECT_THAT(Message(alias.status()), HasSubstr("no alias 'nope' (aliases: stable)"));
   EXPECT_TRUE(absl::IsInvalidArgument(server->Infer("m", {Rows(1)}, Version("-3")).status()));
+  // What a request would reach, as routing resolves it (maasd's metadata asks this).
+  EXPECT_EQ(*server->ResolveVersion("m", "latest"), 3);
+  EXPECT_EQ(*server->ResolveVersion("m", "stable"), 2);
+  EXPECT_EQ(*server->ResolveVersion("m", ""), 3);  // The split's largest share.
+  EXPECT_THAT(Message(server->ResolveVersion("m", "1").status()),
+              HasSubstr("does not serve version 1 (serving: 2, 3)"));
+  EXPECT_TRUE(absl::IsNotFound(server->ResolveVersion("other", "1").status()));
 
   absl::StatusOr<ModelStatus> status = server->Describe("m");
   ASSERT_TRUE(status.ok());

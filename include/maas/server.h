@@ -157,6 +157,15 @@ class Server {
   // share, memory and statistics. NotFound: not deployed.
   absl::StatusOr<ModelStatus> Describe(std::string_view name) const;
 
+  // The version of model `name` that a request naming `version` reaches now, as routing chooses
+  // it: a number or an alias when it serves, "latest" for the newest ready version (a newer one
+  // still loading is not yet "latest"), empty for the version taking the largest share of
+  // requests that name none. A model unloaded for memory answers with the versions that will
+  // serve when it loads again. NotFound: not deployed, or no such version served (the message
+  // lists what is); InvalidArgument: a malformed version; Unavailable: no version is ready yet
+  // (loading, or all failed: the message says why).
+  absl::StatusOr<int64_t> ResolveVersion(std::string_view name, std::string_view version) const;
+
   // The names of the deployed models, sorted.
   std::vector<std::string> Models() const;
 
