@@ -1,7 +1,6 @@
-// BatchQueue: the batching policy of one model (which queued requests run together, and when),
-// and its deadline admission, apart from tensors, threads and sessions (as TensorFlow's batching
-// library keeps its scheduler apart from what a task holds). Time comes in as arguments, so the
-// policy is tested directly in microseconds of made-up time (tests/batch_queue_test.cc).
+// BatchQueue: which queued requests of one model run together, and when, and deadline admission,
+// apart from tensors, threads and sessions (as TensorFlow's batching library). Time comes in as
+// arguments: tested in microseconds of made-up time (tests/batch_queue_test.cc).
 #ifndef MAAS_LIB_BATCH_QUEUE_H_
 #define MAAS_LIB_BATCH_QUEUE_H_
 
