@@ -54,7 +54,7 @@
 #include "absl/strings/str_join.h"
 #include "exact_batcher.h"
 #include "maas/maas.h"
-#include "posix_files.h"
+#include "util/posix_files.h"
 
 namespace fs = std::filesystem;
 

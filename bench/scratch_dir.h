@@ -1,5 +1,5 @@
 // A fresh temporary folder for a benchmark's store and files, removed with its contents on
-// destruction. On POSIX calls (lib/posix_files.h), like the library: no std::filesystem
+// destruction. On POSIX calls (lib/util/posix_files.h), like the library: no std::filesystem
 // operation, whose copy in the official LibTorch builds may win over the system's.
 #ifndef MAAS_BENCH_SCRATCH_DIR_H_
 #define MAAS_BENCH_SCRATCH_DIR_H_
@@ -11,7 +11,7 @@
 #include <string>
 #include <system_error>
 
-#include "posix_files.h"
+#include "util/posix_files.h"
 
 namespace maas::bench {
 

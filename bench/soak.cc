@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "maas/maas.h"
-#include "posix_files.h"
+#include "util/posix_files.h"
 #include "scratch_dir.h"
 
 namespace fs = std::filesystem;

@@ -10,7 +10,7 @@
 
 #include "maas/maas.h"
 #include "scratch_dir.h"
-#include "sha256.h"
+#include "store/sha256.h"
 
 namespace fs = std::filesystem;
 

@@ -8,7 +8,7 @@
 #include <cstdio>
 
 #include "fmt/core.h"
-#include "json.h"
+#include "util/json.h"
 
 namespace maas::cli {
 namespace {

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
 #include "infer_command.h"
 #include "maas/log.h"
@@ -55,7 +55,7 @@ int ExitCodeOf(const absl::Status& status) {
 
 // maasd: beside this program (installed), then where the build made it, then on the PATH.
 // POSIX calls, not std::filesystem: with the official LibTorch builds, libtorch.so's copies of
-// the std::filesystem functions may be the ones that run (lib/posix_files.h).
+// the std::filesystem functions may be the ones that run (lib/util/posix_files.h).
 std::string FindMaasd() {
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

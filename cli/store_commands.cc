@@ -9,11 +9,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
-#include "json.h"
-#include "manifest.h"
-#include "utf8.h"
+#include "util/json.h"
+#include "store/manifest.h"
+#include "util/utf8.h"
 
 namespace maas::cli {
 namespace {

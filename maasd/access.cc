@@ -6,7 +6,7 @@
 #include <cctype>
 
 #include "absl/strings/str_split.h"
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
 
 namespace maasd {

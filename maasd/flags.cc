@@ -5,7 +5,7 @@
 #include <map>
 #include <optional>
 
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
 
 namespace maasd {

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
 #include "grpc_codec.h"
 #include "maas/version.h"

@@ -21,15 +21,15 @@
 #include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "content_coding.h"
-#include "cpu_cores.h"
+#include "util/cpu_cores.h"
 #include "fmt/core.h"
 #include "infer_codec.h"
-#include "log.h"
+#include "util/log.h"
 #include "tls_files.h"
-#include "utf8.h"
-#include "mutex.h"
+#include "util/utf8.h"
+#include "util/mutex.h"
 
 namespace maasd {
 namespace {

@@ -10,13 +10,13 @@
 #include <type_traits>
 
 #include "absl/strings/str_join.h"
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "datatypes.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
 #include "fmt/format.h"
-#include "utf8.h"
+#include "util/utf8.h"
 
 namespace maasd {
 namespace {

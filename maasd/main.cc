@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "flags.h"
 #include "fmt/core.h"
 #include "grpc_api.h"

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "absl/time/time.h"
-#include "mutex.h"
+#include "util/mutex.h"
 
 namespace maasd {
 

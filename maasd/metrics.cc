@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <vector>
 
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
 #include "fmt/format.h"
-#include "utf8.h"
+#include "util/utf8.h"
 
 namespace maasd {
 namespace {

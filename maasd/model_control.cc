@@ -4,9 +4,9 @@
 #include <optional>
 #include <set>
 
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
-#include "posix_files.h"
+#include "util/posix_files.h"
 
 namespace maasd {
 

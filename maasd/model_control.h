@@ -18,7 +18,7 @@
 #include "absl/time/time.h"
 #include "maas/model_store.h"
 #include "maas/server.h"
-#include "mutex.h"
+#include "util/mutex.h"
 
 namespace maasd {
 

@@ -10,8 +10,8 @@
 #include <tuple>
 
 #include "absl/time/time.h"
-#include "histogram.h"
-#include "mutex.h"
+#include "util/histogram.h"
+#include "util/mutex.h"
 
 namespace maasd {
 

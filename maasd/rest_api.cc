@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "datatypes.h"
 #include "fmt/core.h"
 #include "infer_codec.h"

@@ -4,7 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_join.h"
-#include "absl_compat.h"
+#include "util/absl_compat.h"
 #include "fmt/core.h"
 #include "infer_codec.h"
 #include "maas/version.h"

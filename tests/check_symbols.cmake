@@ -1,7 +1,7 @@
 # Fails when a built library or program depends on a symbol that the official LibTorch builds
 # can shadow or mismatch:
 # - an out-of-line std::filesystem operation (path's own members and filesystem_error aside):
-#   libtorch.so exports its own copies, and a call may resolve there (lib/posix_files.h);
+#   libtorch.so exports its own copies, and a call may resolve there (lib/util/posix_files.h);
 # - anything of fmt's compiled library: maas uses fmt header-only, because those LibTorch builds
 #   put fmt headers of another major version ahead of the system's, so that code compiled
 #   against them and linked against the system's libfmt does not link, or mixes two versions.

@@ -48,7 +48,7 @@ string(APPEND source "};
                \"poisoned std::filesystem call: %s\\n\"
                \"maas must not call std::filesystem operations: in a process linked with the \"
                \"official LibTorch builds they may resolve to libtorch.so's copies (see \"
-               \"lib/posix_files.h). Use maas::internal::posix instead.\\n\",
+               \"lib/util/posix_files.h). Use maas::internal::posix instead.\\n\",
                name);
   std::abort();
 }

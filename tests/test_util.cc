@@ -14,11 +14,11 @@
 #include <iostream>
 #include <sstream>
 
-#include "file_faults.h"
+#include "store/file_faults.h"
 #include "gtest/gtest.h"
 #include "maas/model_store.h"
-#include "posix_files.h"
-#include "publish_hook.h"
+#include "util/posix_files.h"
+#include "store/publish_hook.h"
 
 namespace maas::testing {
 namespace fs = std::filesystem;

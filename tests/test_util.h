@@ -57,7 +57,7 @@ std::string ReadBytes(const std::filesystem::path& path);
 std::vector<std::string> ListNames(const std::filesystem::path& folder);
 
 // File helpers for the tests, on POSIX calls: like the library, the tests call no
-// std::filesystem operation (see lib/posix_files.h); they fail the test on error.
+// std::filesystem operation (see lib/util/posix_files.h); they fail the test on error.
 bool Exists(const std::filesystem::path& path);
 bool IsDirectory(const std::filesystem::path& path);
 int64_t FileSize(const std::filesystem::path& path);

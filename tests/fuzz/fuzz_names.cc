@@ -10,7 +10,7 @@
 #include <string_view>
 #include <variant>
 
-#include "names.h"
+#include "store/names.h"
 
 namespace {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <string_view>
 
-#include "archive_check.h"
-#include "json.h"
-#include "manifest.h"
+#include "store/archive_check.h"
+#include "util/json.h"
+#include "store/manifest.h"
 
 namespace {
 
