@@ -10,6 +10,7 @@
 //
 // Only the measured part is instrumented (CALLGRIND_START/STOP_INSTRUMENTATION); under
 // callgrind, run with --instr-atstart=no. Without callgrind it runs the same work uninstrumented.
+#include <ATen/Parallel.h>
 #include <torch/script.h>
 #include <valgrind/callgrind.h>
 
