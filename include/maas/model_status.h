@@ -3,10 +3,12 @@
 #define MAAS_MODEL_STATUS_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "maas/stats.h"
 #include "maas/version_policy.h"
@@ -54,6 +56,11 @@ struct ModelStatus {
   // Whether a request naming no version would be answered now (a version is ready, or the
   // model was unloaded for memory and loads again on demand).
   bool ready = false;
+  // Requests refused before any version took them, by code, since the model was deployed: no
+  // version serves the one named (NotFound) or none is ready (Unavailable), inputs named
+  // wrongly (InvalidArgument), the waiting room full while the model loads again, or that
+  // reload failed. What a version refused or failed is in its `stats.failures`.
+  std::map<absl::StatusCode, int64_t> refused;
   // Versions loading, ready, unloading, unloaded for memory, or failed; by number.
   std::vector<VersionStatus> versions;
   // The latest error of applying the policy (a version that failed to load, an alias that

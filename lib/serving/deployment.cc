@@ -304,6 +304,7 @@ void Deployment::Shutdown(bool drain) {
 ModelStatus Deployment::Describe() const {
   ModelStatus status;
   status.name = name_;
+  status.refused = refused_.Snapshot();
   MutexLock lock(&mu_);
   status.policy = options_.policy;
   status.ready = routes_->serving() != nullptr || routes_->unloaded();

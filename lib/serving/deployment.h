@@ -26,6 +26,7 @@
 #include "maas/request.h"
 #include "batching/model_executor.h"
 #include "util/mutex.h"
+#include "serving/refusal_counts.h"
 #include "serving/routes.h"
 #include "serving/version_loader.h"
 #include "serving/version_plan.h"
@@ -126,6 +127,7 @@ class Deployment {
   std::atomic<uint64_t> draws_{0};  // Draws of the canary split so far.
   const std::function<void()> on_unloaded_request_;
   std::atomic<int64_t> last_used_;
+  RefusalCounts refused_;
 
   mutable Mutex mu_;
   std::shared_ptr<const Routes> routes_ ABSL_GUARDED_BY(mu_);

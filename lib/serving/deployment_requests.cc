@@ -47,12 +47,12 @@ Result Deployment::RouteAndDeliver(std::vector<at::Tensor>& inputs,
       if (std::optional<Result> parked = park()) return *std::move(parked);
       continue;
     }
-    if (route.queue == nullptr) return route.status;
+    if (route.queue == nullptr) return refused_.Count(route.status);
     std::vector<at::Tensor> arranged;  // Keeps `inputs` as given, for a route taken again.
     if (!options.input_names.empty()) {
       absl::StatusOr<std::vector<at::Tensor>> by_name = ArrangeByName(
           inputs, options.input_names, route.queue->signature(), route.queue->version(), label_);
-      if (!by_name.ok()) return by_name.status();
+      if (!by_name.ok()) return refused_.Count(by_name.status());
       arranged = *std::move(by_name);
     }
     if (std::optional<Result> delivered =
@@ -76,7 +76,7 @@ absl::Status Deployment::Submit(std::vector<at::Tensor> inputs, ServerRequestOpt
         inputs = std::move(waiting.inputs);
         options = std::move(waiting.options);
         reply = std::move(waiting.reply);
-        if (parked == Parked::kFull) return WaitingRoomFull(label_);
+        if (parked == Parked::kFull) return refused_.Count(WaitingRoomFull(label_));
         return std::nullopt;
       });
 }
@@ -98,7 +98,7 @@ InferenceResult Deployment::Infer(std::vector<at::Tensor> inputs, ServerRequestO
                                })};
         const Parked parked = Park(waiting);
         if (parked == Parked::kWaiting) return AwaitReload(future, deadline, *clock_, label_);
-        if (parked == Parked::kFull) return WaitingRoomFull(label_);
+        if (parked == Parked::kFull) return refused_.Count(WaitingRoomFull(label_));
         inputs = std::move(waiting.inputs);
         options = std::move(waiting.options);
         return std::nullopt;
@@ -113,10 +113,10 @@ void Deployment::ReleaseWaiting(const absl::Status& load_status) {
   }
   for (WaitingRequest& w : waiting) {
     if (!load_status.ok()) {
-      w.reply.Answer(
-          absl::Status(load_status.code(), fmt::format("{} could not be loaded again: {}", label_,
-                                                       load_status.message())),
-          /*version=*/0);
+      w.reply.Answer(refused_.Count(absl::Status(
+                         load_status.code(), fmt::format("{} could not be loaded again: {}",
+                                                         label_, load_status.message()))),
+                     /*version=*/0);
       continue;
     }
     // Submit leaves the reply with us when it refuses the request.

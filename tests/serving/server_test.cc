@@ -188,6 +188,14 @@ TEST_F(ServerTest, RequestsNameVersionsAliasesAndLatest) {
   EXPECT_THAT(status->versions[0].aliases, ElementsAre("stable"));
   EXPECT_DOUBLE_EQ(status->versions[0].traffic_share, 0.0);
   EXPECT_DOUBLE_EQ(status->versions[1].traffic_share, 1.0);
+  // The three requests no version took are the model's refusals, not a version's failures;
+  // ResolveVersion is a question, not a request.
+  EXPECT_THAT(status->refused,
+              ElementsAre(std::pair(absl::StatusCode::kInvalidArgument, int64_t{1}),
+                          std::pair(absl::StatusCode::kNotFound, int64_t{2})));
+  for (const VersionStatus& version : status->versions) {
+    EXPECT_TRUE(version.stats.failures.empty()) << version.version;
+  }
 }
 
 TEST_F(ServerTest, NamedInputsFollowTheSignatureOfTheVersionThatServes) {
@@ -231,6 +239,10 @@ TEST_F(ServerTest, NamedInputsFollowTheSignatureOfTheVersionThatServes) {
   wrong.input_names = {"a"};
   EXPECT_THAT(Message(server->Infer("pair", {a}, wrong).status()),
               HasSubstr("input 'b' is missing"));
+  absl::StatusOr<ModelStatus> status = server->Describe("pair");
+  ASSERT_TRUE(status.ok());
+  EXPECT_THAT(status->refused,
+              ElementsAre(std::pair(absl::StatusCode::kInvalidArgument, int64_t{3})));
 }
 
 TEST_F(ServerTest, FollowsAnAliasAndRollsBackWhenItMovesBack) {
